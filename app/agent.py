@@ -1,0 +1,125 @@
+"""The agent step: one `litellm.acompletion` call, with errors sorted into transient and permanent.
+
+With no AGENT_MODEL configured, a built-in offline model (registered with litellm as a custom
+provider, so the same code path runs) answers deterministically.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import textwrap
+from typing import Any
+
+from app.config import OFFLINE_MODEL, Settings
+from app.errors import PermanentError, TransientError
+
+logger = logging.getLogger(__name__)
+
+OFFLINE_PROVIDER = OFFLINE_MODEL.split("/", 1)[0]
+# HTTP statuses worth another attempt; any other 4xx means the request itself is wrong.
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
+
+
+def offline_answer(query: str, instructions: str) -> str:
+    """The offline model's reply: deterministic, and says how to get a real one."""
+    quoted = textwrap.shorten(" ".join(query.split()), width=300, placeholder=" …")
+    return (
+        f"[offline model] You asked: {quoted}\n\n"
+        "This answer comes from agent-notify's built-in offline model, which runs when no LLM "
+        "is configured. The request went through the whole durable path - accepted, executed, "
+        "resolved and delivered - just as it would with a real model.\n\n"
+        "To get real answers, set AGENT_MODEL to a litellm model name (for example "
+        "openai/gpt-4o-mini) and the provider's key (AGENT_API_KEY, or the provider's own "
+        "variable such as OPENAI_API_KEY)."
+    )
+
+
+def load_litellm() -> Any:
+    """Import litellm once, offline-safe, with the offline model registered."""
+    # Without this, importing litellm fetches its model cost map from the internet.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    litellm: Any = importlib.import_module("litellm")
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    if not any(item["provider"] == OFFLINE_PROVIDER for item in litellm.custom_provider_map):
+        litellm.custom_provider_map = [
+            *litellm.custom_provider_map,
+            {"provider": OFFLINE_PROVIDER, "custom_handler": _offline_handler(litellm)},
+        ]
+    return litellm
+
+
+def _offline_handler(litellm: Any) -> Any:
+    class OfflineModel(litellm.CustomLLM):  # type: ignore[misc]
+        async def acompletion(
+            self, model: str, messages: list[Any], *args: Any, **kwargs: Any
+        ) -> Any:
+            system = next((m["content"] for m in messages if m["role"] == "system"), "")
+            user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+            return litellm.ModelResponse(
+                model=model,
+                choices=[
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": offline_answer(user, system)},
+                    }
+                ],
+            )
+
+    return OfflineModel()
+
+
+def classify(exc: BaseException) -> TransientError | PermanentError:
+    """Sort a litellm (openai-style) exception: retry timeouts, 429 and 5xx; fail on the rest."""
+    status = getattr(exc, "status_code", None)
+    message = f"{type(exc).__name__}: {exc}"
+    if isinstance(status, int) and 400 <= status < 500 and status not in RETRYABLE_STATUSES:
+        return PermanentError(message)
+    return TransientError(message)
+
+
+class Agent:
+    """Answers a query with the configured model; raises TransientError or PermanentError."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._litellm = load_litellm()
+        if settings.offline:
+            logger.warning(
+                "AGENT_MODEL is not set: answers come from the built-in offline model %s. "
+                "Set AGENT_MODEL (e.g. openai/gpt-4o-mini) and AGENT_API_KEY for a real LLM.",
+                OFFLINE_MODEL,
+            )
+        else:
+            logger.info("agent model: %s", settings.agent_model)
+
+    async def answer(self, query: str, *, model: str | None, instructions: str | None) -> str:
+        settings = self._settings
+        messages = [
+            {"role": "system", "content": instructions or settings.agent_instructions},
+            {"role": "user", "content": query},
+        ]
+        kwargs: dict[str, Any] = {
+            "model": model or settings.model,
+            "messages": messages,
+            "timeout": settings.agent_timeout_seconds,
+            # Retries are ours: durable, with backoff, counted in the workflow row.
+            "num_retries": 0,
+            "max_retries": 0,
+        }
+        if settings.agent_api_base:
+            kwargs["api_base"] = settings.agent_api_base
+        if settings.agent_api_key:
+            kwargs["api_key"] = settings.agent_api_key.get_secret_value()
+        try:
+            response = await self._litellm.acompletion(**kwargs)
+        except Exception as exc:
+            raise classify(exc) from exc
+        try:
+            content = response.choices[0].message.content
+        except (AttributeError, IndexError) as exc:
+            raise TransientError(f"malformed LLM response: {exc}") from exc
+        return content if isinstance(content, str) else ""

@@ -1,0 +1,1 @@
+"""HTTP layer: FastAPI routers and pydantic schemas only; no SQL here."""

@@ -1,0 +1,105 @@
+"""One place that turns every error into `{"error": {"code", "message"}}` with its status."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException
+
+from app.errors import AppError
+
+logger = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _location(loc: Sequence[Any]) -> str:
+    parts = [str(part) for part in loc if part not in ("body",)]
+    return ".".join(parts)
+
+
+def describe_validation(errors: Sequence[Any]) -> tuple[int, str, str]:
+    """Status, code and a sentence for a request that failed validation."""
+    first = errors[0]
+    loc = tuple(first.get("loc", ()))
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        detail = first.get("ctx", {}).get("error", "")
+        return 400, "malformed_json", f"the request body is not valid JSON ({detail})"
+    if loc[:2] == ("path", "key"):
+        return (
+            422,
+            "invalid_key",
+            "the workflow key must be 1 to 256 characters of letters, digits, '.', '_', '~' or '-'",
+        )
+    if loc == ("body",) and kind == "missing":
+        return 422, "missing_body", "a JSON body is required (send it with curl --json)"
+    if loc == ("body",) and kind in ("model_type", "model_attributes_type", "dict_type"):
+        return (
+            422,
+            "invalid_body",
+            "the body must be a JSON string or a JSON object (see /docs for its fields); "
+            "send it as JSON with Content-Type: application/json",
+        )
+    if loc[-1:] == ("email",):
+        reason = str(first.get("msg", "")).removeprefix("value is not a valid email address: ")
+        return 422, "invalid_email", f"invalid email address: {reason}"
+    messages = [f"{_location(e.get('loc', ()))}: {e.get('msg', '')}" for e in errors]
+    return 422, "invalid_request", "; ".join(messages)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
+        return error_response(exc.status_code, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, code, message = describe_validation(exc.errors())
+        return error_response(status, code, message)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such endpoint; see /docs for the API"
+        elif exc.status_code == 413:
+            message = "the request body is too large"
+        response = error_response(exc.status_code, code, message)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_request: Request, exc: DBAPIError) -> JSONResponse:
+        if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+            logger.warning("database unavailable: %s", exc.orig)
+            return error_response(
+                503, "database_unavailable", "the database is unavailable; retry shortly"
+            )
+        raise exc
+
+    @app.exception_handler(OSError)
+    async def _os_error(_request: Request, exc: OSError) -> JSONResponse:
+        logger.warning("database unavailable: %s", exc)
+        return error_response(
+            503, "database_unavailable", "the database is unavailable; retry shortly"
+        )

@@ -1,0 +1,224 @@
+"""Request and response bodies, with the examples the /docs page shows."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    JsonValue,
+    WithJsonSchema,
+    model_validator,
+)
+
+from app.durable.store import PromiseRow, SubscriptionRow, WorkflowRow, WorkflowStatus
+
+KEY_PATTERN = r"^[A-Za-z0-9._~-]{1,256}$"
+KEY_DESCRIPTION = (
+    "The workflow's key, chosen by the client: 1 to 256 URL-safe characters "
+    "(letters, digits, '.', '_', '~', '-'). Every call with the same key addresses the same "
+    "workflow."
+)
+
+WorkflowState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+PromiseState = Literal["pending", "resolved", "rejected"]
+SubscriptionState = Literal["waiting", "ready", "sent", "failed", "cancelled", "expired"]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+Query = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]
+
+
+class RunRequest(BaseModel):
+    """The agent task. The seed's bare JSON string is accepted as `{"query": <string>}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: Query = Field(description="What the agent is asked.")
+    model: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="A litellm model name for this run; default AGENT_MODEL."
+    )
+    instructions: Annotated[str, Field(min_length=1)] | None = Field(
+        default=None, description="System instructions for this run; default AGENT_INSTRUCTIONS."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_string(cls, data: Any) -> Any:
+        return {"query": data} if isinstance(data, str) else data
+
+
+class SubscribeRequest(BaseModel):
+    """Who to notify. The seed's bare JSON string is accepted as `{"email": <string>}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr = Field(description="The address that gets the agent's answer.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_string(cls, data: Any) -> Any:
+        return {"email": data} if isinstance(data, str) else data
+
+
+def _string_or(model: type[BaseModel], string: dict[str, Any]) -> WithJsonSchema:
+    """The documented body schema: the seed's bare string, or the canonical object."""
+    return WithJsonSchema({"anyOf": [string, model.model_json_schema()]})
+
+
+RunBody = Annotated[
+    RunRequest,
+    _string_or(RunRequest, {"type": "string", "minLength": 1, "description": "The query."}),
+]
+SubscribeBody = Annotated[
+    SubscribeRequest,
+    _string_or(
+        SubscribeRequest, {"type": "string", "format": "email", "description": "The address."}
+    ),
+]
+
+RUN_EXAMPLES: dict[str, Any] = {
+    "seed": {
+        "summary": "The seed's form: a bare JSON string",
+        "value": "Write a 1000-word description of Durable Execution",
+    },
+    "object": {
+        "summary": "The canonical form, with options",
+        "value": {
+            "query": "Summarise the idea of durable promises in three sentences",
+            "model": "openai/gpt-4o-mini",
+            "instructions": "You are a concise technical writer.",
+        },
+    },
+}
+SUBSCRIBE_EXAMPLES: dict[str, Any] = {
+    "seed": {"summary": "The seed's form: a bare JSON string", "value": "me@example.com"},
+    "object": {"summary": "The canonical form", "value": {"email": "me@example.com"}},
+}
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["invalid_request"])
+    message: str = Field(examples=["query: must not be empty or only whitespace"])
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class RunAccepted(BaseModel):
+    key: str = Field(examples=["msg-123"])
+    status: Literal["accepted", "previously_accepted"]
+
+
+class RunResult(BaseModel):
+    key: str = Field(examples=["msg-123"])
+    status: WorkflowState = Field(examples=["succeeded"])
+    output: str = Field(description="The agent's answer.")
+
+
+class SubscriptionOut(BaseModel):
+    id: uuid.UUID
+    key: str = Field(examples=["msg-123"])
+    email: str = Field(examples=["me@example.com"])
+    status: SubscriptionState
+    message_id: str = Field(
+        description="The Message-ID the email carries (stable across re-sends)."
+    )
+    attempts: int
+    last_error: str | None = None
+    created_at: datetime
+    sent_at: datetime | None = None
+
+    @classmethod
+    def of(cls, row: SubscriptionRow) -> SubscriptionOut:
+        return cls(
+            id=row.id,
+            key=row.workflow_key,
+            email=row.email,
+            status=row.status,
+            message_id=row.message_id,
+            attempts=row.attempts,
+            last_error=row.last_error,
+            created_at=row.created_at,
+            sent_at=row.sent_at,
+        )
+
+
+class PromiseOut(BaseModel):
+    name: str = Field(examples=["agent_response"])
+    state: PromiseState
+    value: JsonValue = None
+    error: str | None = None
+    completed_at: datetime | None = None
+
+    @classmethod
+    def of(cls, row: PromiseRow) -> PromiseOut:
+        return cls(
+            name=row.name,
+            state=row.state,
+            value=row.value,
+            error=row.error,
+            completed_at=row.completed_at,
+        )
+
+
+class WorkflowOut(BaseModel):
+    key: str = Field(examples=["msg-123"])
+    status: WorkflowState | None = Field(
+        description="null while nobody has started a run for this key (subscribers may wait)."
+    )
+    query: str | None = None
+    model: str | None = None
+    instructions: str | None = None
+    output: str | None = None
+    error: str | None = Field(
+        default=None, description="Why it failed, or the last transient error while retrying."
+    )
+    attempts: int = 0
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None
+    duration_seconds: float | None = None
+    promise: PromiseOut | None
+    subscriptions: list[SubscriptionOut]
+
+    @classmethod
+    def of(cls, status: WorkflowStatus) -> WorkflowOut:
+        workflow: WorkflowRow | None = status.workflow
+        promise = PromiseOut.of(status.promise) if status.promise is not None else None
+        subscriptions = [SubscriptionOut.of(row) for row in status.subscriptions]
+        if workflow is None:
+            return cls(key=status.key, status=None, promise=promise, subscriptions=subscriptions)
+        duration = None
+        if workflow.finished_at is not None:
+            duration = (workflow.finished_at - workflow.created_at).total_seconds()
+        return cls(
+            key=workflow.key,
+            status=workflow.status,
+            query=workflow.query,
+            model=workflow.model,
+            instructions=workflow.instructions,
+            output=workflow.output,
+            error=workflow.error,
+            attempts=workflow.attempts,
+            created_at=workflow.created_at,
+            started_at=workflow.started_at,
+            finished_at=workflow.finished_at,
+            updated_at=workflow.updated_at,
+            duration_seconds=duration,
+            promise=promise,
+            subscriptions=subscriptions,
+        )

@@ -1,0 +1,77 @@
+"""`agent-notify serve` and `agent-notify migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from app import __version__
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.config import Settings
+    from app.main import create_app
+
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
+    settings = Settings(**overrides)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+        proxy_headers=True,
+    )
+
+
+def _migrate(_args: argparse.Namespace) -> None:
+    from app import migrate
+    from app.config import Settings
+    from app.db import create_engine
+    from app.embedded import EmbeddedPostgres
+    from app.main import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    logging.getLogger("app.migrate").setLevel(logging.INFO)
+
+    async def run() -> None:
+        embedded = None
+        database_url = settings.database_url
+        if database_url is None:
+            embedded = await asyncio.to_thread(EmbeddedPostgres.start, settings.data_dir)
+            database_url = embedded.url
+        engine = create_engine(database_url, pool_size=1)
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+
+    asyncio.run(run())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="agent-notify",
+        description="Durable AI-agent runs with email notifications, on Postgres.",
+    )
+    parser.add_argument("--version", action="version", version=f"agent-notify {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP API and the background workers")
+    serve.add_argument("--host", help="address to bind (default HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default PORT or 8080)")
+    serve.set_defaults(handler=_serve)
+    migrate = commands.add_parser("migrate", help="apply database migrations and exit")
+    migrate.set_defaults(handler=_migrate)
+    args = parser.parse_args(argv)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,91 @@
+"""Settings: every knob is an environment variable with a safe default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OFFLINE_MODEL = "agent-notify-offline/echo"
+
+
+class Settings(BaseSettings):
+    """Read once at start-up; environment variable names are the upper-cased field names."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    # Where the service listens.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+    # Postgres. Unset: an embedded server with its data under DATA_DIR/pg.
+    database_url: str | None = None
+    data_dir: Path = Path(".data")
+    db_pool_size: int = Field(default=10, ge=1)
+    migrate_on_start: bool = True
+
+    # The agent (litellm). Unset AGENT_MODEL: the built-in offline model answers.
+    agent_model: str | None = None
+    agent_api_base: str | None = None
+    agent_api_key: SecretStr | None = None
+    agent_instructions: str = "You are a helpful assistant."
+    agent_timeout_seconds: float = Field(default=600.0, gt=0)
+
+    # Email. Unset SMTP_HOST: messages are written as .eml files to OUTBOX_DIR.
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    mail_from: str = "agent-notify <agent-notify@localhost>"
+    outbox_dir: Path | None = None
+
+    # Durability: leases, polling and retries.
+    lease_seconds: float = Field(default=15.0, gt=0)
+    poll_interval_seconds: float = Field(default=5.0, gt=0)
+    retry_initial_seconds: float = Field(default=0.5, gt=0)
+    retry_max_seconds: float = Field(default=60.0, gt=0)
+    retry_max_attempts: int = Field(default=30, ge=1)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    notify_on_failure: bool = True
+
+    # Capacity of one process.
+    runner_concurrency: int = Field(default=64, ge=1)
+    delivery_concurrency: int = Field(default=32, ge=1)
+
+    # HTTP limits.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    log_level: str = "INFO"
+
+    @field_validator("agent_model", "agent_api_base", "smtp_host", "database_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # docker-compose and shells often pass VAR= for "not set".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @property
+    def model(self) -> str:
+        """The litellm model string runs use unless they name their own."""
+        return self.agent_model or OFFLINE_MODEL
+
+    @property
+    def offline(self) -> bool:
+        return self.agent_model is None
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir if self.outbox_dir is not None else self.data_dir / "outbox"
+
+    @property
+    def effective_smtp_port(self) -> int:
+        if self.smtp_port is not None:
+            return self.smtp_port
+        if self.smtp_tls:
+            return 465
+        return 587 if self.smtp_starttls else 25

@@ -1,0 +1,1 @@
+"""Durable execution on Postgres: the store, the listener, the runner and the delivery worker."""

@@ -1,0 +1,128 @@
+"""The process's one LISTEN connection: reconnects, keeps alive, fans out to in-memory waiters.
+
+Notifications are hints. A waiter registers, then reads its row, then waits; after every wake-up
+it reads the row again. When the connection comes back after a loss, every waiter and worker is
+woken, because anything notified meanwhile was missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+import asyncpg
+
+from app.durable.store import KEY_CHANNEL, WORK_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+
+class Listener:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        keepalive_seconds: float = 5.0,
+        reconnect_max_seconds: float = 5.0,
+    ) -> None:
+        self._dsn = dsn
+        self._keepalive_seconds = keepalive_seconds
+        self._reconnect_max_seconds = reconnect_max_seconds
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._work_callbacks: list[Callable[[], None]] = []
+        self._connected = asyncio.Event()
+        self.reconnects = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    def on_work(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever claimable work may exist (and after every reconnect)."""
+        self._work_callbacks.append(callback)
+
+    @contextlib.contextmanager
+    def watch(self, key: str) -> Iterator[asyncio.Event]:
+        """An event set whenever the workflow `key` may have changed; clear it before re-reading."""
+        event = asyncio.Event()
+        waiters = self._waiters.setdefault(key, set())
+        waiters.add(event)
+        try:
+            yield event
+        finally:
+            waiters.discard(event)
+            if not waiters:
+                self._waiters.pop(key, None)
+
+    def wake(self, key: str) -> None:
+        """Wake this process's waiters on `key` (after a local commit, without a round trip)."""
+        for event in self._waiters.get(key, ()):
+            event.set()
+
+    @property
+    def waiter_count(self) -> int:
+        return sum(len(waiters) for waiters in self._waiters.values())
+
+    def _wake_work(self) -> None:
+        for callback in self._work_callbacks:
+            callback()
+
+    def _wake_everyone(self) -> None:
+        for waiters in self._waiters.values():
+            for event in waiters:
+                event.set()
+        self._wake_work()
+
+    def _on_notification(self, _connection: object, _pid: int, channel: str, payload: str) -> None:
+        if channel == KEY_CHANNEL:
+            self.wake(payload)
+        else:
+            self._wake_work()
+
+    async def run(self) -> None:
+        """Listen until cancelled, reconnecting with backoff whenever the connection is lost."""
+        backoff = 0.1
+        first = True
+        while True:
+            try:
+                connection = await asyncpg.connect(
+                    self._dsn,
+                    timeout=10,
+                    server_settings={"application_name": "agent-notify-listener"},
+                )
+            except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+                logger.warning("listener cannot connect (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._reconnect_max_seconds)
+                continue
+            lost = asyncio.Event()
+            connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
+            try:
+                await connection.add_listener(KEY_CHANNEL, self._on_notification)
+                await connection.add_listener(WORK_CHANNEL, self._on_notification)
+                self._connected.set()
+                backoff = 0.1
+                if not first:
+                    self.reconnects += 1
+                    logger.info("listener reconnected; re-checking every waiter and worker")
+                first = False
+                self._wake_everyone()
+                await self._keep_alive(connection, lost)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("listener connection lost: %s", exc)
+            finally:
+                self._connected.clear()
+                connection.terminate()
+
+    async def _keep_alive(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
+        # A dead TCP peer is only noticed when we talk: ask a trivial question now and then.
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), self._keepalive_seconds)
+                return
+            await asyncio.wait_for(connection.fetchval("SELECT 1"), self._keepalive_seconds)

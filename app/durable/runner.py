@@ -1,0 +1,118 @@
+"""Runs the agent for leased workflows and completes their promise with the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Hashable
+
+from sqlalchemy.exc import DBAPIError
+
+from app.agent import Agent
+from app.config import Settings
+from app.durable.listener import Listener
+from app.durable.retry import backoff_delay
+from app.durable.store import Delivery, Store, WorkflowRow
+from app.durable.worker import Worker
+from app.errors import PermanentError, TransientError
+
+logger = logging.getLogger(__name__)
+
+
+class Runner(Worker[WorkflowRow]):
+    name = "runner"
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        agent: Agent,
+        listener: Listener,
+        settings: Settings,
+        owner: str,
+        delivery_owner: Callable[[], str | None],
+        hand_off: Callable[[list[Delivery]], None],
+    ) -> None:
+        super().__init__(
+            concurrency=settings.runner_concurrency,
+            poll_interval_seconds=settings.poll_interval_seconds,
+        )
+        self._store = store
+        self._agent = agent
+        self._listener = listener
+        self._settings = settings
+        self._owner = owner
+        self._delivery_owner = delivery_owner
+        self._hand_off = hand_off
+
+    async def claim(self, limit: int) -> list[WorkflowRow]:
+        return await self._store.claim_runs(
+            owner=self._owner, lease_seconds=self._settings.lease_seconds, limit=limit
+        )
+
+    def identity(self, item: WorkflowRow) -> Hashable:
+        return item.key
+
+    async def process(self, item: WorkflowRow) -> None:
+        settings = self._settings
+        try:
+            output = await self._agent.answer(
+                item.query, model=item.model, instructions=item.instructions
+            )
+        except PermanentError as exc:
+            logger.warning("workflow %s failed: %s", item.key, exc)
+            await self._finish(item, output=None, error=str(exc))
+        except TransientError as exc:
+            if item.attempts >= settings.retry_max_attempts:
+                error = f"gave up after {item.attempts} attempts: {exc}"
+                logger.warning("workflow %s failed: %s", item.key, error)
+                await self._finish(item, output=None, error=error)
+                return
+            delay = backoff_delay(
+                item.attempts,
+                initial=settings.retry_initial_seconds,
+                maximum=settings.retry_max_seconds,
+            )
+            logger.info(
+                "workflow %s attempt %d failed (%s); retrying in %.1fs",
+                item.key,
+                item.attempts,
+                exc,
+                delay,
+            )
+            if await self._store.retry_run_later(
+                item.key, owner=self._owner, error=str(exc), delay_seconds=delay
+            ):
+                self.wake_later(delay)
+        else:
+            await self._finish(item, output=output, error=None)
+
+    async def _finish(self, item: WorkflowRow, *, output: str | None, error: str | None) -> None:
+        # The LLM's answer is worth keeping through a short database outage: retry the commit
+        # while this process lives. If the lease expires meanwhile, whoever took over wins.
+        delay = 0.1
+        while True:
+            try:
+                result = await self._store.complete_run(
+                    item.key,
+                    owner=self._owner,
+                    output=output,
+                    error=error,
+                    deliver_to=self._delivery_owner(),
+                    lease_seconds=self._settings.lease_seconds,
+                    notify_on_failure=self._settings.notify_on_failure,
+                )
+                break
+            except (DBAPIError, OSError) as exc:
+                logger.warning("cannot record the outcome of %s (%s); retrying", item.key, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        if result is None:
+            logger.warning(
+                "workflow %s was taken over by another process; outcome dropped", item.key
+            )
+            return
+        self._listener.wake(item.key)
+        _workflow, deliveries = result
+        if deliveries:
+            self._hand_off(deliveries)

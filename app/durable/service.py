@@ -1,0 +1,124 @@
+"""What the API asks of the durable layer: start or attach to runs, subscribe, wait, inspect.
+
+Starting a run leases it to this process in the accepting commit and executes it here at once;
+a late subscriber's delivery is leased in its own insert and sent at once. Neither adds a commit
+to the path from request to email.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+from app.config import Settings
+from app.durable.delivery import DeliveryWorker
+from app.durable.listener import Listener
+from app.durable.runner import Runner
+from app.durable.store import (
+    AGENT_PROMISE,
+    InputMismatch,
+    RunInput,
+    Store,
+    Subscribed,
+    SubscriptionRow,
+    WorkflowRow,
+    WorkflowStatus,
+)
+from app.errors import Conflict, NotFound
+from app.mailer import message_id_for
+
+
+class WorkflowService:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        listener: Listener,
+        runner: Runner,
+        delivery: DeliveryWorker,
+        settings: Settings,
+        owner: str,
+    ) -> None:
+        self.store = store
+        self.listener = listener
+        self.runner = runner
+        self.delivery = delivery
+        self.settings = settings
+        self.owner = owner
+
+    async def start(self, key: str, run: RunInput) -> tuple[WorkflowRow, bool]:
+        """Create the workflow and execute it here, or attach to the existing one.
+
+        Returns the row and whether this call created it; Conflict if the key has another input.
+        """
+        owner = self.owner if self.runner.has_capacity() else None
+        try:
+            workflow, created = await self.store.accept_run(
+                key, run, owner=owner, lease_seconds=self.settings.lease_seconds
+            )
+        except InputMismatch as exc:
+            raise Conflict(
+                f"workflow {key!r} already exists with a different input; use a new key "
+                "to run another query, or send the same input to attach to it",
+                code="key_conflict",
+            ) from exc
+        if created and owner is not None:
+            self.runner.submit(workflow)
+        return workflow, created
+
+    async def wait_finished(self, key: str, timeout: float | None = None) -> WorkflowRow | None:
+        """The workflow once it has finished; None if `timeout` seconds pass first."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._wait_finished(key)
+        except TimeoutError:
+            return None
+
+    async def _wait_finished(self, key: str) -> WorkflowRow:
+        with self.listener.watch(key) as changed:
+            while True:
+                changed.clear()
+                workflow = await self.store.get_workflow(key)
+                if workflow is None:
+                    raise NotFound(f"no workflow {key!r}")
+                if workflow.finished:
+                    return workflow
+                await self._wait(changed)
+
+    async def subscribe(self, key: str, email: str) -> Subscribed:
+        """Register `email` for the agent's answer; sends at once if it is already there."""
+        subscription_id = uuid.uuid4()
+        subscribed = await self.store.subscribe(
+            key,
+            email,
+            promise_name=AGENT_PROMISE,
+            subscription_id=subscription_id,
+            message_id=message_id_for(str(subscription_id), self.settings.mail_from),
+            deliver_to=self.delivery.lease_owner(),
+            lease_seconds=self.settings.lease_seconds,
+            notify_on_failure=self.settings.notify_on_failure,
+        )
+        if subscribed.delivery is not None:
+            self.delivery.submit(subscribed.delivery)
+        return subscribed
+
+    async def wait_delivered(self, subscription: SubscriptionRow) -> SubscriptionRow:
+        """The subscription once its notification is sent or has definitely failed."""
+        with self.listener.watch(subscription.workflow_key) as changed:
+            while True:
+                changed.clear()
+                current = await self.store.get_subscription(subscription.id)
+                if current is None:
+                    raise NotFound(f"subscription {subscription.id} no longer exists")
+                if current.finished:
+                    return current
+                await self._wait(changed)
+
+    async def status(self, key: str) -> WorkflowStatus:
+        return await self.store.workflow_status(key)
+
+    async def _wait(self, changed: asyncio.Event) -> None:
+        # The fallback poll bounds the delay of a notification that never came.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), self.settings.poll_interval_seconds)

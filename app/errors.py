@@ -1,0 +1,58 @@
+"""The service's error hierarchy; the API maps each class to its HTTP status once."""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    """An error a client can act on: `code` is stable, `message` says what to do."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidInput(AppError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+
+
+class WorkflowFailed(AppError):
+    """The workflow ended without an output; the message carries its recorded error."""
+
+    status_code = 502
+    code = "workflow_failed"
+
+
+class DeliveryFailed(AppError):
+    """The notification could not be delivered; the message carries the recorded reason."""
+
+    status_code = 502
+    code = "delivery_failed"
+
+
+class Unavailable(AppError):
+    status_code = 503
+    code = "unavailable"
+
+
+class TransientError(Exception):
+    """An external call failed in a way worth retrying (timeouts, 429, 5xx, 4xx SMTP replies)."""
+
+
+class PermanentError(Exception):
+    """An external call failed in a way retrying cannot fix (bad request, auth, 5xx SMTP)."""

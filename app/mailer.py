@@ -1,0 +1,143 @@
+"""Building notification emails and handing them to SMTP (aiosmtplib) or to an outbox folder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+
+from app.config import Settings
+from app.errors import PermanentError, TransientError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """What one subscriber is owed: the promise's outcome for one workflow key."""
+
+    email: str
+    message_id: str
+    workflow_key: str
+    resolved: bool
+    value: object
+    error: str | None
+
+
+def message_id_for(subscription_id: str, mail_from: str) -> str:
+    """A Message-ID fixed by the subscription, so a re-send after a crash carries the same one."""
+    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "agent-notify.invalid"
+    domain = re.sub(r"[^A-Za-z0-9.-]", "", domain) or "agent-notify.invalid"
+    return f"<{subscription_id}@{domain}>"
+
+
+def render_value(value: object) -> str:
+    """The promise value as email text: a string as is, anything else as indented JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def build_message(notification: Notification, *, mail_from: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = mail_from
+    message["To"] = notification.email
+    message["Message-ID"] = notification.message_id
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Agent-Notify-Key"] = notification.workflow_key
+    if notification.resolved:
+        message["Subject"] = f"Your agent task {notification.workflow_key} is ready"
+        body = render_value(notification.value)
+    else:
+        message["Subject"] = f"Your agent task {notification.workflow_key} failed"
+        body = f"Your agent task failed: {notification.error or 'no reason recorded'}"
+    message.set_content(body if body.endswith("\n") else body + "\n")
+    return message
+
+
+class Mailer(Protocol):
+    async def send(self, message: EmailMessage) -> None:
+        """Deliver or raise TransientError / PermanentError."""
+
+    @property
+    def description(self) -> str: ...
+
+
+class SmtpMailer:
+    """Sends through an SMTP server with aiosmtplib, one connection per message."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.smtp_host is not None
+        self._settings = settings
+        self.description = f"SMTP {settings.smtp_host}:{settings.effective_smtp_port}"
+
+    async def send(self, message: EmailMessage) -> None:
+        settings = self._settings
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=settings.smtp_host,
+                port=settings.effective_smtp_port,
+                username=settings.smtp_username or None,
+                password=password,
+                use_tls=settings.smtp_tls,
+                start_tls=settings.smtp_starttls,
+                timeout=settings.smtp_timeout_seconds,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            raise _classify_refusals(exc) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            reply = f"SMTP {exc.code} {exc.message}"
+            if 400 <= exc.code < 500:
+                raise TransientError(reply) from exc
+            raise PermanentError(reply) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise TransientError(f"SMTP {type(exc).__name__}: {exc}") from exc
+
+
+def _classify_refusals(exc: aiosmtplib.SMTPRecipientsRefused) -> Exception:
+    codes = [refusal.code for refusal in exc.recipients]
+    reply = "; ".join(f"SMTP {r.code} {r.message}" for r in exc.recipients)
+    if codes and all(400 <= code < 500 for code in codes):
+        return TransientError(reply)
+    return PermanentError(reply)
+
+
+class OutboxMailer:
+    """Writes each message as an .eml file named by its Message-ID (a re-send overwrites it)."""
+
+    def __init__(self, outbox_dir: Path) -> None:
+        self._dir = outbox_dir
+        self.description = f"outbox folder {outbox_dir}"
+
+    async def send(self, message: EmailMessage) -> None:
+        await asyncio.to_thread(self._write, message)
+
+    def _write(self, message: EmailMessage) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9.@_-]", "", str(message["Message-ID"])) + ".eml"
+        path = self._dir / name
+        # Write then rename: a reader never sees half a message.
+        with tempfile.NamedTemporaryFile("wb", dir=self._dir, delete=False, suffix=".tmp") as tmp:
+            tmp.write(message.as_bytes())
+        os.replace(tmp.name, path)
+        logger.info("email to %s written to %s", message["To"], path)
+
+
+def create_mailer(settings: Settings) -> Mailer:
+    if settings.smtp_host:
+        return SmtpMailer(settings)
+    return OutboxMailer(settings.outbox_path)

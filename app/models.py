@@ -1,0 +1,132 @@
+"""The tables, as SQLAlchemy metadata. Alembic migrations create them; this mirrors them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+WORKFLOW_STATES = ("pending", "running", "succeeded", "failed", "cancelled")
+PROMISE_STATES = ("pending", "resolved", "rejected")
+SUBSCRIPTION_STATES = ("waiting", "ready", "sent", "failed", "cancelled", "expired")
+
+TZ = TIMESTAMP(timezone=True)
+NOW = text("now()")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Workflow(Base):
+    """One agent task, identified by the client's key; runs at most once to completion."""
+
+    __tablename__ = "workflow"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", WORKFLOW_STATES), name="status"),
+        CheckConstraint("char_length(key) BETWEEN 1 AND 256", name="key_length"),
+        # The runner's claim: unfinished rows whose turn has come.
+        Index(
+            "ix_workflow_claimable",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'running')"),
+        ),
+        Index("ix_workflow_created_at", "created_at"),
+    )
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    query: Mapped[str] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(Text)
+    instructions: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    output: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    lease_owner: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(TZ)
+    next_attempt_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+    started_at: Mapped[datetime | None] = mapped_column(TZ)
+    finished_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class Promise(Base):
+    """A named durable value of a workflow; completing it is first-writer-wins."""
+
+    __tablename__ = "promise"
+    __table_args__ = (
+        PrimaryKeyConstraint("workflow_key", "name"),
+        CheckConstraint(_one_of("state", PROMISE_STATES), name="state"),
+    )
+
+    workflow_key: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text)
+    value: Mapped[Any | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+    completed_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class Subscription(Base):
+    """One notification owed to one email address about one workflow's promise."""
+
+    __tablename__ = "subscription"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["workflow_key", "promise_name"],
+            ["promise.workflow_key", "promise.name"],
+            ondelete="CASCADE",
+        ),
+        UniqueConstraint("workflow_key", "promise_name", "email"),
+        CheckConstraint(_one_of("status", SUBSCRIPTION_STATES), name="status"),
+        # The delivery worker's claim: ready rows whose turn has come.
+        Index(
+            "ix_subscription_claimable",
+            "next_attempt_at",
+            postgresql_where=text("status = 'ready'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    workflow_key: Mapped[str] = mapped_column(Text)
+    promise_name: Mapped[str] = mapped_column(Text)
+    email: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(TZ)
+    next_attempt_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+    ready_at: Mapped[datetime | None] = mapped_column(TZ)
+    sent_at: Mapped[datetime | None] = mapped_column(TZ)
