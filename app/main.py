@@ -22,6 +22,7 @@ from app import __version__, migrate
 from app.agent import Agent
 from app.api import health, routes
 from app.api.errors import install_error_handlers
+from app.api.limits import BodyLimit
 from app.config import Settings
 from app.db import asyncpg_dsn, create_engine
 from app.durable.delivery import DeliveryWorker
@@ -152,9 +153,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(
         routes.router,

@@ -81,8 +81,6 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = "no such endpoint; see /docs for the API"
-        elif exc.status_code == 413:
-            message = "the request body is too large"
         response = error_response(exc.status_code, code, message)
         if exc.headers:
             response.headers.update(exc.headers)

@@ -1,0 +1,56 @@
+# The two commands: `make run` (the service on 127.0.0.1:8080) and `make test` (lint + tests).
+# Both create .venv and install the pinned dependencies on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint pytest format migrate lock clean
+
+help:
+	@echo "make run      start the service on 127.0.0.1:8080 (embedded Postgres unless DATABASE_URL)"
+	@echo "make test     lint (ruff, ruff format --check, mypy) and run the test suite"
+	@echo "make migrate  apply database migrations and exit"
+	@echo "make format   apply ruff's fixes and formatting"
+	@echo "make lock     re-pin requirements.lock from a fresh resolution of pyproject.toml"
+	@echo "make clean    remove .venv and .data"
+
+$(INSTALLED): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "agent-notify needs Python 3.11 or newer (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@touch $@
+
+run: $(INSTALLED)
+	$(BIN)/agent-notify serve
+
+migrate: $(INSTALLED)
+	$(BIN)/agent-notify migrate
+
+test: lint pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+pytest: $(INSTALLED)
+	$(BIN)/pytest
+
+format: $(INSTALLED)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check '.[dev]'
+	( echo "# Exact versions of every dependency, used as pip constraints by the Makefile."; \
+	  echo "# Regenerate with \`make lock\` after changing pyproject.toml."; \
+	  .lock-venv/bin/python -m pip freeze --disable-pip-version-check | grep -iv '^agent-notify' ) > requirements.lock
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .data

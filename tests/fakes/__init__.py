@@ -1,0 +1,1 @@
+"""Real servers the tests start: an OpenAI-compatible LLM and an SMTP server."""

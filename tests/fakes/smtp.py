@@ -1,0 +1,65 @@
+"""A real SMTP server (aiosmtpd) in the test's event loop, collecting what it accepts."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+
+
+@dataclass
+class Inbox:
+    port: int = 0
+    messages: list[EmailMessage] = field(default_factory=list)
+    # Replies to give instead of accepting, per recipient, in order (e.g. "451 try later").
+    _replies: dict[str, list[str]] = field(default_factory=dict)
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _server: asyncio.Server | None = None
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+    def reply(self, address: str, *replies: str) -> None:
+        self._replies[address] = list(replies)
+
+    async def wait_for(self, count: int, timeout: float = 10) -> list[EmailMessage]:
+        """Wait until at least `count` messages have arrived."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(self.messages) >= count)
+        return self.messages
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        replies = self._replies.get(address)
+        if replies:
+            return replies.pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any
+    ) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        async with self._changed:
+            self._changed.notify_all()
+        return "250 Message accepted"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SMTP(self, hostname="smtp.test", loop=loop), "127.0.0.1", 0
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

@@ -1,0 +1,123 @@
+"""LLM and SMTP errors: transient ones are retried, permanent ones fail with the reason recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from tests.conftest import RunningApp
+from tests.fakes.llm import FakeLLM, answer_for
+from tests.fakes.smtp import Inbox
+from tests.helpers import until_workflow
+
+
+def finished(status: dict[str, object]) -> bool:
+    return status["status"] in {"succeeded", "failed", "cancelled"}
+
+
+async def test_transient_llm_errors_are_retried(
+    client: httpx.AsyncClient, fake_llm: FakeLLM
+) -> None:
+    fake_llm.fail("flaky", 429, 503)
+    response = await client.post("/workflows/flaky/run", json="flaky")
+    assert response.status_code == 200
+    assert response.json()["output"] == answer_for("flaky")
+    assert fake_llm.calls_for("flaky") == 3
+    status = await until_workflow(client, "flaky", finished)
+    assert status["attempts"] == 3
+    assert status["error"] is None
+
+
+async def test_permanent_llm_error_fails_the_workflow_and_tells_subscribers(
+    client: httpx.AsyncClient, fake_llm: FakeLLM, inbox: Inbox
+) -> None:
+    fake_llm.fail("bad request", 400)
+    await client.post("/workflows/bad/on_notify/send", json="early@example.com")
+    response = await client.post("/workflows/bad/run", json="bad request")
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "workflow_failed"
+    assert "BadRequestError" in error["message"]
+    assert fake_llm.calls_for("bad request") == 1
+
+    [message] = await inbox.wait_for(1)
+    assert "failed" in message["Subject"]
+    assert "Your agent task failed" in message.get_content()
+    status = await until_workflow(
+        client, "bad", lambda s: s["subscriptions"][0]["status"] == "sent"
+    )
+    assert status["status"] == "failed"
+    assert status["promise"]["state"] == "rejected"
+    assert "BadRequestError" in status["promise"]["error"]
+
+
+async def test_transient_llm_errors_give_up_after_the_maximum_attempts(
+    client: httpx.AsyncClient, fake_llm: FakeLLM
+) -> None:
+    fake_llm.fail("down", 500, 500, 500, 500, 500)
+    response = await client.post("/workflows/down/run", json="down")
+    assert response.status_code == 502
+    assert "gave up after 4 attempts" in response.json()["error"]["message"]
+    assert fake_llm.calls_for("down") == 4
+
+
+async def test_failure_emails_can_be_turned_off(
+    start_app: Callable[..., Awaitable[RunningApp]], fake_llm: FakeLLM, inbox: Inbox
+) -> None:
+    app = await start_app(notify_on_failure=False)
+    fake_llm.fail("bad", 401)
+    await app.client.post("/workflows/quiet/on_notify/send", json="early@example.com")
+    assert (await app.client.post("/workflows/quiet/run", json="bad")).status_code == 502
+    late = await app.client.post("/workflows/quiet/on_notify", json="late@example.com")
+    assert late.status_code == 502
+    assert late.json()["error"]["code"] == "delivery_failed"
+    status = await until_workflow(app.client, "quiet", lambda s: len(s["subscriptions"]) == 2)
+    assert {s["status"] for s in status["subscriptions"]} == {"failed"}
+    assert all("NOTIFY_ON_FAILURE" in s["last_error"] for s in status["subscriptions"])
+    assert inbox.messages == []
+
+
+async def test_smtp_4xx_is_retried_with_the_same_message_id(
+    client: httpx.AsyncClient, inbox: Inbox
+) -> None:
+    inbox.reply("busy@example.com", "451 4.3.0 try again later")
+    await client.post("/workflows/smtp/run", json="q")
+    response = await client.post("/workflows/smtp/on_notify", json="busy@example.com")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "sent"
+    assert body["attempts"] == 2
+    [message] = inbox.messages
+    assert message["Message-ID"] == body["message_id"]
+
+
+async def test_smtp_5xx_fails_the_subscription_with_the_reply(
+    client: httpx.AsyncClient, inbox: Inbox
+) -> None:
+    inbox.reply("gone@example.com", "550 5.1.1 mailbox unavailable")
+    await client.post("/workflows/smtp5/run", json="q")
+    response = await client.post("/workflows/smtp5/on_notify", json="gone@example.com")
+    assert response.status_code == 502
+    assert "550" in response.json()["error"]["message"]
+    status = await until_workflow(
+        client, "smtp5", lambda s: s["subscriptions"][0]["status"] == "failed"
+    )
+    assert "mailbox unavailable" in status["subscriptions"][0]["last_error"]
+    assert status["subscriptions"][0]["attempts"] == 1
+
+
+async def test_unreachable_smtp_server_is_retried_then_given_up(
+    start_app: Callable[..., Awaitable[RunningApp]], inbox: Inbox
+) -> None:
+    # An SMTP port nobody listens on: connection refused on every attempt, then it gives up.
+    app = await start_app(smtp_port=1)
+    await app.client.post("/workflows/nosmtp/run", json="q")
+    response = await app.client.post("/workflows/nosmtp/on_notify", json="x@example.com")
+    assert response.status_code == 502
+    status = await until_workflow(
+        app.client, "nosmtp", lambda s: s["subscriptions"][0]["status"] == "failed"
+    )
+    [subscription] = status["subscriptions"]
+    assert subscription["attempts"] == 4
+    assert "gave up after 4 attempts" in subscription["last_error"]

@@ -1,0 +1,128 @@
+"""The store's transactions against a real Postgres, including forced lock interleavings."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from app.db import asyncpg_dsn, create_engine
+from app.durable.store import Delivery, RunInput, Store, Subscribed
+from tests.helpers import eventually
+
+OWNER = "test-owner"
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    engine = create_engine(database_url, pool_size=4)
+    try:
+        yield Store(engine)
+    finally:
+        await engine.dispose()
+
+
+async def blocked_on_locks(db: asyncpg.Connection) -> int:
+    count: int = await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return count
+
+
+async def until_blocked(db: asyncpg.Connection, count: int) -> None:
+    await eventually(lambda: blocked_on_locks(db), lambda blocked: blocked >= count)
+
+
+def subscribe(store: Store, key: str, email: str) -> Awaitable[Subscribed]:
+    subscription_id = uuid.uuid4()
+    return store.subscribe(
+        key,
+        email,
+        subscription_id=subscription_id,
+        message_id=f"<{subscription_id}@test>",
+        deliver_to=OWNER,
+        lease_seconds=30,
+        notify_on_failure=True,
+    )
+
+
+def complete(store: Store, key: str) -> Awaitable[Any]:
+    return store.complete_run(
+        key,
+        owner=OWNER,
+        output="the answer",
+        error=None,
+        deliver_to=OWNER,
+        lease_seconds=30,
+        notify_on_failure=True,
+    )
+
+
+@pytest.mark.parametrize("first", ["subscriber", "resolver"])
+async def test_subscribe_and_resolve_contending_for_the_promise_row(
+    store: Store, database_url: str, db: asyncpg.Connection, first: str
+) -> None:
+    """Whichever gets the promise row first, the subscription is delivered exactly once."""
+    await store.accept_run("k", RunInput("q"), owner=OWNER, lease_seconds=30)
+    await db.execute(
+        "INSERT INTO promise (workflow_key, name, state) VALUES ('k', 'agent_response', 'pending')"
+    )
+    blocker = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute("SELECT 1 FROM promise WHERE workflow_key = 'k' FOR UPDATE")
+
+        starters: dict[str, Callable[[], Awaitable[Any]]] = {
+            "subscriber": lambda: subscribe(store, "k", "a@example.com"),
+            "resolver": lambda: complete(store, "k"),
+        }
+        order = [first, *(name for name in starters if name != first)]
+        tasks: dict[str, asyncio.Task[Any]] = {}
+        for blocked, name in enumerate(order, start=1):
+            tasks[name] = asyncio.ensure_future(starters[name]())
+            await until_blocked(db, blocked)
+        await transaction.commit()
+        subscribed: Subscribed = await tasks["subscriber"]
+        completed: tuple[Any, list[Delivery]] = await tasks["resolver"]
+    finally:
+        await blocker.close()
+
+    handed_over = [d.subscription_id for d in completed[1]]
+    if subscribed.delivery is not None:
+        handed_over.append(subscribed.delivery.subscription_id)
+    assert handed_over == [subscribed.subscription.id]
+    row = await db.fetchrow("SELECT status, lease_owner, attempts FROM subscription")
+    assert (row["status"], row["lease_owner"], row["attempts"]) == ("ready", OWNER, 1)
+
+
+async def test_completing_without_the_lease_changes_nothing(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    await store.accept_run("k", RunInput("q"), owner="someone-else", lease_seconds=30)
+    await subscribe(store, "k", "a@example.com")
+    assert await complete(store, "k") is None
+    assert await db.fetchval("SELECT state FROM promise") == "pending"
+    assert await db.fetchval("SELECT status FROM subscription") == "waiting"
+    assert await db.fetchval("SELECT status FROM workflow") == "running"
+
+
+async def test_claims_skip_live_leases_and_take_expired_ones(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    await store.accept_run("live", RunInput("q"), owner="alive", lease_seconds=30)
+    await store.accept_run("dead", RunInput("q"), owner="dead", lease_seconds=30)
+    await store.accept_run("free", RunInput("q"), owner=None, lease_seconds=30)
+    await db.execute(
+        "UPDATE workflow SET lease_expires_at = now() - interval '1 second' WHERE key = 'dead'"
+    )
+    claimed = await store.claim_runs(owner=OWNER, lease_seconds=30, limit=10)
+    assert sorted(w.key for w in claimed) == ["dead", "free"]
+    assert {w.lease_owner for w in claimed} == {OWNER}
+    assert {w.key: w.attempts for w in claimed} == {"dead": 2, "free": 1}
+    assert await store.claim_runs(owner="other", lease_seconds=30, limit=10) == []

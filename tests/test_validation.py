@@ -1,0 +1,129 @@
+"""Bad input gets a 4xx JSON error naming the problem, never a 500, and writes nothing."""
+
+from __future__ import annotations
+
+import asyncpg
+import httpx
+import pytest
+
+
+def error_of(response: httpx.Response) -> dict[str, str]:
+    assert response.headers["content-type"].startswith("application/json"), response.text
+    error: dict[str, str] = response.json()["error"]
+    assert set(error) == {"code", "message"}
+    assert error["message"]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "code"),
+    [
+        (b'{"query": ', 400, "malformed_json"),
+        (b'"unterminated', 400, "malformed_json"),
+        (b"42", 422, "invalid_body"),
+        (b'["a"]', 422, "invalid_body"),
+        (b"null", 422, "invalid_body"),
+        (b'""', 422, "invalid_request"),
+        (b'"   "', 422, "invalid_request"),
+        (b'{"query": ""}', 422, "invalid_request"),
+        (b'{"query": 5}', 422, "invalid_request"),
+        (b'{"prompt": "x"}', 422, "invalid_request"),
+        (b'{"query": "x", "extra": 1}', 422, "invalid_request"),
+        (b"", 422, "missing_body"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/workflows/k/run/send", "/AsyncNotificationsAgent/k/run"])
+async def test_bad_run_bodies(
+    client: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    path: str,
+    content: bytes,
+    status: int,
+    code: str,
+) -> None:
+    response = await client.post(
+        path, content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == status
+    assert error_of(response)["code"] == code
+    assert await db.fetchval("SELECT count(*) FROM workflow") == 0
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "not-an-email",
+        "",
+        "a@b",
+        "me@example.com\r\nBcc: victim@example.com",
+        "me@example.com\n",
+        "me\r@example.com",
+        "two@@example.com",
+        "x" * 300 + "@example.com",
+    ],
+)
+async def test_bad_emails(client: httpx.AsyncClient, db: asyncpg.Connection, email: str) -> None:
+    for body in (email, {"email": email}):
+        response = await client.post("/workflows/k/on_notify/send", json=body)
+        assert response.status_code == 422
+        assert error_of(response)["code"] in {"invalid_email", "invalid_request"}
+    assert await db.fetchval("SELECT count(*) FROM subscription") == 0
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["a" * 257, "has%20space", "semi%3Bcolon", "caf%C3%A9", "quote%22", "star*"],
+)
+async def test_bad_keys(client: httpx.AsyncClient, db: asyncpg.Connection, key: str) -> None:
+    response = await client.post(f"/workflows/{key}/run/send", json="q")
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "invalid_key"
+    response = await client.get(f"/workflows/{key}")
+    assert response.status_code == 422
+    assert await db.fetchval("SELECT count(*) FROM workflow") == 0
+
+
+async def test_longest_key_is_accepted(client: httpx.AsyncClient) -> None:
+    key = "k" * 256
+    assert (await client.post(f"/workflows/{key}/run/send", json="q")).status_code == 202
+
+
+@pytest.mark.parametrize("path", ["/workflows//run/send", "/workflows/a%2Fb/run/send"])
+async def test_empty_or_slashed_key_is_a_json_404(client: httpx.AsyncClient, path: str) -> None:
+    response = await client.post(path, json="q")
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
+
+
+async def test_oversized_body(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
+    query = "x" * (64 * 1024 + 1)
+    response = await client.post("/workflows/big/run/send", json=query)
+    assert response.status_code == 413
+    assert error_of(response)["code"] == "body_too_large"
+
+    async def chunks():  # type: ignore[no-untyped-def]  # no Content-Length: counted as it streams
+        for _ in range(70):
+            yield b"x" * 1024
+
+    streamed = await client.post(
+        "/workflows/big/run/send", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    assert await db.fetchval("SELECT count(*) FROM workflow") == 0
+
+
+async def test_a_body_just_under_the_limit_is_accepted(client: httpx.AsyncClient) -> None:
+    query = "y" * (64 * 1024 - 100)
+    assert (await client.post("/workflows/near/run/send", json=query)).status_code == 202
+
+
+async def test_unknown_workflow_is_a_json_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/workflows/nobody-here")
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
+
+
+async def test_wrong_method_is_a_json_405(client: httpx.AsyncClient) -> None:
+    response = await client.get("/workflows/k/run")
+    assert response.status_code == 405
+    assert error_of(response)["code"] == "method_not_allowed"
