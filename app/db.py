@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# What a statement raises while Postgres is down, restarting or unreachable: driver errors
+# wrapped by SQLAlchemy, socket errors from connecting, and the pool's checkout timeout.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, OSError, PoolTimeoutError)
 
 
 def sqlalchemy_url(database_url: str) -> str:

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
-from sqlalchemy.exc import DBAPIError
 
 from app import __version__, migrate
 from app.agent import Agent
@@ -24,7 +23,7 @@ from app.api import health, routes
 from app.api.errors import install_error_handlers
 from app.api.limits import BodyLimit
 from app.config import Settings
-from app.db import asyncpg_dsn, create_engine
+from app.db import DATABASE_ERRORS, asyncpg_dsn, create_engine
 from app.durable.delivery import DeliveryWorker
 from app.durable.listener import Listener
 from app.durable.runner import Runner
@@ -69,7 +68,10 @@ async def renew_leases_forever(
     while True:
         await asyncio.sleep(settings.lease_seconds / 3)
         if runner.inflight or delivery.inflight:
-            await store.renew_leases(owner=owner, lease_seconds=settings.lease_seconds)
+            try:
+                await store.renew_leases(owner=owner, lease_seconds=settings.lease_seconds)
+            except DATABASE_ERRORS as exc:
+                logger.warning("cannot renew leases (%s: %s)", type(exc).__name__, exc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -193,7 +195,7 @@ async def _shut_down(
     await delivery.drain(max(0.0, deadline - loop.time()))
     try:
         await store.release_leases(owner=owner)
-    except (DBAPIError, OSError) as exc:
+    except DATABASE_ERRORS as exc:
         logger.warning("could not hand back leases (%s); they expire on their own", exc)
     logger.info("agent-notify stopped")
 

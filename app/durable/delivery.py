@@ -7,7 +7,7 @@ from collections.abc import Hashable
 
 from app.config import Settings
 from app.durable.listener import Listener
-from app.durable.retry import backoff_delay
+from app.durable.retry import backoff_delay, through_outages
 from app.durable.store import Delivery, Store
 from app.durable.worker import Worker
 from app.errors import PermanentError, TransientError
@@ -55,45 +55,59 @@ class DeliveryWorker(Worker[Delivery]):
         return item.subscription_id
 
     async def process(self, item: Delivery) -> None:
-        settings = self._settings
         notification = item.notification
-        message = build_message(notification, mail_from=settings.mail_from)
+        subscription_id = item.subscription_id
+        message = build_message(notification, mail_from=self._settings.mail_from)
         try:
             await self._mailer.send(message)
         except PermanentError as exc:
             logger.warning(
-                "email to %s for %s failed: %s", notification.email, notification.workflow_key, exc
+                "email %s to %s failed: %s", notification.message_id, notification.email, exc
             )
-            await self._store.fail_delivery(item.subscription_id, owner=self._owner, error=str(exc))
+            await self._record_failure(item, str(exc))
         except TransientError as exc:
-            if item.attempts >= settings.retry_max_attempts:
-                await self._store.fail_delivery(
-                    item.subscription_id,
-                    owner=self._owner,
-                    error=f"gave up after {item.attempts} attempts: {exc}",
-                )
+            if item.attempts >= self._settings.retry_max_attempts:
+                await self._record_failure(item, f"gave up after {item.attempts} attempts: {exc}")
             else:
-                delay = backoff_delay(
-                    item.attempts,
-                    initial=settings.retry_initial_seconds,
-                    maximum=settings.retry_max_seconds,
-                )
-                logger.info(
-                    "email to %s attempt %d failed (%s); retrying in %.1fs",
-                    notification.email,
-                    item.attempts,
-                    exc,
-                    delay,
-                )
-                if await self._store.retry_delivery_later(
-                    item.subscription_id, owner=self._owner, error=str(exc), delay_seconds=delay
-                ):
-                    self.wake_later(delay)
+                await self._schedule_retry(item, exc)
                 return
         else:
-            if not await self._store.mark_sent(item.subscription_id, owner=self._owner):
+            sent = await through_outages(
+                lambda: self._store.mark_sent(subscription_id, owner=self._owner),
+                what=f"record email {notification.message_id} as sent",
+            )
+            if not sent:
                 logger.warning(
-                    "email %s was sent but its lease had passed to another process",
+                    "email %s was sent after its lease passed to another process",
                     notification.message_id,
                 )
         self._listener.wake(notification.workflow_key)
+
+    async def _record_failure(self, item: Delivery, error: str) -> None:
+        subscription_id = item.subscription_id
+        await through_outages(
+            lambda: self._store.fail_delivery(subscription_id, owner=self._owner, error=error),
+            what=f"record the failure of email {item.notification.message_id}",
+        )
+
+    async def _schedule_retry(self, item: Delivery, exc: Exception) -> None:
+        settings = self._settings
+        delay = backoff_delay(
+            item.attempts,
+            initial=settings.retry_initial_seconds,
+            maximum=settings.retry_max_seconds,
+        )
+        logger.info(
+            "email %s attempt %d failed (%s); retrying in %.1fs",
+            item.notification.message_id,
+            item.attempts,
+            exc,
+            delay,
+        )
+        if await through_outages(
+            lambda: self._store.retry_delivery_later(
+                item.subscription_id, owner=self._owner, error=str(exc), delay_seconds=delay
+            ),
+            what=f"schedule the retry of email {item.notification.message_id}",
+        ):
+            self.wake_later(delay)

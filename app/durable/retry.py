@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from app.db import DATABASE_ERRORS
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def backoff_delay(attempt: int, *, initial: float, maximum: float, factor: float = 2.0) -> float:
@@ -13,3 +23,21 @@ def backoff_delay(attempt: int, *, initial: float, maximum: float, factor: float
     """
     bound = min(maximum, initial * factor ** max(attempt - 1, 0))
     return bound / 2 + random.uniform(0, bound / 2)
+
+
+async def through_outages(operation: Callable[[], Awaitable[T]], *, what: str) -> T:
+    """Run a database operation, retrying for as long as the database is unreachable.
+
+    For recording an effect that already happened (an LLM answer, an accepted email): losing
+    the record would mean doing the effect again, so it is worth waiting out a restart.
+    """
+    delay = 0.1
+    while True:
+        try:
+            return await operation()
+        except DATABASE_ERRORS as exc:
+            logger.warning(
+                "cannot %s (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Hashable
-
-from sqlalchemy.exc import DBAPIError
 
 from app.agent import Agent
 from app.config import Settings
 from app.durable.listener import Listener
-from app.durable.retry import backoff_delay
+from app.durable.retry import backoff_delay, through_outages
 from app.durable.store import Delivery, Store, WorkflowRow
 from app.durable.worker import Worker
 from app.errors import PermanentError, TransientError
@@ -80,33 +77,31 @@ class Runner(Worker[WorkflowRow]):
                 exc,
                 delay,
             )
-            if await self._store.retry_run_later(
-                item.key, owner=self._owner, error=str(exc), delay_seconds=delay
+            last_error = str(exc)
+            if await through_outages(
+                lambda: self._store.retry_run_later(
+                    item.key, owner=self._owner, error=last_error, delay_seconds=delay
+                ),
+                what=f"schedule the retry of {item.key}",
             ):
                 self.wake_later(delay)
         else:
             await self._finish(item, output=output, error=None)
 
     async def _finish(self, item: WorkflowRow, *, output: str | None, error: str | None) -> None:
-        # The LLM's answer is worth keeping through a short database outage: retry the commit
-        # while this process lives. If the lease expires meanwhile, whoever took over wins.
-        delay = 0.1
-        while True:
-            try:
-                result = await self._store.complete_run(
-                    item.key,
-                    owner=self._owner,
-                    output=output,
-                    error=error,
-                    deliver_to=self._delivery_owner(),
-                    lease_seconds=self._settings.lease_seconds,
-                    notify_on_failure=self._settings.notify_on_failure,
-                )
-                break
-            except (DBAPIError, OSError) as exc:
-                logger.warning("cannot record the outcome of %s (%s); retrying", item.key, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        # If the lease expires during a database outage, whoever took the run over wins.
+        result = await through_outages(
+            lambda: self._store.complete_run(
+                item.key,
+                owner=self._owner,
+                output=output,
+                error=error,
+                deliver_to=self._delivery_owner(),
+                lease_seconds=self._settings.lease_seconds,
+                notify_on_failure=self._settings.notify_on_failure,
+            ),
+            what=f"record the outcome of {item.key}",
+        )
         if result is None:
             logger.warning(
                 "workflow %s was taken over by another process; outcome dropped", item.key

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
+from app.db import DATABASE_ERRORS
+
 logger = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
@@ -86,10 +88,17 @@ class Worker(Generic[Item]):
             self._wake.clear()
             free = self.concurrency - len(self._inflight)
             if free > 0 and not self._stopping:
-                claimed = await self.claim(free)
+                try:
+                    claimed = await self.claim(free)
+                except DATABASE_ERRORS as exc:
+                    # Keep looping: the next poll (or the listener's reconnect) tries again.
+                    logger.warning(
+                        "%s cannot claim work: %s: %s", self.name, type(exc).__name__, exc
+                    )
+                    claimed = []
                 for item in claimed:
                     self.submit(item)
-                if len(claimed) == free:
+                if claimed and len(claimed) == free:
                     continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval_seconds)
