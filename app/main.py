@@ -20,6 +20,7 @@ from fastapi.responses import RedirectResponse
 from app import __version__, migrate
 from app.agent import Agent
 from app.api import health, routes
+from app.api import metrics as metrics_api
 from app.api.errors import install_error_handlers
 from app.api.limits import BodyLimit
 from app.config import Settings
@@ -31,6 +32,7 @@ from app.durable.service import WorkflowService
 from app.durable.store import Store
 from app.embedded import EmbeddedPostgres
 from app.mailer import create_mailer
+from app.metrics import Metrics
 from app.supervisor import Supervisor
 
 logger = logging.getLogger("app")
@@ -96,13 +98,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             listener = Listener(asyncpg_dsn(database_url))
             agent = await asyncio.to_thread(Agent, settings)
             mailer = create_mailer(settings)
+            metrics = Metrics()
             delivery = DeliveryWorker(
-                store=store, mailer=mailer, listener=listener, settings=settings, owner=owner
+                store=store,
+                mailer=mailer,
+                listener=listener,
+                metrics=metrics,
+                settings=settings,
+                owner=owner,
             )
             runner = Runner(
                 store=store,
                 agent=agent,
                 listener=listener,
+                metrics=metrics,
                 settings=settings,
                 owner=owner,
                 delivery_owner=delivery.lease_owner,
@@ -129,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             app.state.settings = settings
             app.state.engine = engine
+            app.state.metrics = metrics
             app.state.supervisor = supervisor
             app.state.service = WorkflowService(
                 store=store,
@@ -159,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
+    app.include_router(metrics_api.router)
     app.include_router(
         routes.router,
         prefix="/workflows",

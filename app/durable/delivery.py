@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Hashable
 
 from app.config import Settings
@@ -12,6 +13,7 @@ from app.durable.store import Delivery, Store
 from app.durable.worker import Worker
 from app.errors import PermanentError, TransientError
 from app.mailer import Mailer, build_message
+from app.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ class DeliveryWorker(Worker[Delivery]):
         store: Store,
         mailer: Mailer,
         listener: Listener,
+        metrics: Metrics,
         settings: Settings,
         owner: str,
     ) -> None:
@@ -35,6 +38,7 @@ class DeliveryWorker(Worker[Delivery]):
         self._store = store
         self._mailer = mailer
         self._listener = listener
+        self._metrics = metrics
         self._settings = settings
         self._owner = owner
 
@@ -58,29 +62,40 @@ class DeliveryWorker(Worker[Delivery]):
         notification = item.notification
         subscription_id = item.subscription_id
         message = build_message(notification, mail_from=self._settings.mail_from)
+        started = time.perf_counter()
         try:
             await self._mailer.send(message)
         except PermanentError as exc:
+            self._metrics.smtp_seconds.labels("permanent_error").observe(
+                time.perf_counter() - started
+            )
             logger.warning(
                 "email %s to %s failed: %s", notification.message_id, notification.email, exc
             )
             await self._record_failure(item, str(exc))
         except TransientError as exc:
+            self._metrics.smtp_seconds.labels("transient_error").observe(
+                time.perf_counter() - started
+            )
             if item.attempts >= self._settings.retry_max_attempts:
                 await self._record_failure(item, f"gave up after {item.attempts} attempts: {exc}")
             else:
-                await self._schedule_retry(item, exc)
+                await self._schedule_retry(item, str(exc))
                 return
         else:
-            sent = await through_outages(
+            self._metrics.smtp_seconds.labels("ok").observe(time.perf_counter() - started)
+            waited = await through_outages(
                 lambda: self._store.mark_sent(subscription_id, owner=self._owner),
                 what=f"record email {notification.message_id} as sent",
             )
-            if not sent:
+            self._metrics.emails.labels("sent").inc()
+            if waited is None:
                 logger.warning(
                     "email %s was sent after its lease passed to another process",
                     notification.message_id,
                 )
+            else:
+                self._metrics.ready_to_sent_seconds.observe(waited)
         self._listener.wake(notification.workflow_key)
 
     async def _record_failure(self, item: Delivery, error: str) -> None:
@@ -89,8 +104,9 @@ class DeliveryWorker(Worker[Delivery]):
             lambda: self._store.fail_delivery(subscription_id, owner=self._owner, error=error),
             what=f"record the failure of email {item.notification.message_id}",
         )
+        self._metrics.emails.labels("failed").inc()
 
-    async def _schedule_retry(self, item: Delivery, exc: Exception) -> None:
+    async def _schedule_retry(self, item: Delivery, error: str) -> None:
         settings = self._settings
         delay = backoff_delay(
             item.attempts,
@@ -101,12 +117,13 @@ class DeliveryWorker(Worker[Delivery]):
             "email %s attempt %d failed (%s); retrying in %.1fs",
             item.notification.message_id,
             item.attempts,
-            exc,
+            error,
             delay,
         )
+        self._metrics.emails.labels("retried").inc()
         if await through_outages(
             lambda: self._store.retry_delivery_later(
-                item.subscription_id, owner=self._owner, error=str(exc), delay_seconds=delay
+                item.subscription_id, owner=self._owner, error=error, delay_seconds=delay
             ),
             what=f"schedule the retry of email {item.notification.message_id}",
         ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Hashable
 
 from app.agent import Agent
@@ -12,6 +13,7 @@ from app.durable.retry import backoff_delay, through_outages
 from app.durable.store import Delivery, Store, WorkflowRow
 from app.durable.worker import Worker
 from app.errors import PermanentError, TransientError
+from app.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ class Runner(Worker[WorkflowRow]):
         store: Store,
         agent: Agent,
         listener: Listener,
+        metrics: Metrics,
         settings: Settings,
         owner: str,
         delivery_owner: Callable[[], str | None],
@@ -37,6 +40,7 @@ class Runner(Worker[WorkflowRow]):
         self._store = store
         self._agent = agent
         self._listener = listener
+        self._metrics = metrics
         self._settings = settings
         self._owner = owner
         self._delivery_owner = delivery_owner
@@ -51,42 +55,51 @@ class Runner(Worker[WorkflowRow]):
         return item.key
 
     async def process(self, item: WorkflowRow) -> None:
-        settings = self._settings
+        metrics = self._metrics
+        metrics.runs_started.inc()
+        started = time.perf_counter()
         try:
             output = await self._agent.answer(
                 item.query, model=item.model, instructions=item.instructions
             )
         except PermanentError as exc:
+            metrics.llm_seconds.labels("permanent_error").observe(time.perf_counter() - started)
             logger.warning("workflow %s failed: %s", item.key, exc)
             await self._finish(item, output=None, error=str(exc))
         except TransientError as exc:
-            if item.attempts >= settings.retry_max_attempts:
+            metrics.llm_seconds.labels("transient_error").observe(time.perf_counter() - started)
+            if item.attempts >= self._settings.retry_max_attempts:
                 error = f"gave up after {item.attempts} attempts: {exc}"
                 logger.warning("workflow %s failed: %s", item.key, error)
                 await self._finish(item, output=None, error=error)
-                return
-            delay = backoff_delay(
-                item.attempts,
-                initial=settings.retry_initial_seconds,
-                maximum=settings.retry_max_seconds,
-            )
-            logger.info(
-                "workflow %s attempt %d failed (%s); retrying in %.1fs",
-                item.key,
-                item.attempts,
-                exc,
-                delay,
-            )
-            last_error = str(exc)
-            if await through_outages(
-                lambda: self._store.retry_run_later(
-                    item.key, owner=self._owner, error=last_error, delay_seconds=delay
-                ),
-                what=f"schedule the retry of {item.key}",
-            ):
-                self.wake_later(delay)
+            else:
+                await self._schedule_retry(item, str(exc))
         else:
+            metrics.llm_seconds.labels("ok").observe(time.perf_counter() - started)
             await self._finish(item, output=output, error=None)
+
+    async def _schedule_retry(self, item: WorkflowRow, error: str) -> None:
+        settings = self._settings
+        delay = backoff_delay(
+            item.attempts,
+            initial=settings.retry_initial_seconds,
+            maximum=settings.retry_max_seconds,
+        )
+        logger.info(
+            "workflow %s attempt %d failed (%s); retrying in %.1fs",
+            item.key,
+            item.attempts,
+            error,
+            delay,
+        )
+        self._metrics.runs_finished.labels("retried").inc()
+        if await through_outages(
+            lambda: self._store.retry_run_later(
+                item.key, owner=self._owner, error=error, delay_seconds=delay
+            ),
+            what=f"schedule the retry of {item.key}",
+        ):
+            self.wake_later(delay)
 
     async def _finish(self, item: WorkflowRow, *, output: str | None, error: str | None) -> None:
         # If the lease expires during a database outage, whoever took the run over wins.
@@ -107,6 +120,7 @@ class Runner(Worker[WorkflowRow]):
                 "workflow %s was taken over by another process; outcome dropped", item.key
             )
             return
+        self._metrics.runs_finished.labels("succeeded" if error is None else "failed").inc()
         self._listener.wake(item.key)
         _workflow, deliveries = result
         if deliveries:

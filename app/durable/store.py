@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -123,6 +123,13 @@ class Subscribed:
     created: bool
     # Set when the promise was already complete: the delivery, leased to the caller.
     delivery: Delivery | None
+
+
+@dataclass(frozen=True, slots=True)
+class StateCounts:
+    workflow: dict[str, int] = field(default_factory=dict)
+    subscription: dict[str, int] = field(default_factory=dict)
+    claimable: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -538,8 +545,9 @@ class Store:
             )
             return [_delivery(row, row) for row in rows]
 
-    async def mark_sent(self, subscription_id: uuid.UUID, *, owner: str) -> bool:
-        """Record the SMTP server's acceptance. False if the lease was lost meanwhile."""
+    async def mark_sent(self, subscription_id: uuid.UUID, *, owner: str) -> float | None:
+        """Record the SMTP server's acceptance; returns seconds since the subscription became
+        ready, or None if the lease was lost meanwhile (another process owns it now)."""
         return await self._finish_delivery(
             subscription_id,
             owner=owner,
@@ -547,8 +555,10 @@ class Store:
             params={},
         )
 
-    async def fail_delivery(self, subscription_id: uuid.UUID, *, owner: str, error: str) -> bool:
-        """Give up on this subscription, with the reason recorded."""
+    async def fail_delivery(
+        self, subscription_id: uuid.UUID, *, owner: str, error: str
+    ) -> float | None:
+        """Give up on this subscription, with the reason recorded (None if the lease was lost)."""
         return await self._finish_delivery(
             subscription_id,
             owner=owner,
@@ -563,24 +573,26 @@ class Store:
         owner: str,
         assignments: str,
         params: dict[str, object],
-    ) -> bool:
+    ) -> float | None:
         statement = text(f"""
             UPDATE subscription
             SET {assignments}, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
             WHERE id = :id AND lease_owner = :owner AND status = 'ready'
-            RETURNING workflow_key
+            RETURNING workflow_key,
+                      extract(epoch FROM now() - coalesce(ready_at, created_at))::float AS waited
         """)
         async with self._engine.begin() as connection:
-            key = (
+            row = (
                 await connection.execute(
                     statement, {"id": subscription_id, "owner": owner, **params}
                 )
-            ).scalar_one_or_none()
-            if key is None:
-                return False
+            ).one_or_none()
+            if row is None:
+                return None
             # Wakes whoever waits on this delivery (sync on_notify, status streams) on any replica.
-            await _notify(connection, KEY_CHANNEL, key)
-            return True
+            await _notify(connection, KEY_CHANNEL, row.workflow_key)
+            waited: float = row.waited
+            return waited
 
     async def retry_delivery_later(
         self, subscription_id: uuid.UUID, *, owner: str, error: str, delay_seconds: float
@@ -643,7 +655,28 @@ class Store:
             )
             await _notify(connection, WORK_CHANNEL, "released")
 
-    # -- reads --------------------------------------------------------------------------------
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def state_counts(self) -> StateCounts:
+        """Rows by state, and work that is due with nobody holding it (for /metrics)."""
+        statement = text("""
+            SELECT 'workflow' AS family, status, count(*) AS n FROM workflow GROUP BY status
+            UNION ALL
+            SELECT 'subscription', status, count(*) FROM subscription GROUP BY status
+            UNION ALL
+            SELECT 'claimable', 'run', count(*) FROM workflow
+            WHERE status IN ('pending', 'running') AND next_attempt_at <= now()
+              AND (lease_expires_at IS NULL OR lease_expires_at < now())
+            UNION ALL
+            SELECT 'claimable', 'delivery', count(*) FROM subscription
+            WHERE status = 'ready' AND next_attempt_at <= now()
+              AND (lease_expires_at IS NULL OR lease_expires_at < now())
+        """)
+        counts = StateCounts()
+        async with self._engine.connect() as connection:
+            for family, status, n in await connection.execute(statement):
+                getattr(counts, family)[status] = n
+        return counts
 
     async def get_workflow(self, key: str) -> WorkflowRow | None:
         async with self._engine.connect() as connection:

@@ -1,0 +1,86 @@
+"""Prometheus metrics of one process: counters and histograms updated as work happens, and
+gauges of the tables read when /metrics is scraped."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    """One registry per app, so several apps in one process (tests) keep their own figures."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.runs_started = Counter(
+            "agent_notify_runs_started", "Agent runs started (each attempt)", registry=registry
+        )
+        self.runs_finished = Counter(
+            "agent_notify_runs_finished",
+            "Agent runs finished, by outcome (succeeded, failed, retried)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.llm_seconds = Histogram(
+            "agent_notify_llm_call_seconds",
+            "Duration of LLM calls, by outcome (ok, transient_error, permanent_error)",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.emails = Counter(
+            "agent_notify_emails",
+            "Notification attempts, by outcome (sent, failed, retried)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.smtp_seconds = Histogram(
+            "agent_notify_smtp_send_seconds",
+            "Duration of handing one email to SMTP (or the outbox), by outcome",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.ready_to_sent_seconds = Histogram(
+            "agent_notify_resolve_to_email_seconds",
+            "From a subscription becoming ready (its promise completed, or it subscribed to a "
+            "completed one) to its email being accepted",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.listener_reconnects = Gauge(
+            "agent_notify_listener_reconnects",
+            "Times the LISTEN connection was re-established",
+            registry=registry,
+        )
+        self.listener_waiters = Gauge(
+            "agent_notify_waiters",
+            "Requests waiting on a workflow in this process",
+            registry=registry,
+        )
+        self.workflows = Gauge(
+            "agent_notify_workflows",
+            "Workflows by state (whole database)",
+            ["state"],
+            registry=registry,
+        )
+        self.subscriptions = Gauge(
+            "agent_notify_subscriptions",
+            "Subscriptions by state (whole database)",
+            ["state"],
+            registry=registry,
+        )
+        self.claimable = Gauge(
+            "agent_notify_claimable",
+            "Work due and unleased, waiting for a worker (runs, deliveries)",
+            ["kind"],
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "agent_notify_inflight",
+            "Runs and deliveries in flight in this process",
+            ["kind"],
+            registry=registry,
+        )

@@ -1,0 +1,46 @@
+"""Health, readiness and metrics."""
+
+from __future__ import annotations
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.fakes.smtp import Inbox
+from tests.helpers import all_sent, until_workflow
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"database": True, "listener": True, "workers": True},
+    }
+
+
+async def test_metrics_count_what_happened(client: httpx.AsyncClient, inbox: Inbox) -> None:
+    await client.post("/workflows/m/run", json="q")
+    await client.post("/workflows/m/on_notify", json="a@example.com")
+    await until_workflow(client, "m", all_sent)
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    figures = samples(response.text)
+    assert figures[("agent_notify_runs_started_total", ())] == 1
+    assert figures[("agent_notify_runs_finished_total", (("outcome", "succeeded"),))] == 1
+    assert figures[("agent_notify_emails_total", (("outcome", "sent"),))] == 1
+    assert figures[("agent_notify_llm_call_seconds_count", (("outcome", "ok"),))] == 1
+    assert figures[("agent_notify_resolve_to_email_seconds_count", ())] == 1
+    assert figures[("agent_notify_workflows", (("state", "succeeded"),))] == 1
+    assert figures[("agent_notify_subscriptions", (("state", "sent"),))] == 1
+    assert figures[("agent_notify_claimable", (("kind", "run"),))] == 0
+    assert figures[("agent_notify_listener_reconnects", ())] == 0
