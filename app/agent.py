@@ -122,4 +122,7 @@ class Agent:
             content = response.choices[0].message.content
         except (AttributeError, IndexError) as exc:
             raise TransientError(f"malformed LLM response: {exc}") from exc
-        return content if isinstance(content, str) else ""
+        if not isinstance(content, str):
+            return ""
+        # Postgres text cannot hold NUL; a model that emits one must not wedge the run.
+        return content.replace("\x00", "")

@@ -5,27 +5,51 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import sys
+from types import FrameType
 
 from app import __version__
 
 
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
+    from fastapi import FastAPI
 
     from app.config import Settings
     from app.main import create_app
 
+    class Server(uvicorn.Server):
+        """uvicorn's server, telling the service the moment a shutdown signal arrives.
+
+        The service then stops taking work and releases waiting requests at once, so open
+        connections and in-flight work drain within one grace period; and the process exits 0
+        after a graceful shutdown (uvicorn would re-raise the signal).
+        """
+
+        def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+            super().__init__(config)
+            self._app = app
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+            service = getattr(self._app.state, "service", None)
+            if service is not None:
+                asyncio.get_event_loop().call_soon_threadsafe(service.begin_shutdown)
+
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = Settings(**overrides)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+        timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace_seconds)),
         proxy_headers=True,
     )
+    Server(config, app).run()
 
 
 def _migrate(_args: argparse.Namespace) -> None:

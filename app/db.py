@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
+import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-# What a statement raises while Postgres is down, restarting or unreachable: driver errors
-# wrapped by SQLAlchemy, socket errors from connecting, and the pool's checkout timeout.
-DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, OSError, PoolTimeoutError)
+# Exception types a database call can raise; is_outage() tells which instances are outages.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    DBAPIError,
+    OSError,
+    PoolTimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+
+# SQLSTATEs of a server that is unreachable, shutting down, starting up or out of connections.
+OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when `exc` means Postgres is unreachable or restarting: worth waiting out.
+
+    False for errors no retry can fix (invalid data, constraint violations, bugs), which must
+    surface instead of being retried forever.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, OSError | PoolTimeoutError | asyncpg.InterfaceError):
+            return True
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return True
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(OUTAGE_SQLSTATES):
+            return True
+        orig = getattr(error, "orig", None)
+        pending += [
+            error.__cause__,
+            error.__context__,
+            orig if isinstance(orig, BaseException) else None,
+        ]
+    return False
 
 
 def sqlalchemy_url(database_url: str) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
 import socket
+import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -24,12 +26,12 @@ from app.api import metrics as metrics_api
 from app.api.errors import install_error_handlers
 from app.api.limits import BodyLimit
 from app.config import Settings
-from app.db import DATABASE_ERRORS, asyncpg_dsn, create_engine
+from app.db import asyncpg_dsn, create_engine, is_outage
 from app.durable.delivery import DeliveryWorker
 from app.durable.listener import Listener
 from app.durable.runner import Runner
 from app.durable.service import WorkflowService
-from app.durable.store import Store
+from app.durable.store import Store, renew_leases
 from app.embedded import EmbeddedPostgres
 from app.mailer import create_mailer
 from app.metrics import Metrics
@@ -65,14 +67,28 @@ def process_owner() -> str:
 
 
 async def renew_leases_forever(
-    store: Store, runner: Runner, delivery: DeliveryWorker, *, owner: str, settings: Settings
+    listener: Listener, runner: Runner, delivery: DeliveryWorker, *, owner: str, settings: Settings
 ) -> None:
+    interval = settings.lease_seconds / 3
     while True:
-        await asyncio.sleep(settings.lease_seconds / 3)
-        if runner.inflight or delivery.inflight:
+        await asyncio.sleep(interval)
+        run_keys = [key for key in runner.held() if isinstance(key, str)]
+        subscription_ids = [id_ for id_ in delivery.held() if isinstance(id_, uuid.UUID)]
+        if run_keys or subscription_ids:
             try:
-                await store.renew_leases(owner=owner, lease_seconds=settings.lease_seconds)
-            except DATABASE_ERRORS as exc:
+                await listener.run_on_connection(
+                    functools.partial(
+                        renew_leases,
+                        owner=owner,
+                        lease_seconds=settings.lease_seconds,
+                        run_keys=run_keys,
+                        subscription_ids=subscription_ids,
+                    ),
+                    timeout=interval,
+                )
+            except Exception as exc:
+                if not (isinstance(exc, TimeoutError) or is_outage(exc)):
+                    raise
                 logger.warning("cannot renew leases (%s: %s)", type(exc).__name__, exc)
 
 
@@ -114,7 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 metrics=metrics,
                 settings=settings,
                 owner=owner,
-                delivery_owner=delivery.lease_owner,
+                delivery_slots=delivery.free_slots,
                 hand_off=delivery.hand_off,
             )
             listener.on_work(runner.wake)
@@ -124,13 +140,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.push_async_callback(supervisor.stop)
             supervisor.start("listener", listener.run)
             try:
-                await asyncio.wait_for(listener.wait_connected(), 10)
+                async with asyncio.timeout(10):
+                    await listener.wait_connected()
             except TimeoutError:
                 logger.warning("the LISTEN connection is not up yet; polling covers until it is")
             supervisor.start(
                 "leases",
                 lambda: renew_leases_forever(
-                    store, runner, delivery, owner=owner, settings=settings
+                    listener, runner, delivery, owner=owner, settings=settings
                 ),
             )
             supervisor.start("runner", runner.run)
@@ -158,7 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             try:
                 yield
             finally:
-                await _shut_down(supervisor, runner, delivery, store, owner, settings)
+                await _shut_down(app.state.service, supervisor)
 
     app = FastAPI(
         title="agent-notify",
@@ -190,23 +207,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _shut_down(
-    supervisor: Supervisor,
-    runner: Runner,
-    delivery: DeliveryWorker,
-    store: Store,
-    owner: str,
-    settings: Settings,
-) -> None:
+async def _shut_down(service: WorkflowService, supervisor: Supervisor) -> None:
     """Stop claiming, let in-flight work finish within the grace period, hand back the rest."""
+    service.begin_shutdown()  # already begun if a signal arrived; this starts it otherwise
     await supervisor.stop("runner", "delivery")
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.shutdown_grace_seconds
-    await runner.drain(settings.shutdown_grace_seconds)
-    await delivery.drain(max(0.0, deadline - loop.time()))
+    assert service.shutdown_deadline is not None
+    await service.runner.drain(max(0.0, service.shutdown_deadline - loop.time()))
+    await service.delivery.drain(max(0.0, service.shutdown_deadline - loop.time()))
     try:
-        await store.release_leases(owner=owner)
-    except DATABASE_ERRORS as exc:
+        await service.store.release_leases(owner=service.owner)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
         logger.warning("could not hand back leases (%s); they expire on their own", exc)
     logger.info("agent-notify stopped")
 

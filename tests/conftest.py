@@ -28,6 +28,7 @@ from app.embedded import EmbeddedPostgres
 from app.main import create_app
 from tests.fakes.llm import FakeLLM
 from tests.fakes.smtp import Inbox
+from tests.service import ServiceProcess
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -231,6 +232,25 @@ async def start_app(
     yield start
     for instance in reversed(running):
         await instance.stop()
+
+
+@pytest.fixture
+async def start_service(
+    app_settings: Callable[..., Settings], tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[ServiceProcess]]]:
+    """Start the service as child processes (`await start_service(**settings)`); all are killed
+    after the test."""
+    started: list[ServiceProcess] = []
+
+    async def start(**overrides: Any) -> ServiceProcess:
+        log = tmp_path / f"service-{len(started)}.log"
+        service = ServiceProcess(app_settings(**overrides), log)
+        started.append(service)
+        return await service.start()
+
+    yield start
+    for service in started:
+        await service.kill()
 
 
 @pytest.fixture

@@ -51,13 +51,14 @@ def subscribe(store: Store, key: str, email: str) -> Awaitable[Subscribed]:
     )
 
 
-def complete(store: Store, key: str) -> Awaitable[Any]:
+def complete(store: Store, key: str, *, slots: int = 10) -> Awaitable[Any]:
     return store.complete_run(
         key,
         owner=OWNER,
         output="the answer",
         error=None,
         deliver_to=OWNER,
+        delivery_slots=slots,
         lease_seconds=30,
         notify_on_failure=True,
     )
@@ -126,3 +127,24 @@ async def test_claims_skip_live_leases_and_take_expired_ones(
     assert {w.lease_owner for w in claimed} == {OWNER}
     assert {w.key: w.attempts for w in claimed} == {"dead": 2, "free": 1}
     assert await store.claim_runs(owner="other", lease_seconds=30, limit=10) == []
+
+
+async def test_the_caller_leases_no_more_deliveries_than_it_has_slots_for(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    await store.accept_run("k", RunInput("q"), owner=OWNER, lease_seconds=30)
+    for i in range(5):
+        await subscribe(store, "k", f"user{i}@example.com")
+    completed = await complete(store, "k", slots=2)
+    assert completed is not None
+    handed_over = completed[1]
+    assert [d.notification.email for d in handed_over] == ["user0@example.com", "user1@example.com"]
+    rows = await db.fetch("SELECT email, status, lease_owner FROM subscription ORDER BY email")
+    assert {r["status"] for r in rows} == {"ready"}
+    assert [r["lease_owner"] for r in rows] == [OWNER, OWNER, None, None, None]
+    # The rest are any worker's to claim.
+    claimed = await store.claim_deliveries(owner="other", lease_seconds=30, limit=10)
+    assert sorted(d.notification.email for d in claimed) == [
+        f"user{i}@example.com" for i in (2, 3, 4)
+    ]
+    assert {d.notification.value for d in claimed} == {"the answer"}

@@ -9,9 +9,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
+from app.db import DATABASE_ERRORS, is_outage
 from app.errors import AppError
 
 logger = logging.getLogger(__name__)
@@ -86,18 +86,24 @@ def install_error_handlers(app: FastAPI) -> None:
             response.headers.update(exc.headers)
         return response
 
-    @app.exception_handler(DBAPIError)
-    async def _database(_request: Request, exc: DBAPIError) -> JSONResponse:
-        if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
-            logger.warning("database unavailable: %s", exc.orig)
+    async def _database(_request: Request, exc: Exception) -> JSONResponse:
+        # Handled here, inside the app, so the connection stays usable for the next request.
+        if is_outage(exc):
+            logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
             return error_response(
                 503, "database_unavailable", "the database is unavailable; retry shortly"
             )
-        raise exc
+        logger.error("unexpected database error", exc_info=exc)
+        return _internal_error()
 
-    @app.exception_handler(OSError)
-    async def _os_error(_request: Request, exc: OSError) -> JSONResponse:
-        logger.warning("database unavailable: %s", exc)
-        return error_response(
-            503, "database_unavailable", "the database is unavailable; retry shortly"
-        )
+    for database_error in DATABASE_ERRORS:
+        app.add_exception_handler(database_error, _database)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:
+        # The server logs the traceback; the client gets JSON, not a text page.
+        return _internal_error()
+
+
+def _internal_error() -> JSONResponse:
+    return error_response(500, "internal_error", "an unexpected error; it has been logged")

@@ -37,7 +37,15 @@ def _not_blank(value: str) -> str:
     return value
 
 
-Query = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]
+def _no_nul(value: str) -> str:
+    # Postgres text cannot hold NUL; refuse it here rather than fail at the database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Query = Annotated[Text, Field(min_length=1), AfterValidator(_not_blank)]
 
 
 class RunRequest(BaseModel):
@@ -46,10 +54,10 @@ class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: Query = Field(description="What the agent is asked.")
-    model: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+    model: Annotated[Text, Field(min_length=1, max_length=200)] | None = Field(
         default=None, description="A litellm model name for this run; default AGENT_MODEL."
     )
-    instructions: Annotated[str, Field(min_length=1)] | None = Field(
+    instructions: Annotated[Text, Field(min_length=1)] | None = Field(
         default=None, description="System instructions for this run; default AGENT_INSTRUCTIONS."
     )
 

@@ -42,10 +42,6 @@ class DeliveryWorker(Worker[Delivery]):
         self._settings = settings
         self._owner = owner
 
-    def lease_owner(self) -> str | None:
-        """Who should lease newly ready subscriptions: this process if it has room, else anyone."""
-        return self._owner if self.has_capacity() else None
-
     def hand_off(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             self.submit(delivery)
@@ -60,6 +56,16 @@ class DeliveryWorker(Worker[Delivery]):
 
     async def process(self, item: Delivery) -> None:
         notification = item.notification
+        if item.attempts > self._settings.retry_max_attempts:
+            # Claimed again and again: every process that took it died before finishing.
+            await self._record_failure(
+                item,
+                (
+                    f"gave up after {item.attempts - 1} attempts: "
+                    "the process sending it stopped each time"
+                ),
+            )
+            return
         subscription_id = item.subscription_id
         message = build_message(notification, mail_from=self._settings.mail_from)
         started = time.perf_counter()
@@ -77,11 +83,7 @@ class DeliveryWorker(Worker[Delivery]):
             self._metrics.smtp_seconds.labels("transient_error").observe(
                 time.perf_counter() - started
             )
-            if item.attempts >= self._settings.retry_max_attempts:
-                await self._record_failure(item, f"gave up after {item.attempts} attempts: {exc}")
-            else:
-                await self._schedule_retry(item, str(exc))
-                return
+            await self.recover(item, str(exc))
         else:
             self._metrics.smtp_seconds.labels("ok").observe(time.perf_counter() - started)
             waited = await through_outages(
@@ -96,7 +98,7 @@ class DeliveryWorker(Worker[Delivery]):
                 )
             else:
                 self._metrics.ready_to_sent_seconds.observe(waited)
-        self._listener.wake(notification.workflow_key)
+            self._listener.wake(notification.workflow_key)
 
     async def _record_failure(self, item: Delivery, error: str) -> None:
         subscription_id = item.subscription_id
@@ -105,9 +107,14 @@ class DeliveryWorker(Worker[Delivery]):
             what=f"record the failure of email {item.notification.message_id}",
         )
         self._metrics.emails.labels("failed").inc()
+        self._listener.wake(item.notification.workflow_key)
 
-    async def _schedule_retry(self, item: Delivery, error: str) -> None:
+    async def recover(self, item: Delivery, error: str) -> None:
+        """Retry the email later with backoff, or fail it once its attempts are used up."""
         settings = self._settings
+        if item.attempts >= settings.retry_max_attempts:
+            await self._record_failure(item, f"gave up after {item.attempts} attempts: {error}")
+            return
         delay = backoff_delay(
             item.attempts,
             initial=settings.retry_initial_seconds,

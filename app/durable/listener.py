@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import asyncpg
 
 from app.durable.store import KEY_CHANNEL, WORK_CHANNEL
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Listener:
@@ -33,6 +36,9 @@ class Listener:
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._work_callbacks: list[Callable[[], None]] = []
         self._connected = asyncio.Event()
+        self._connection: asyncpg.Connection | None = None
+        # asyncpg runs one query at a time per connection: keep-alives and borrowers take turns.
+        self._turn = asyncio.Lock()
         self.reconnects = 0
 
     @property
@@ -41,6 +47,17 @@ class Listener:
 
     async def wait_connected(self) -> None:
         await self._connected.wait()
+
+    async def run_on_connection(
+        self, operation: Callable[[asyncpg.Connection], Awaitable[T]], *, timeout: float
+    ) -> T:
+        """Run a short query on the LISTEN connection, which never queues behind the pool."""
+        connection = self._connection
+        if connection is None or not self.connected:
+            raise ConnectionError("the LISTEN connection is down")
+        async with self._turn:
+            async with asyncio.timeout(timeout):
+                return await operation(connection)
 
     def on_work(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever claimable work may exist (and after every reconnect)."""
@@ -72,10 +89,13 @@ class Listener:
         for callback in self._work_callbacks:
             callback()
 
-    def _wake_everyone(self) -> None:
+    def wake_all_waiters(self) -> None:
         for waiters in self._waiters.values():
             for event in waiters:
                 event.set()
+
+    def _wake_everyone(self) -> None:
+        self.wake_all_waiters()
         self._wake_work()
 
     def _on_notification(self, _connection: object, _pid: int, channel: str, payload: str) -> None:
@@ -105,6 +125,7 @@ class Listener:
             try:
                 await connection.add_listener(KEY_CHANNEL, self._on_notification)
                 await connection.add_listener(WORK_CHANNEL, self._on_notification)
+                self._connection = connection
                 self._connected.set()
                 backoff = 0.1
                 if not first:
@@ -117,12 +138,16 @@ class Listener:
                 logger.warning("listener connection lost: %s", exc)
             finally:
                 self._connected.clear()
+                self._connection = None
                 connection.terminate()
 
     async def _keep_alive(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
         # A dead TCP peer is only noticed when we talk: ask a trivial question now and then.
         while not lost.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), self._keepalive_seconds)
+                async with asyncio.timeout(self._keepalive_seconds):
+                    await lost.wait()
                 return
-            await asyncio.wait_for(connection.fetchval("SELECT 1"), self._keepalive_seconds)
+            async with self._turn:
+                async with asyncio.timeout(self._keepalive_seconds):
+                    await connection.fetchval("SELECT 1")

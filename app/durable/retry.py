@@ -8,7 +8,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from app.db import DATABASE_ERRORS
+from app.db import is_outage
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,9 @@ async def through_outages(operation: Callable[[], Awaitable[T]], *, what: str) -
     while True:
         try:
             return await operation()
-        except DATABASE_ERRORS as exc:
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
             logger.warning(
                 "cannot %s (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay
             )

@@ -30,7 +30,7 @@ class Runner(Worker[WorkflowRow]):
         metrics: Metrics,
         settings: Settings,
         owner: str,
-        delivery_owner: Callable[[], str | None],
+        delivery_slots: Callable[[], int],
         hand_off: Callable[[list[Delivery]], None],
     ) -> None:
         super().__init__(
@@ -43,7 +43,7 @@ class Runner(Worker[WorkflowRow]):
         self._metrics = metrics
         self._settings = settings
         self._owner = owner
-        self._delivery_owner = delivery_owner
+        self._delivery_slots = delivery_slots
         self._hand_off = hand_off
 
     async def claim(self, limit: int) -> list[WorkflowRow]:
@@ -55,6 +55,17 @@ class Runner(Worker[WorkflowRow]):
         return item.key
 
     async def process(self, item: WorkflowRow) -> None:
+        if item.attempts > self._settings.retry_max_attempts:
+            # Claimed again and again: every process that took it died before finishing.
+            await self._finish(
+                item,
+                output=None,
+                error=(
+                    f"gave up after {item.attempts - 1} attempts: "
+                    "the process running it stopped each time"
+                ),
+            )
+            return
         metrics = self._metrics
         metrics.runs_started.inc()
         started = time.perf_counter()
@@ -68,18 +79,19 @@ class Runner(Worker[WorkflowRow]):
             await self._finish(item, output=None, error=str(exc))
         except TransientError as exc:
             metrics.llm_seconds.labels("transient_error").observe(time.perf_counter() - started)
-            if item.attempts >= self._settings.retry_max_attempts:
-                error = f"gave up after {item.attempts} attempts: {exc}"
-                logger.warning("workflow %s failed: %s", item.key, error)
-                await self._finish(item, output=None, error=error)
-            else:
-                await self._schedule_retry(item, str(exc))
+            await self.recover(item, str(exc))
         else:
             metrics.llm_seconds.labels("ok").observe(time.perf_counter() - started)
             await self._finish(item, output=output, error=None)
 
-    async def _schedule_retry(self, item: WorkflowRow, error: str) -> None:
+    async def recover(self, item: WorkflowRow, error: str) -> None:
+        """Retry the run later with backoff, or fail it once its attempts are used up."""
         settings = self._settings
+        if item.attempts >= settings.retry_max_attempts:
+            error = f"gave up after {item.attempts} attempts: {error}"
+            logger.warning("workflow %s failed: %s", item.key, error)
+            await self._finish(item, output=None, error=error)
+            return
         delay = backoff_delay(
             item.attempts,
             initial=settings.retry_initial_seconds,
@@ -109,7 +121,8 @@ class Runner(Worker[WorkflowRow]):
                 owner=self._owner,
                 output=output,
                 error=error,
-                deliver_to=self._delivery_owner(),
+                deliver_to=self._owner,
+                delivery_slots=self._delivery_slots(),
                 lease_seconds=self._settings.lease_seconds,
                 notify_on_failure=self._settings.notify_on_failure,
             ),

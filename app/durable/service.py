@@ -25,7 +25,7 @@ from app.durable.store import (
     WorkflowRow,
     WorkflowStatus,
 )
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, NotFound, Unavailable
 from app.mailer import message_id_for
 
 
@@ -46,16 +46,39 @@ class WorkflowService:
         self.delivery = delivery
         self.settings = settings
         self.owner = owner
+        self.shutdown_deadline: float | None = None
+
+    @property
+    def shutting_down(self) -> bool:
+        return self.shutdown_deadline is not None
+
+    def begin_shutdown(self) -> None:
+        """Stop taking new work and release every waiting request; idempotent.
+
+        Called the moment a shutdown signal arrives (before the HTTP server drains), so that
+        in-flight work and open connections share one grace period.
+        """
+        if self.shutdown_deadline is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self.shutdown_deadline = loop.time() + self.settings.shutdown_grace_seconds
+        self.runner.stop_claiming()
+        self.delivery.stop_claiming()
+        self.listener.wake_all_waiters()
 
     async def start(self, key: str, run: RunInput) -> tuple[WorkflowRow, bool]:
         """Create the workflow and execute it here, or attach to the existing one.
 
         Returns the row and whether this call created it; Conflict if the key has another input.
         """
-        owner = self.owner if self.runner.has_capacity() else None
+        # A slot is reserved before the insert, so concurrent requests cannot overfill the runner.
+        reserved = self.runner.try_reserve()
         try:
             workflow, created = await self.store.accept_run(
-                key, run, owner=owner, lease_seconds=self.settings.lease_seconds
+                key,
+                run,
+                owner=self.owner if reserved else None,
+                lease_seconds=self.settings.lease_seconds,
             )
         except InputMismatch as exc:
             raise Conflict(
@@ -63,17 +86,22 @@ class WorkflowService:
                 "to run another query, or send the same input to attach to it",
                 code="key_conflict",
             ) from exc
-        if created and owner is not None:
+        finally:
+            if reserved:
+                self.runner.release_reservation()
+        if created and reserved:
             self.runner.submit(workflow)
         return workflow, created
 
     async def wait_finished(self, key: str, timeout: float | None = None) -> WorkflowRow | None:
         """The workflow once it has finished; None if `timeout` seconds pass first."""
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout) as deadline:
                 return await self._wait_finished(key)
         except TimeoutError:
-            return None
+            if deadline.expired():
+                return None
+            raise
 
     async def _wait_finished(self, key: str) -> WorkflowRow:
         with self.listener.watch(key) as changed:
@@ -95,7 +123,7 @@ class WorkflowService:
             promise_name=AGENT_PROMISE,
             subscription_id=subscription_id,
             message_id=message_id_for(str(subscription_id), self.settings.mail_from),
-            deliver_to=self.delivery.lease_owner(),
+            deliver_to=self.owner if self.delivery.free_slots() > 0 else None,
             lease_seconds=self.settings.lease_seconds,
             notify_on_failure=self.settings.notify_on_failure,
         )
@@ -121,4 +149,11 @@ class WorkflowService:
     async def _wait(self, changed: asyncio.Event) -> None:
         # The fallback poll bounds the delay of a notification that never came.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), self.settings.poll_interval_seconds)
+            async with asyncio.timeout(self.settings.poll_interval_seconds):
+                await changed.wait()
+        if self.shutting_down:
+            raise Unavailable(
+                "this process is shutting down; send the request again (the work itself "
+                "is durable and continues)",
+                code="shutting_down",
+            )

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -291,14 +291,16 @@ class Store:
         owner: str,
         output: str | None,
         error: str | None,
-        deliver_to: str | None,
+        deliver_to: str,
+        delivery_slots: int,
         lease_seconds: float,
         notify_on_failure: bool,
     ) -> tuple[WorkflowRow, list[Delivery]] | None:
         """Finish a leased run: record it, complete its promise, make its subscribers ready.
 
-        `output` for success, `error` for a terminal failure. Ready subscriptions are leased to
-        `deliver_to` (the caller's delivery worker) when given, else left for any worker.
+        `output` for success, `error` for a terminal failure. Up to `delivery_slots` of the
+        subscriptions made ready are leased to `deliver_to` (the caller's delivery worker) and
+        returned; the rest are left for any worker.
         Returns None when `owner` no longer holds the lease (another process took the run over).
         """
         try:
@@ -308,6 +310,7 @@ class Store:
                 output=output,
                 error=error,
                 deliver_to=deliver_to,
+                delivery_slots=delivery_slots,
                 lease_seconds=lease_seconds,
                 notify_on_failure=notify_on_failure,
             )
@@ -321,7 +324,8 @@ class Store:
         owner: str,
         output: str | None,
         error: str | None,
-        deliver_to: str | None,
+        deliver_to: str,
+        delivery_slots: int,
         lease_seconds: float,
         notify_on_failure: bool,
     ) -> tuple[WorkflowRow, list[Delivery]]:
@@ -370,6 +374,7 @@ class Store:
                 key,
                 AGENT_PROMISE,
                 deliver_to=deliver_to,
+                delivery_slots=delivery_slots,
                 lease_seconds=lease_seconds,
                 notify_on_failure=notify_on_failure,
             )
@@ -382,7 +387,8 @@ class Store:
         key: str,
         promise_name: str,
         *,
-        deliver_to: str | None,
+        deliver_to: str,
+        delivery_slots: int,
         lease_seconds: float,
         notify_on_failure: bool,
     ) -> list[Delivery]:
@@ -407,25 +413,39 @@ class Store:
                 {"key": key, "name": promise_name},
             )
             return []
-        if deliver_to is not None:
-            lease = (
-                ", lease_owner = :owner, lease_expires_at = now() + make_interval(secs => :lease),"
-                " attempts = attempts + 1"
-            )
-        else:
-            lease = ""
+        # The first `slots` of them are leased to the caller, who sends them right after the
+        # commit; the rest are left to whichever worker claims them first.
         rows = await connection.execute(
-            text(f"""
-                UPDATE subscription
-                SET status = 'ready', ready_at = now(), next_attempt_at = now(),
-                    updated_at = now() {lease}
-                WHERE workflow_key = :key AND promise_name = :name AND status = 'waiting'
-                RETURNING id, workflow_key, email, message_id, attempts
+            text("""
+                UPDATE subscription AS s
+                SET status = 'ready', ready_at = now(), next_attempt_at = now(), updated_at = now(),
+                    lease_owner = CASE WHEN waiting.rank <= :slots THEN CAST(:owner AS text) END,
+                    lease_expires_at = CASE WHEN waiting.rank <= :slots
+                                            THEN now() + make_interval(secs => :lease) END,
+                    attempts = s.attempts + CASE WHEN waiting.rank <= :slots THEN 1 ELSE 0 END
+                FROM (
+                    SELECT id, row_number() OVER (ORDER BY created_at, id) AS rank
+                    FROM subscription
+                    WHERE workflow_key = :key AND promise_name = :name AND status = 'waiting'
+                ) AS waiting
+                WHERE s.id = waiting.id AND s.status = 'waiting'
+                RETURNING s.id, s.workflow_key, s.email, s.message_id, s.attempts, s.lease_owner
             """),
-            {"key": key, "name": promise_name, "owner": deliver_to, "lease": lease_seconds},
+            {
+                "key": key,
+                "name": promise_name,
+                "owner": deliver_to,
+                "slots": delivery_slots,
+                "lease": lease_seconds,
+            },
         )
-        deliveries = [_delivery(row, promise) for row in rows]
-        if deliveries and deliver_to is None:
+        deliveries, left_for_anyone = [], 0
+        for row in rows:
+            if row.lease_owner is None:
+                left_for_anyone += 1
+            else:
+                deliveries.append(_delivery(row, promise))
+        if left_for_anyone:
             await _notify(connection, WORK_CHANNEL, "delivery")
         return deliveries
 
@@ -613,27 +633,7 @@ class Store:
 
     # -- leases -------------------------------------------------------------------------------
 
-    async def renew_leases(self, *, owner: str, lease_seconds: float) -> None:
-        """Extend every lease this process holds (one statement per table)."""
-        params = {"owner": owner, "lease": lease_seconds}
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                text("""
-                    UPDATE workflow SET lease_expires_at = now() + make_interval(secs => :lease)
-                    WHERE lease_owner = :owner AND status = 'running'
-                """),
-                params,
-            )
-            await connection.execute(
-                text("""
-                    UPDATE subscription
-                    SET lease_expires_at = now() + make_interval(secs => :lease)
-                    WHERE lease_owner = :owner AND status = 'ready'
-                """),
-                params,
-            )
-
-    async def release_leases(self, *, owner: str, run_keys: Sequence[str] = ()) -> None:
+    async def release_leases(self, *, owner: str) -> None:
         """Hand back what this process holds but will not finish, so others take it at once."""
         async with self._engine.begin() as connection:
             await connection.execute(
@@ -730,3 +730,39 @@ class Store:
                 promise=None if promise is None else _promise(promise),
                 subscriptions=[_subscription(row) for row in subscriptions],
             )
+
+
+RENEW_LEASES = """
+    WITH runs AS (
+        UPDATE workflow SET lease_expires_at = now() + make_interval(secs => $2)
+        WHERE key = ANY($3::text[]) AND lease_owner = $1 AND status = 'running'
+        RETURNING 1
+    ), deliveries AS (
+        UPDATE subscription SET lease_expires_at = now() + make_interval(secs => $2)
+        WHERE id = ANY($4::uuid[]) AND lease_owner = $1 AND status = 'ready'
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM deliveries) AS deliveries
+"""
+
+
+async def renew_leases(
+    connection: asyncpg.Connection,
+    *,
+    owner: str,
+    lease_seconds: float,
+    run_keys: list[str],
+    subscription_ids: list[uuid.UUID],
+) -> tuple[int, int]:
+    """Extend the leases of the runs and deliveries this process is working on, in one
+    statement; returns how many of each were renewed. (A row the process holds but no longer
+    works on is not renewed: its lease lapses and someone else takes it.)
+
+    It runs on the process's LISTEN connection, not the query pool: a pool saturated by a burst
+    of requests must never delay renewals until leases lapse and others take the work over.
+    """
+    row = await connection.fetchrow(
+        RENEW_LEASES, owner, float(lease_seconds), run_keys, subscription_ids
+    )
+    assert row is not None
+    return row["runs"], row["deliveries"]

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-from app.db import DATABASE_ERRORS
+from app.db import is_outage
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,10 @@ class Worker(Generic[Item]):
         self._poll_interval_seconds = poll_interval_seconds
         self._inflight: dict[Hashable, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        # Items beyond the concurrency wait here for a slot, their leases renewed meanwhile.
+        self._slots = asyncio.Semaphore(concurrency)
         self._stopping = False
+        self._reserved = 0
 
     # -- what subclasses provide --------------------------------------------------------------
 
@@ -41,16 +44,41 @@ class Worker(Generic[Item]):
     def identity(self, item: Item) -> Hashable:
         raise NotImplementedError
 
+    async def recover(self, item: Item, error: str) -> None:
+        """Record a failure `process` did not expect (a bug, a database error no retry fixes)."""
+        raise NotImplementedError
+
     # -- the loop -----------------------------------------------------------------------------
 
     @property
     def inflight(self) -> int:
         return len(self._inflight)
 
-    def has_capacity(self) -> bool:
-        return not self._stopping and len(self._inflight) < self.concurrency
+    def held(self) -> list[Hashable]:
+        """Identities of the items this worker holds (in flight or waiting for a slot)."""
+        return list(self._inflight)
+
+    def free_slots(self) -> int:
+        """Items this worker can take on now (in flight and reserved ones count as taken)."""
+        return max(0, self.concurrency - len(self._inflight) - self._reserved)
+
+    def try_reserve(self) -> bool:
+        """Reserve a slot for an item about to be leased to this process; False if none is free
+        or the worker is stopping. Release it with release_reservation() once submitted."""
+        if self._stopping or self.free_slots() == 0:
+            return False
+        self._reserved += 1
+        return True
+
+    def release_reservation(self) -> None:
+        self._reserved -= 1
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def stop_claiming(self) -> None:
+        """Take no new work; what is in flight goes on."""
+        self._stopping = True
         self._wake.set()
 
     def wake_later(self, delay_seconds: float) -> None:
@@ -71,26 +99,33 @@ class Worker(Generic[Item]):
 
     async def _guarded(self, item: Item) -> None:
         try:
-            await self.process(item)
+            async with self._slots:
+                await self.process(item)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # The lease runs out and the item is claimed again; nothing is lost.
-            logger.exception(
-                "%s failed on %s; it will be retried after its lease expires",
-                self.name,
-                self.identity(item),
-            )
+        except Exception as exc:
+            logger.exception("%s failed unexpectedly on %s", self.name, self.identity(item))
+            try:
+                await self.recover(item, f"internal error: {type(exc).__name__}: {exc}")
+            except Exception:
+                # Once the lease lapses the item is claimed again: nothing is lost.
+                logger.exception(
+                    "%s could not record the failure of %s; its lease will lapse",
+                    self.name,
+                    self.identity(item),
+                )
 
     async def run(self) -> None:
         """Claim and process until cancelled."""
         while True:
             self._wake.clear()
-            free = self.concurrency - len(self._inflight)
+            free = self.free_slots()
             if free > 0 and not self._stopping:
                 try:
                     claimed = await self.claim(free)
-                except DATABASE_ERRORS as exc:
+                except Exception as exc:
+                    if not is_outage(exc):
+                        raise
                     # Keep looping: the next poll (or the listener's reconnect) tries again.
                     logger.warning(
                         "%s cannot claim work: %s: %s", self.name, type(exc).__name__, exc
@@ -101,11 +136,12 @@ class Worker(Generic[Item]):
                 if claimed and len(claimed) == free:
                     continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval_seconds)
+                async with asyncio.timeout(self._poll_interval_seconds):
+                    await self._wake.wait()
 
     async def drain(self, grace_seconds: float) -> None:
         """Stop taking work; let in-flight items finish within the grace period, cancel the rest."""
-        self._stopping = True
+        self.stop_claiming()
         tasks = list(self._inflight.values())
         if not tasks:
             return

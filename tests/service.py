@@ -1,0 +1,102 @@
+"""The service as a real child process (`python -m app.cli serve`), for crash and fault tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from app.config import Settings
+from tests.helpers import eventually
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def environment(settings: Settings, port: int) -> dict[str, str]:
+    """The settings as the environment variables an operator would set."""
+    fields = {name.upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k.upper() not in fields}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    env["PORT"] = str(port)
+    env["HOST"] = "127.0.0.1"
+    return env
+
+
+@dataclass
+class ServiceProcess:
+    settings: Settings
+    log: Path
+    port: int = field(default_factory=free_port)
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, timeout=30)
+
+    async def start(self) -> ServiceProcess:
+        """Start it and wait until /readyz answers 200."""
+        with open(self.log, "ab") as output:  # noqa: ASYNC230 - a local file, opened once
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "app.cli",
+                "serve",
+                cwd=ROOT,
+                env=environment(self.settings, self.port),
+                stdout=output,
+                stderr=output,
+            )
+
+        async def ready() -> bool:
+            assert self.process is not None
+            if self.process.returncode is not None:
+                text = await asyncio.to_thread(self.log.read_text)
+                raise AssertionError(f"the service exited ({self.process.returncode}):\n{text}")
+            try:
+                async with httpx.AsyncClient() as client:
+                    return (await client.get(f"{self.base_url}/readyz")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await eventually(ready, bool, timeout=60, interval=0.05)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def kill(self) -> None:
+        """kill -9: no shutdown code runs."""
+        if self.running:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGKILL)
+            await self.process.wait()
+
+    async def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM, then wait for the exit; returns the exit code."""
+        assert self.process is not None
+        if self.running:
+            self.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(timeout):
+            return await self.process.wait()
