@@ -87,6 +87,7 @@ class Agent:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._litellm = load_litellm()
+        self._missing: dict[str, list[str]] = {}
         if settings.offline:
             logger.warning(
                 "AGENT_MODEL is not set: answers come from the built-in offline model %s. "
@@ -95,15 +96,43 @@ class Agent:
             )
         else:
             logger.info("agent model: %s", settings.agent_model)
+            missing = self.missing_credentials(settings.model)
+            if missing:
+                logger.warning(
+                    "AGENT_MODEL %s needs %s (or AGENT_API_KEY) in the environment; "
+                    "until it is set, runs fail at once",
+                    settings.model,
+                    " or ".join(missing),
+                )
+
+    def missing_credentials(self, model: str) -> list[str]:
+        """Environment variables litellm wants for `model` that are not set (none if
+        AGENT_API_KEY is given or the model is the offline one)."""
+        if self._settings.agent_api_key or model.startswith(f"{OFFLINE_PROVIDER}/"):
+            return []
+        if model not in self._missing:
+            try:
+                found = self._litellm.validate_environment(model)
+                self._missing[model] = list(found.get("missing_keys") or [])
+            except Exception:  # a model litellm cannot map: let the call itself decide
+                self._missing[model] = []
+        return self._missing[model]
 
     async def answer(self, query: str, *, model: str | None, instructions: str | None) -> str:
         settings = self._settings
+        model = model or settings.model
+        missing = self.missing_credentials(model)
+        if missing:
+            raise PermanentError(
+                f"model {model} needs {' or '.join(missing)} (or AGENT_API_KEY) in the "
+                "service's environment"
+            )
         messages = [
             {"role": "system", "content": instructions or settings.agent_instructions},
             {"role": "user", "content": query},
         ]
         kwargs: dict[str, Any] = {
-            "model": model or settings.model,
+            "model": model,
             "messages": messages,
             "timeout": settings.agent_timeout_seconds,
             # Retries are ours: durable, with backoff, counted in the workflow row.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -31,6 +32,9 @@ class Settings(BaseSettings):
     agent_api_key: SecretStr | None = None
     agent_instructions: str = "You are a helpful assistant."
     agent_timeout_seconds: float = Field(default=600.0, gt=0)
+    # Models a run may choose besides AGENT_MODEL (comma-separated, * wildcards); the operator's
+    # keys pay for them, so none by default.
+    agent_allowed_models: str = ""
 
     # Email. Unset SMTP_HOST: messages are written as .eml files to OUTBOX_DIR.
     smtp_host: str | None = None
@@ -73,6 +77,13 @@ class Settings(BaseSettings):
     def model(self) -> str:
         """The litellm model string runs use unless they name their own."""
         return self.agent_model or OFFLINE_MODEL
+
+    def model_allowed(self, model: str) -> bool:
+        """Whether a run may ask for `model` (AGENT_MODEL always, others per the allow-list)."""
+        if model == self.model:
+            return True
+        patterns = [p.strip() for p in self.agent_allowed_models.split(",") if p.strip()]
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in patterns)
 
     @property
     def offline(self) -> bool:

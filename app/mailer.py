@@ -99,6 +99,9 @@ class SmtpMailer:
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             raise _classify_refusals(exc) from exc
+        except aiosmtplib.SMTPNotSupported as exc:
+            # e.g. an internationalised address and a server without SMTPUTF8: retrying won't help
+            raise PermanentError(f"SMTP server does not support this: {exc}") from exc
         except aiosmtplib.SMTPResponseException as exc:
             reply = f"SMTP {exc.code} {exc.message}"
             if 400 <= exc.code < 500:

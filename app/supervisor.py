@@ -29,7 +29,9 @@ class Supervisor:
         self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]
     ) -> None:
         delay = 0.1
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 await factory()
                 logger.error("background task %s returned; restarting it", name)
@@ -37,6 +39,8 @@ class Supervisor:
                 raise
             except Exception:
                 logger.exception("background task %s crashed; restarting in %.1fs", name, delay)
+            if loop.time() - started > 60:
+                delay = 0.1  # it ran healthily for a while: this is a new failure, not a loop
             self._crashed.add(name)
             await asyncio.sleep(delay)
             self._crashed.discard(name)

@@ -78,18 +78,28 @@ async def test_failure_emails_can_be_turned_off(
     assert inbox.messages == []
 
 
-async def test_smtp_4xx_is_retried_with_the_same_message_id(
-    client: httpx.AsyncClient, inbox: Inbox
-) -> None:
+async def test_smtp_4xx_is_retried(client: httpx.AsyncClient, inbox: Inbox) -> None:
     inbox.reply("busy@example.com", "451 4.3.0 try again later")
     await client.post("/workflows/smtp/run", json="q")
     response = await client.post("/workflows/smtp/on_notify", json="busy@example.com")
     assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "sent"
-    assert body["attempts"] == 2
+    assert (body["status"], body["attempts"]) == ("sent", 2)
     [message] = inbox.messages
     assert message["Message-ID"] == body["message_id"]
+
+
+async def test_a_resend_after_an_unclear_failure_carries_the_same_message_id(
+    client: httpx.AsyncClient, inbox: Inbox
+) -> None:
+    # The server stores the message but answers 451: the client must send it again, and the
+    # receiver can tell the two copies are one message.
+    inbox.reply_after_storing("twice@example.com", "451 4.3.0 try again later")
+    await client.post("/workflows/smtp2/run", json="q")
+    response = await client.post("/workflows/smtp2/on_notify", json="twice@example.com")
+    assert response.status_code == 200
+    assert response.json()["attempts"] == 2
+    assert [m["Message-ID"] for m in inbox.messages] == [response.json()["message_id"]] * 2
 
 
 async def test_smtp_5xx_fails_the_subscription_with_the_reply(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 
+from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
 from tests.helpers import all_sent, until_workflow
@@ -41,7 +44,7 @@ async def test_same_key_with_a_different_input_is_a_conflict(
     client: httpx.AsyncClient, fake_llm: FakeLLM
 ) -> None:
     await client.post("/workflows/taken/run", json="first")
-    for body in ("second", {"query": "first", "model": "openai/other"}):
+    for body in ("second", {"query": "first", "instructions": "Answer in French."}):
         response = await client.post("/workflows/taken/run/send", json=body)
         assert response.status_code == 409
         error = response.json()["error"]
@@ -62,3 +65,48 @@ async def test_subscribing_twice_sends_one_email(client: httpx.AsyncClient, inbo
     status = await until_workflow(client, "twice", all_sent)
     assert len(status["subscriptions"]) == 1
     assert len(inbox.messages) == 1
+
+
+async def test_runs_may_only_choose_models_the_operator_allows(
+    start_app: Callable[..., Awaitable[RunningApp]], fake_llm: FakeLLM
+) -> None:
+    app = await start_app(agent_allowed_models="openai/gpt-*, openai/fake-*")
+    refused = await app.client.post(
+        "/workflows/m1/run/send", json={"query": "q", "model": "anthropic/claude-x"}
+    )
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "model_not_allowed"
+    allowed = await app.client.post(
+        "/workflows/m2/run", json={"query": "q", "model": "openai/fake-other"}
+    )
+    assert allowed.status_code == 200
+    assert fake_llm.calls[-1]["model"] == "fake-other"
+
+
+async def test_a_model_without_its_key_fails_at_once(
+    start_app: Callable[..., Awaitable[RunningApp]],
+    fake_llm: FakeLLM,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    app = await start_app(agent_api_key=None, agent_allowed_models="anthropic/*")
+    response = await app.client.post(
+        "/workflows/nokey/run", json={"query": "q", "model": "anthropic/claude-x"}
+    )
+    assert response.status_code == 502
+    assert "ANTHROPIC_API_KEY" in response.json()["error"]["message"]
+    status = (await app.client.get("/workflows/nokey")).json()
+    assert status["attempts"] == 1
+    assert fake_llm.calls == []
+
+
+async def test_one_person_is_one_subscriber_whatever_the_spelling(
+    client: httpx.AsyncClient,
+) -> None:
+    first = await client.post("/workflows/case/on_notify/send", json="Ann.Lee@Example.COM")
+    second = await client.post("/workflows/case/on_notify/send", json="ann.lee@example.com")
+    assert first.json()["id"] == second.json()["id"]
+    assert first.json()["email"] == "ann.lee@example.com"
+    idn = await client.post("/workflows/case/on_notify/send", json="me@Bücher.example")
+    assert idn.status_code == 202
+    assert idn.json()["email"] == "me@xn--bcher-kva.example"

@@ -64,20 +64,28 @@ def complete(store: Store, key: str, *, slots: int = 10) -> Awaitable[Any]:
     )
 
 
+@pytest.mark.parametrize("promise_exists", [True, False])
 @pytest.mark.parametrize("first", ["subscriber", "resolver"])
 async def test_subscribe_and_resolve_contending_for_the_promise_row(
-    store: Store, database_url: str, db: asyncpg.Connection, first: str
+    store: Store, database_url: str, db: asyncpg.Connection, first: str, promise_exists: bool
 ) -> None:
-    """Whichever gets the promise row first, the subscription is delivered exactly once."""
+    """Whichever gets the promise row first (or creates it), the subscription is delivered
+    exactly once. A third transaction holds the row (or an uncommitted insert of it) until both
+    contenders wait for it, so each interleaving happens every time."""
     await store.accept_run("k", RunInput("q"), owner=OWNER, lease_seconds=30)
-    await db.execute(
+    create_promise = (
         "INSERT INTO promise (workflow_key, name, state) VALUES ('k', 'agent_response', 'pending')"
     )
+    if promise_exists:
+        await db.execute(create_promise)
     blocker = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         transaction = blocker.transaction()
         await transaction.start()
-        await blocker.execute("SELECT 1 FROM promise WHERE workflow_key = 'k' FOR UPDATE")
+        if promise_exists:
+            await blocker.execute("SELECT 1 FROM promise WHERE workflow_key = 'k' FOR UPDATE")
+        else:
+            await blocker.execute(create_promise)  # both contenders' inserts wait on it
 
         starters: dict[str, Callable[[], Awaitable[Any]]] = {
             "subscriber": lambda: subscribe(store, "k", "a@example.com"),
@@ -88,7 +96,10 @@ async def test_subscribe_and_resolve_contending_for_the_promise_row(
         for blocked, name in enumerate(order, start=1):
             tasks[name] = asyncio.ensure_future(starters[name]())
             await until_blocked(db, blocked)
-        await transaction.commit()
+        if promise_exists:
+            await transaction.commit()
+        else:
+            await transaction.rollback()  # the row is not there after all: one of them inserts it
         subscribed: Subscribed = await tasks["subscriber"]
         completed: tuple[Any, list[Delivery]] = await tasks["resolver"]
     finally:

@@ -156,3 +156,18 @@ async def test_docs_describe_every_endpoint(client: httpx.AsyncClient) -> None:
     run_send = paths["/workflows/{key}/run/send"]["post"]
     assert "examples" in run_send["requestBody"]["content"]["application/json"]
     assert "202" in run_send["responses"]
+
+
+async def test_offline_model_answers_when_no_llm_is_configured(
+    start_app: Callable[..., Awaitable[RunningApp]], inbox: Inbox, fake_llm: FakeLLM
+) -> None:
+    app = await start_app(agent_model=None, agent_api_base=None, agent_api_key=None)
+    response = await app.client.post("/workflows/offline/run", json="hello offline")
+    assert response.status_code == 200
+    output = response.json()["output"]
+    assert output.startswith("[offline model] You asked: hello offline")
+    assert "AGENT_MODEL" in output  # it says how to configure a real one
+    assert fake_llm.calls == []
+    await app.client.post("/workflows/offline/on_notify", json="me@example.com")
+    [message] = inbox.messages
+    assert message.get_content().replace("\r\n", "\n").strip() == output.strip()

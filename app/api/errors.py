@@ -59,9 +59,12 @@ def describe_validation(errors: Sequence[Any]) -> tuple[int, str, str]:
             "send it as JSON with Content-Type: application/json",
         )
     if loc[-1:] == ("email",):
-        reason = str(first.get("msg", "")).removeprefix("value is not a valid email address: ")
+        reason = str(first.get("msg", "")).removeprefix("Value error, ")
         return 422, "invalid_email", f"invalid email address: {reason}"
-    messages = [f"{_location(e.get('loc', ()))}: {e.get('msg', '')}" for e in errors]
+    messages = [
+        f"{_location(e.get('loc', ()))}: {str(e.get('msg', '')).removeprefix('Value error, ')}"
+        for e in errors
+    ]
     return 422, "invalid_request", "; ".join(messages)
 
 
@@ -81,6 +84,10 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = "no such endpoint; see /docs for the API"
+        elif exc.status_code == 405:
+            message = "this endpoint does not answer that method; see /docs for the API"
+        elif exc.status_code == 400 and message == "There was an error parsing the body":
+            code, message = "malformed_json", "the request body is not valid UTF-8 JSON"
         response = error_response(exc.status_code, code, message)
         if exc.headers:
             response.headers.update(exc.headers)

@@ -98,7 +98,7 @@ class DeliveryWorker(Worker[Delivery]):
                 )
             else:
                 self._metrics.ready_to_sent_seconds.observe(waited)
-            self._listener.wake(notification.workflow_key)
+            self._listener.wake(notification.workflow_key, str(subscription_id))
 
     async def _record_failure(self, item: Delivery, error: str) -> None:
         subscription_id = item.subscription_id
@@ -107,7 +107,7 @@ class DeliveryWorker(Worker[Delivery]):
             what=f"record the failure of email {item.notification.message_id}",
         )
         self._metrics.emails.labels("failed").inc()
-        self._listener.wake(item.notification.workflow_key)
+        self._listener.wake(item.notification.workflow_key, str(subscription_id))
 
     async def recover(self, item: Delivery, error: str) -> None:
         """Retry the email later with backoff, or fail it once its attempts are used up."""

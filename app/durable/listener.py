@@ -33,7 +33,8 @@ class Listener:
         self._dsn = dsn
         self._keepalive_seconds = keepalive_seconds
         self._reconnect_max_seconds = reconnect_max_seconds
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        # workflow key -> subscription id (None: the workflow itself) -> waiting events
+        self._waiters: dict[str, dict[str | None, set[asyncio.Event]]] = {}
         self._work_callbacks: list[Callable[[], None]] = []
         self._connected = asyncio.Event()
         self._connection: asyncpg.Connection | None = None
@@ -64,35 +65,50 @@ class Listener:
         self._work_callbacks.append(callback)
 
     @contextlib.contextmanager
-    def watch(self, key: str) -> Iterator[asyncio.Event]:
-        """An event set whenever the workflow `key` may have changed; clear it before re-reading."""
+    def watch(self, key: str, subscription: str | None = None) -> Iterator[asyncio.Event]:
+        """An event set whenever workflow `key` (or only its `subscription`, if given) may have
+        changed; clear it before re-reading the row."""
         event = asyncio.Event()
-        waiters = self._waiters.setdefault(key, set())
+        topics = self._waiters.setdefault(key, {})
+        waiters = topics.setdefault(subscription, set())
         waiters.add(event)
         try:
             yield event
         finally:
             waiters.discard(event)
             if not waiters:
-                self._waiters.pop(key, None)
+                topics.pop(subscription, None)
+                if not topics:
+                    self._waiters.pop(key, None)
 
-    def wake(self, key: str) -> None:
-        """Wake this process's waiters on `key` (after a local commit, without a round trip)."""
-        for event in self._waiters.get(key, ()):
-            event.set()
+    def wake(self, key: str, subscription: str | None = None) -> None:
+        """Wake this process's waiters on `key`: all of them for a change of the workflow, those
+        of the workflow and of that one subscription for a delivery change. Called for
+        notifications, and after a local commit to skip the round trip."""
+        topics = self._waiters.get(key)
+        if not topics:
+            return
+        if subscription is None:
+            chosen = list(topics.values())
+        else:
+            chosen = [topics.get(None, set()), topics.get(subscription, set())]
+        for waiters in chosen:
+            for event in waiters:
+                event.set()
 
     @property
     def waiter_count(self) -> int:
-        return sum(len(waiters) for waiters in self._waiters.values())
+        return sum(len(w) for topics in self._waiters.values() for w in topics.values())
 
     def _wake_work(self) -> None:
         for callback in self._work_callbacks:
             callback()
 
     def wake_all_waiters(self) -> None:
-        for waiters in self._waiters.values():
-            for event in waiters:
-                event.set()
+        for topics in self._waiters.values():
+            for waiters in topics.values():
+                for event in waiters:
+                    event.set()
 
     def _wake_everyone(self) -> None:
         self.wake_all_waiters()
@@ -100,7 +116,9 @@ class Listener:
 
     def _on_notification(self, _connection: object, _pid: int, channel: str, payload: str) -> None:
         if channel == KEY_CHANNEL:
-            self.wake(payload)
+            # "<key>" for a workflow change, "<key> <subscription id>" for a delivery change.
+            key, _, subscription = payload.partition(" ")
+            self.wake(key, subscription or None)
         else:
             self._wake_work()
 
@@ -122,24 +140,31 @@ class Listener:
                 continue
             lost = asyncio.Event()
             connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
+            connected_at = asyncio.get_running_loop().time()
             try:
                 await connection.add_listener(KEY_CHANNEL, self._on_notification)
                 await connection.add_listener(WORK_CHANNEL, self._on_notification)
                 self._connection = connection
                 self._connected.set()
-                backoff = 0.1
                 if not first:
                     self.reconnects += 1
                     logger.info("listener reconnected; re-checking every waiter and worker")
                 first = False
                 self._wake_everyone()
                 await self._keep_alive(connection, lost)
+                logger.warning("listener connection lost (closed by the server)")
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("listener connection lost: %s", exc)
+                logger.warning("listener connection lost: %s: %s", type(exc).__name__, exc)
             finally:
                 self._connected.clear()
                 self._connection = None
                 connection.terminate()
+            # A connection that held up for a while earns a quick reconnect; one dropped at once
+            # (a server accepting and closing) backs off like a refused one.
+            if asyncio.get_running_loop().time() - connected_at > 30:
+                backoff = 0.1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self._reconnect_max_seconds)
 
     async def _keep_alive(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
         # A dead TCP peer is only noticed when we talk: ask a trivial question now and then.

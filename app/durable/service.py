@@ -25,7 +25,7 @@ from app.durable.store import (
     WorkflowRow,
     WorkflowStatus,
 )
-from app.errors import Conflict, NotFound, Unavailable
+from app.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.mailer import message_id_for
 
 
@@ -71,6 +71,12 @@ class WorkflowService:
 
         Returns the row and whether this call created it; Conflict if the key has another input.
         """
+        if run.model is not None and not self.settings.model_allowed(run.model):
+            raise InvalidInput(
+                f"model {run.model!r} is not allowed; runs use {self.settings.model} unless the "
+                "operator allows others (AGENT_ALLOWED_MODELS)",
+                code="model_not_allowed",
+            )
         # A slot is reserved before the insert, so concurrent requests cannot overfill the runner.
         reserved = self.runner.try_reserve()
         try:
@@ -133,7 +139,7 @@ class WorkflowService:
 
     async def wait_delivered(self, subscription: SubscriptionRow) -> SubscriptionRow:
         """The subscription once its notification is sent or has definitely failed."""
-        with self.listener.watch(subscription.workflow_key) as changed:
+        with self.listener.watch(subscription.workflow_key, str(subscription.id)) as changed:
             while True:
                 changed.clear()
                 current = await self.store.get_subscription(subscription.id)

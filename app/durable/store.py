@@ -610,7 +610,7 @@ class Store:
             if row is None:
                 return None
             # Wakes whoever waits on this delivery (sync on_notify, status streams) on any replica.
-            await _notify(connection, KEY_CHANNEL, row.workflow_key)
+            await _notify(connection, KEY_CHANNEL, f"{row.workflow_key} {subscription_id}")
             waited: float = row.waited
             return waited
 

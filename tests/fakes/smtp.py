@@ -21,6 +21,9 @@ class Inbox:
     # Recipients whose session waits before RCPT is accepted / after DATA is stored.
     _hold_before: dict[str, asyncio.Event] = field(default_factory=dict)
     _hold_after: dict[str, asyncio.Event] = field(default_factory=dict)
+    # Replies given after DATA was stored, per recipient, in order: the client sees a failure
+    # although the server has the message (the window where a re-send duplicates it).
+    _replies_after_data: dict[str, list[str]] = field(default_factory=dict)
     arrived: list[str] = field(default_factory=list)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _server: asyncio.Server | None = None
@@ -30,6 +33,9 @@ class Inbox:
 
     def reply(self, address: str, *replies: str) -> None:
         self._replies[address] = list(replies)
+
+    def reply_after_storing(self, address: str, *replies: str) -> None:
+        self._replies_after_data[address] = list(replies)
 
     def hold_before_accepting(self, address: str) -> asyncio.Event:
         """Sessions for `address` wait at RCPT until the event is set: nothing is accepted."""
@@ -79,6 +85,9 @@ class Inbox:
             hold = self._hold_after.get(address)
             if hold is not None:
                 await hold.wait()
+            replies = self._replies_after_data.get(address)
+            if replies:
+                return replies.pop(0)
         return "250 Message accepted"
 
     async def start(self, port: int = 0) -> None:
