@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     retry_max_attempts: int = Field(default=30, ge=1)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     notify_on_failure: bool = True
+    # A subscription still waiting after this long (its task never finished) expires.
+    subscription_ttl_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
 
     # Capacity of one process.
     runner_concurrency: int = Field(default=64, ge=1)

@@ -92,6 +92,20 @@ async def renew_leases_forever(
                 logger.warning("cannot renew leases (%s: %s)", type(exc).__name__, exc)
 
 
+async def expire_subscriptions_forever(store: Store, *, settings: Settings) -> None:
+    """The janitor: subscriptions whose task never finished expire after their TTL."""
+    interval = max(0.2, min(60.0, settings.subscription_ttl_seconds / 4))
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            while await store.expire_subscriptions(ttl_seconds=settings.subscription_ttl_seconds):
+                pass
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            logger.warning("cannot expire subscriptions (%s: %s)", type(exc).__name__, exc)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -149,6 +163,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 lambda: renew_leases_forever(
                     listener, runner, delivery, owner=owner, settings=settings
                 ),
+            )
+            supervisor.start(
+                "janitor", lambda: expire_subscriptions_forever(store, settings=settings)
             )
             supervisor.start("runner", runner.run)
             supervisor.start("delivery", delivery.run)

@@ -113,6 +113,12 @@ class Subscription(Base):
             "next_attempt_at",
             postgresql_where=text("status = 'ready'"),
         ),
+        # The janitor's expiry of subscriptions that waited too long.
+        Index(
+            "ix_subscription_waiting_created_at",
+            "created_at",
+            postgresql_where=text("status = 'waiting'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)

@@ -131,3 +131,17 @@ async def test_unreachable_smtp_server_is_retried_then_given_up(
     [subscription] = status["subscriptions"]
     assert subscription["attempts"] == 4
     assert "gave up after 4 attempts" in subscription["last_error"]
+
+
+async def test_subscribers_of_a_task_that_never_finishes_expire(
+    start_app: Callable[..., Awaitable[RunningApp]], inbox: Inbox
+) -> None:
+    app = await start_app(subscription_ttl_seconds=1.0)
+    response = await app.client.post("/workflows/never/on_notify", json="patient@example.com")
+    assert response.status_code == 502
+    assert "expired" in response.json()["error"]["message"]
+    status = await until_workflow(app.client, "never", lambda s: bool(s["subscriptions"]))
+    [subscription] = status["subscriptions"]
+    assert subscription["status"] == "expired"
+    assert subscription["last_error"].startswith("expired: no result after waiting")
+    assert inbox.messages == []

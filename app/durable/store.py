@@ -631,6 +631,33 @@ class Store:
             )
             return result.rowcount == 1
 
+    async def expire_subscriptions(self, *, ttl_seconds: float, limit: int = 1000) -> int:
+        """Expire subscriptions that have waited longer than the TTL; returns how many."""
+        async with self._engine.begin() as connection:
+            rows = (
+                await connection.execute(
+                    text("""
+                        UPDATE subscription
+                        SET status = 'expired', updated_at = now(),
+                            last_error = 'expired: no result after waiting '
+                                         || make_interval(secs => :ttl)::text
+                        WHERE id IN (
+                            SELECT id FROM subscription
+                            WHERE status = 'waiting'
+                              AND created_at < now() - make_interval(secs => :ttl)
+                            ORDER BY created_at
+                            LIMIT :limit
+                            FOR UPDATE SKIP LOCKED
+                        )
+                        RETURNING workflow_key, id
+                    """),
+                    {"ttl": ttl_seconds, "limit": limit},
+                )
+            ).all()
+            for row in rows:
+                await _notify(connection, KEY_CHANNEL, f"{row.workflow_key} {row.id}")
+            return len(rows)
+
     # -- leases -------------------------------------------------------------------------------
 
     async def release_leases(self, *, owner: str) -> None:

@@ -7,6 +7,7 @@ with given HTTP statuses first.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ class FakeLLM:
     _failures: dict[str, list[int]] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _runner: web.AppRunner | None = None
+    # Each answer takes a random time in this range (seconds), like a real model.
+    delay: tuple[float, float] = (0.0, 0.0)
 
     def queries(self) -> list[str]:
         return [call["messages"][-1]["content"] for call in self.calls]
@@ -63,6 +66,8 @@ class FakeLLM:
         hold = self._holds.get(query)
         if hold is not None:
             await hold.wait()
+        if self.delay[1] > 0:
+            await asyncio.sleep(random.uniform(*self.delay))
         return web.json_response(
             {
                 "id": f"chatcmpl-{len(self.calls)}",

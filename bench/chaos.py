@@ -1,0 +1,215 @@
+"""Chaos run: workflows and subscribers keep coming while the service is killed (kill -9) and
+restarted at random instants. Prints what was lost, duplicated or failed, and the longest delay.
+
+    .venv/bin/python -m bench.chaos --workflows 200 --kills 10
+
+Uses DATABASE_URL's server when set (a fresh database is created on it), else an embedded
+Postgres in a temporary folder; a fake OpenAI-compatible LLM answering in 50-500 ms; an aiosmtpd
+server as the mail sink; and the service itself as a child process (`python -m app.cli serve`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from app.config import Settings
+from app.db import asyncpg_dsn
+from app.embedded import EmbeddedPostgres
+from tests.conftest import create_database, drop_database
+from tests.fakes.llm import FakeLLM
+from tests.fakes.smtp import Inbox
+from tests.service import ServiceProcess
+
+
+@dataclass
+class Ledger:
+    """What the client was promised, and when."""
+
+    # (key, email) -> when both the run and the subscription had been accepted (monotonic)
+    owed_since: dict[tuple[str, str], float] = field(default_factory=dict)
+    arrived_at: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+async def call_until_accepted(
+    client: httpx.AsyncClient, path: str, body: object, *, deadline: float
+) -> None:
+    """POST until the service answers 2xx: it may be dead or restarting at any moment. Every
+    call here is idempotent, so a retry after a lost response is safe."""
+    while time.monotonic() < deadline:
+        try:
+            response = await client.post(path, json=body)
+            if response.status_code < 300:
+                return
+            if response.status_code < 500:
+                raise SystemExit(f"{path}: {response.status_code} {response.text}")
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.05)
+    raise SystemExit(f"{path}: never accepted")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workflows", type=int, default=200)
+    parser.add_argument("--subscribers", type=int, default=2, help="per workflow")
+    parser.add_argument("--kills", type=int, default=10, help="at least this many kill -9")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--timeout", type=float, default=300, help="seconds for everything")
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    workdir = Path(tempfile.mkdtemp(prefix="agent-notify-chaos-"))
+    deadline = time.monotonic() + args.timeout
+
+    embedded = None
+    server_url = os.environ.get("DATABASE_URL")
+    if server_url is None:
+        embedded = await asyncio.to_thread(EmbeddedPostgres.start, workdir)
+        server_url = embedded.url
+    database = f"agent_notify_chaos_{secrets.token_hex(3)}"
+    database_url = await create_database(server_url, database)
+
+    llm = FakeLLM(delay=(0.05, 0.5))
+    await llm.start()
+    inbox = Inbox()
+    await inbox.start()
+    ledger = Ledger()
+    settings = Settings(
+        database_url=database_url,
+        data_dir=workdir / "data",
+        agent_model="openai/fake-model",
+        agent_api_base=llm.url,
+        agent_api_key="chaos",
+        smtp_host="127.0.0.1",
+        smtp_port=inbox.port,
+        lease_seconds=2.0,
+        poll_interval_seconds=0.5,
+        log_level="WARNING",
+    )
+    service = ServiceProcess(settings, workdir / "service.log")
+    await service.start()
+    kills = 0
+    submitting = True
+
+    async def killer() -> None:
+        nonlocal kills
+        while submitting or kills < args.kills:
+            await asyncio.sleep(rng.uniform(0.3, 2.5))
+            await service.kill()
+            kills += 1
+            await service.start()
+
+    async def submit(client: httpx.AsyncClient, i: int) -> None:
+        key = f"chaos-{i}"
+        emails = [f"user{j}-{i}@example.com" for j in range(args.subscribers)]
+        # Half subscribe before the run exists, half after it was accepted.
+        early, late = emails[: len(emails) // 2], emails[len(emails) // 2 :]
+        for email in early:
+            await call_until_accepted(
+                client, f"/workflows/{key}/on_notify/send", email, deadline=deadline
+            )
+        await call_until_accepted(client, f"/workflows/{key}/run/send", f"q{i}", deadline=deadline)
+        accepted = time.monotonic()
+        for email in early:
+            ledger.owed_since[(key, email)] = accepted
+        for email in late:
+            await call_until_accepted(
+                client, f"/workflows/{key}/on_notify/send", email, deadline=deadline
+            )
+            ledger.owed_since[(key, email)] = time.monotonic()
+
+    async def watch_inbox() -> None:
+        seen = 0
+        while True:
+            await inbox.wait_for(seen + 1, timeout=args.timeout)
+            for message in inbox.messages[seen:]:
+                pair = (str(message["X-Agent-Notify-Key"]), str(message["To"]))
+                ledger.arrived_at.setdefault(pair, time.monotonic())
+            seen = len(inbox.messages)
+
+    watcher = asyncio.create_task(watch_inbox())
+    killing = asyncio.create_task(killer())
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=service.base_url, timeout=10) as client:
+        limit = asyncio.Semaphore(16)
+
+        async def paced(i: int) -> None:
+            async with limit:
+                await submit(client, i)
+
+        await asyncio.gather(*(paced(i) for i in range(args.workflows)))
+    submitting = False
+    await killing
+    owed = args.workflows * args.subscribers
+
+    # Let it finish: every subscription sent or failed.
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        while time.monotonic() < deadline:
+            open_rows = await connection.fetchval(
+                "SELECT count(*) FROM subscription WHERE status NOT IN ('sent', 'failed')"
+            )
+            if open_rows == 0:
+                break
+            await asyncio.sleep(0.2)
+        failed = await connection.fetchval(
+            "SELECT count(*) FROM subscription WHERE status = 'failed'"
+        )
+        llm_retries = await connection.fetchval("SELECT sum(attempts) - count(*) FROM workflow")
+    finally:
+        await connection.close()
+    elapsed = time.monotonic() - started
+    watcher.cancel()
+
+    received = Counter((str(m["X-Agent-Notify-Key"]), str(m["To"])) for m in inbox.messages)
+    ids_per_pair: dict[tuple[str, str], set[str]] = {}
+    for message in inbox.messages:
+        pair = (str(message["X-Agent-Notify-Key"]), str(message["To"]))
+        ids_per_pair.setdefault(pair, set()).add(str(message["Message-ID"]))
+    lost = [pair for pair in ledger.owed_since if pair not in received]
+    duplicates = sum(count - 1 for count in received.values())
+    duplicates_with_new_id = sum(len(ids) - 1 for ids in ids_per_pair.values())
+    delays = [
+        ledger.arrived_at[pair] - since
+        for pair, since in ledger.owed_since.items()
+        if pair in ledger.arrived_at
+    ]
+    print(f"workflows            {args.workflows}")
+    print(f"subscriptions owed   {owed}")
+    print(f"kill -9 + restart    {kills}")
+    print(f"emails received      {len(inbox.messages)}")
+    print(f"lost                 {len(lost)}")
+    print(
+        f"duplicates           {duplicates} (all with the same Message-ID: "
+        f"{'yes' if duplicates_with_new_id == 0 else 'NO'})"
+    )
+    print(f"failed               {failed}")
+    print(f"LLM calls repeated   {llm_retries} (runs interrupted mid-call)")
+    print(f"delay p50            {statistics.median(delays):.2f} s" if delays else "delay p50 -")
+    print(f"longest delay        {max(delays):.2f} s" if delays else "longest delay -")
+    print(f"elapsed              {elapsed:.1f} s")
+
+    await service.kill()
+    await inbox.stop()
+    await llm.stop()
+    await drop_database(server_url, database)
+    if embedded is not None:
+        await asyncio.to_thread(embedded.stop)
+    sys.exit(1 if lost or failed or duplicates_with_new_id else 0)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
