@@ -1,0 +1,50 @@
+"""Every SQL statement that moves a workflow, promise or subscription between states.
+
+Each public method is one short transaction named after what it does. Lock order, everywhere:
+the promise row first, then the workflow row, then subscription rows. The promise row lock is
+what serialises a subscriber's insert with the promise's completion (no lost wake-up).
+"""
+
+from app.durable.store.reads import Reads
+from app.durable.store.rows import (
+    AGENT_PROMISE,
+    FINISHED_SUBSCRIPTION_STATES,
+    FINISHED_WORKFLOW_STATES,
+    KEY_CHANNEL,
+    WORK_CHANNEL,
+    Delivery,
+    InputMismatch,
+    PromiseRow,
+    RunInput,
+    StateCounts,
+    Subscribed,
+    SubscriptionRow,
+    WorkflowRow,
+    WorkflowStatus,
+)
+from app.durable.store.runs import Runs, renew_leases
+from app.durable.store.subscriptions import Subscriptions
+
+
+class Store(Runs, Subscriptions, Reads):
+    """State transitions and reads over one engine. Owners are process ids; leases, seconds."""
+
+
+__all__ = [
+    "AGENT_PROMISE",
+    "FINISHED_SUBSCRIPTION_STATES",
+    "FINISHED_WORKFLOW_STATES",
+    "KEY_CHANNEL",
+    "WORK_CHANNEL",
+    "Delivery",
+    "InputMismatch",
+    "PromiseRow",
+    "RunInput",
+    "StateCounts",
+    "Store",
+    "Subscribed",
+    "SubscriptionRow",
+    "WorkflowRow",
+    "WorkflowStatus",
+    "renew_leases",
+]

@@ -1,0 +1,98 @@
+"""Reads: a workflow's whole state, single rows, and counts for /metrics."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import text
+
+from app.durable.store.rows import (
+    AGENT_PROMISE,
+    PROMISE_COLUMNS,
+    SUBSCRIPTION_COLUMNS,
+    WORKFLOW_COLUMNS,
+    Queries,
+    StateCounts,
+    SubscriptionRow,
+    WorkflowRow,
+    WorkflowStatus,
+    promise_of,
+    subscription_of,
+    workflow_of,
+)
+
+
+class Reads(Queries):
+    async def state_counts(self) -> StateCounts:
+        """Rows by state, and work that is due with nobody holding it (for /metrics)."""
+        statement = text("""
+            SELECT 'workflow' AS family, status, count(*) AS n FROM workflow GROUP BY status
+            UNION ALL
+            SELECT 'subscription', status, count(*) FROM subscription GROUP BY status
+            UNION ALL
+            SELECT 'claimable', 'run', count(*) FROM workflow
+            WHERE status IN ('pending', 'running') AND next_attempt_at <= now()
+              AND (lease_expires_at IS NULL OR lease_expires_at < now())
+            UNION ALL
+            SELECT 'claimable', 'delivery', count(*) FROM subscription
+            WHERE status = 'ready' AND next_attempt_at <= now()
+              AND (lease_expires_at IS NULL OR lease_expires_at < now())
+        """)
+        counts = StateCounts()
+        async with self._engine.connect() as connection:
+            for family, status, n in await connection.execute(statement):
+                getattr(counts, family)[status] = n
+        return counts
+
+    async def get_workflow(self, key: str) -> WorkflowRow | None:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    text(f"SELECT {WORKFLOW_COLUMNS} FROM workflow WHERE key = :key"),
+                    {"key": key},
+                )
+            ).one_or_none()
+            return None if row is None else workflow_of(row)
+
+    async def get_subscription(self, subscription_id: uuid.UUID) -> SubscriptionRow | None:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    text(f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscription WHERE id = :id"),
+                    {"id": subscription_id},
+                )
+            ).one_or_none()
+            return None if row is None else subscription_of(row)
+
+    async def workflow_status(self, key: str) -> WorkflowStatus:
+        """The workflow, its agent promise and every subscription, read in one snapshot."""
+        async with self._engine.connect() as connection:
+            await connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            workflow = (
+                await connection.execute(
+                    text(f"SELECT {WORKFLOW_COLUMNS} FROM workflow WHERE key = :key"),
+                    {"key": key},
+                )
+            ).one_or_none()
+            promise = (
+                await connection.execute(
+                    text(
+                        f"SELECT {PROMISE_COLUMNS} FROM promise "
+                        "WHERE workflow_key = :key AND name = :name"
+                    ),
+                    {"key": key, "name": AGENT_PROMISE},
+                )
+            ).one_or_none()
+            subscriptions = await connection.execute(
+                text(f"""
+                    SELECT {SUBSCRIPTION_COLUMNS} FROM subscription
+                    WHERE workflow_key = :key ORDER BY created_at, id
+                """),
+                {"key": key},
+            )
+            return WorkflowStatus(
+                key=key,
+                workflow=None if workflow is None else workflow_of(workflow),
+                promise=None if promise is None else promise_of(promise),
+                subscriptions=[subscription_of(row) for row in subscriptions],
+            )

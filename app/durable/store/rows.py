@@ -1,0 +1,189 @@
+"""Row types, column lists and constants shared by the store's modules."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.mailer import Notification
+
+AGENT_PROMISE = "agent_response"
+# Channel for "this workflow's rows changed" (payload: the key) and for "claimable work exists".
+KEY_CHANNEL = "agent_notify"
+WORK_CHANNEL = "agent_notify_work"
+
+FINISHED_WORKFLOW_STATES = frozenset({"succeeded", "failed", "cancelled"})
+FINISHED_SUBSCRIPTION_STATES = frozenset({"sent", "failed", "cancelled", "expired"})
+
+WORKFLOW_COLUMNS = """
+    key, query, model, instructions, status, output, error, attempts, lease_owner,
+    lease_expires_at, next_attempt_at, created_at, updated_at, started_at, finished_at
+"""
+SUBSCRIPTION_COLUMNS = """
+    id, workflow_key, promise_name, email, status, message_id, attempts, last_error,
+    lease_owner, lease_expires_at, next_attempt_at, created_at, updated_at, ready_at, sent_at
+"""
+PROMISE_COLUMNS = (
+    "workflow_key, name, state, value::text AS value_json, error, created_at, completed_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunInput:
+    query: str
+    model: str | None = None
+    instructions: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRow:
+    key: str
+    query: str
+    model: str | None
+    instructions: str | None
+    status: str
+    output: str | None
+    error: str | None
+    attempts: int
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    next_attempt_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def input(self) -> RunInput:
+        return RunInput(self.query, self.model, self.instructions)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_WORKFLOW_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseRow:
+    workflow_key: str
+    name: str
+    state: str
+    value: object
+    error: str | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRow:
+    id: uuid.UUID
+    workflow_key: str
+    promise_name: str
+    email: str
+    status: str
+    message_id: str
+    attempts: int
+    last_error: str | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    next_attempt_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    ready_at: datetime | None
+    sent_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_SUBSCRIPTION_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A ready subscription leased to this process, with everything needed to send it."""
+
+    subscription_id: uuid.UUID
+    attempts: int
+    notification: Notification
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    subscription: SubscriptionRow
+    created: bool
+    # Set when the promise was already complete: the delivery, leased to the caller.
+    delivery: Delivery | None
+
+
+@dataclass(frozen=True, slots=True)
+class StateCounts:
+    workflow: dict[str, int] = field(default_factory=dict)
+    subscription: dict[str, int] = field(default_factory=dict)
+    claimable: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowStatus:
+    key: str
+    workflow: WorkflowRow | None
+    promise: PromiseRow | None
+    subscriptions: list[SubscriptionRow]
+
+
+class LeaseLost(Exception):
+    """Raised inside a transaction to roll it back: another process holds the row now."""
+
+
+class InputMismatch(Exception):
+    """The key exists with a different input."""
+
+    def __init__(self, existing: WorkflowRow) -> None:
+        super().__init__(existing.key)
+        self.existing = existing
+
+
+def workflow_of(row: Row[Any]) -> WorkflowRow:
+    return WorkflowRow(**row._asdict())
+
+
+def subscription_of(row: Row[Any]) -> SubscriptionRow:
+    return SubscriptionRow(**row._asdict())
+
+
+def promise_of(row: Row[Any]) -> PromiseRow:
+    data = row._asdict()
+    value_json = data.pop("value_json")
+    return PromiseRow(**data, value=None if value_json is None else json.loads(value_json))
+
+
+def delivery_of(subscription: Row[Any], promise: Row[Any]) -> Delivery:
+    """A delivery from a subscription row and its promise's state, value_json and error."""
+    return Delivery(
+        subscription_id=subscription.id,
+        attempts=subscription.attempts,
+        notification=Notification(
+            email=subscription.email,
+            message_id=subscription.message_id,
+            workflow_key=subscription.workflow_key,
+            resolved=promise.state == "resolved",
+            value=None if promise.value_json is None else json.loads(promise.value_json),
+            error=promise.error,
+        ),
+    )
+
+
+async def notify(connection: AsyncConnection, channel: str, payload: str) -> None:
+    await connection.execute(
+        text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload}
+    )
+
+
+class Queries:
+    """Base of the store's parts: each public method is one short transaction on the engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine

@@ -1,0 +1,270 @@
+"""Runs: accepting, claiming, retrying and completing workflows, and the leases on them."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import asyncpg
+from sqlalchemy import text
+
+from app.durable.store.rows import (
+    AGENT_PROMISE,
+    KEY_CHANNEL,
+    WORK_CHANNEL,
+    WORKFLOW_COLUMNS,
+    Delivery,
+    InputMismatch,
+    LeaseLost,
+    Queries,
+    RunInput,
+    WorkflowRow,
+    notify,
+    workflow_of,
+)
+from app.durable.store.subscriptions import release_waiting
+
+
+class Runs(Queries):
+    async def accept_run(
+        self, key: str, run: RunInput, *, owner: str | None, lease_seconds: float
+    ) -> tuple[WorkflowRow, bool]:
+        """Insert the workflow, leased to `owner` (who executes it now) or left for any worker.
+
+        Returns the row and whether it was created. Raises InputMismatch when the key exists
+        with another input.
+        """
+        if owner is not None:
+            values = "'running', 1, :owner, now() + make_interval(secs => :lease), now()"
+        else:
+            values = "'pending', 0, NULL, NULL, NULL"
+        insert = text(f"""
+            INSERT INTO workflow
+                (key, query, model, instructions, status, attempts, lease_owner,
+                 lease_expires_at, started_at)
+            VALUES (:key, :query, :model, :instructions, {values})
+            ON CONFLICT (key) DO NOTHING
+            RETURNING {WORKFLOW_COLUMNS}
+        """)
+        params = {
+            "key": key,
+            "query": run.query,
+            "model": run.model,
+            "instructions": run.instructions,
+            "owner": owner,
+            "lease": lease_seconds,
+        }
+        async with self._engine.begin() as connection:
+            row = (await connection.execute(insert, params)).one_or_none()
+            if row is not None:
+                if owner is None:
+                    await notify(connection, WORK_CHANNEL, "run")
+                return workflow_of(row), True
+            existing = (
+                await connection.execute(
+                    text(f"SELECT {WORKFLOW_COLUMNS} FROM workflow WHERE key = :key"),
+                    {"key": key},
+                )
+            ).one()
+        workflow = workflow_of(existing)
+        if workflow.input != run:
+            raise InputMismatch(workflow)
+        return workflow, False
+
+    async def claim_runs(
+        self, *, owner: str, lease_seconds: float, limit: int
+    ) -> list[WorkflowRow]:
+        """Lease unfinished runs that nobody holds (or whose holder died) and are due."""
+        statement = text(f"""
+            WITH claimable AS (
+                SELECT key FROM workflow
+                WHERE status IN ('pending', 'running') AND next_attempt_at <= now()
+                  AND (lease_expires_at IS NULL OR lease_expires_at < now())
+                ORDER BY next_attempt_at
+                LIMIT :limit
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE workflow AS w
+            SET status = 'running', lease_owner = :owner,
+                lease_expires_at = now() + make_interval(secs => :lease),
+                attempts = w.attempts + 1, started_at = coalesce(w.started_at, now()),
+                updated_at = now()
+            FROM claimable WHERE w.key = claimable.key
+            RETURNING {", ".join("w." + c.strip() for c in WORKFLOW_COLUMNS.split(","))}
+        """)
+        async with self._engine.begin() as connection:
+            rows = await connection.execute(
+                statement, {"owner": owner, "lease": lease_seconds, "limit": limit}
+            )
+            return [workflow_of(row) for row in rows]
+
+    async def retry_run_later(
+        self, key: str, *, owner: str, error: str, delay_seconds: float
+    ) -> bool:
+        """Give the run back, due again after the delay, with the last error recorded."""
+        statement = text("""
+            UPDATE workflow
+            SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, error = :error,
+                next_attempt_at = now() + make_interval(secs => :delay), updated_at = now()
+            WHERE key = :key AND lease_owner = :owner AND status = 'running'
+        """)
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                statement, {"key": key, "owner": owner, "error": error, "delay": delay_seconds}
+            )
+            return result.rowcount == 1
+
+    async def complete_run(
+        self,
+        key: str,
+        *,
+        owner: str,
+        output: str | None,
+        error: str | None,
+        deliver_to: str,
+        delivery_slots: int,
+        lease_seconds: float,
+        notify_on_failure: bool,
+    ) -> tuple[WorkflowRow, list[Delivery]] | None:
+        """Finish a leased run: record it, complete its promise, make its subscribers ready.
+
+        `output` for success, `error` for a terminal failure. Up to `delivery_slots` of the
+        subscriptions made ready are leased to `deliver_to` (the caller's delivery worker) and
+        returned; the rest are left for any worker.
+        Returns None when `owner` no longer holds the lease (another process took the run over).
+        """
+        try:
+            return await self._complete_run(
+                key,
+                owner=owner,
+                output=output,
+                error=error,
+                deliver_to=deliver_to,
+                delivery_slots=delivery_slots,
+                lease_seconds=lease_seconds,
+                notify_on_failure=notify_on_failure,
+            )
+        except LeaseLost:
+            return None
+
+    async def _complete_run(
+        self,
+        key: str,
+        *,
+        owner: str,
+        output: str | None,
+        error: str | None,
+        deliver_to: str,
+        delivery_slots: int,
+        lease_seconds: float,
+        notify_on_failure: bool,
+    ) -> tuple[WorkflowRow, list[Delivery]]:
+        succeeded = error is None
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                text("""
+                    INSERT INTO promise (workflow_key, name, state, value, error, completed_at)
+                    VALUES (:key, :name, :state, CAST(:value AS jsonb), :error, now())
+                    ON CONFLICT (workflow_key, name) DO UPDATE
+                    SET state = excluded.state, value = excluded.value, error = excluded.error,
+                        completed_at = excluded.completed_at
+                    WHERE promise.state = 'pending'
+                """),
+                {
+                    "key": key,
+                    "name": AGENT_PROMISE,
+                    "state": "resolved" if succeeded else "rejected",
+                    "value": json.dumps(output) if succeeded else None,
+                    "error": error,
+                },
+            )
+            row = (
+                await connection.execute(
+                    text(f"""
+                        UPDATE workflow
+                        SET status = :status, output = :output, error = :error,
+                            lease_owner = NULL, lease_expires_at = NULL,
+                            finished_at = now(), updated_at = now()
+                        WHERE key = :key AND lease_owner = :owner AND status = 'running'
+                        RETURNING {WORKFLOW_COLUMNS}
+                    """),
+                    {
+                        "key": key,
+                        "owner": owner,
+                        "status": "succeeded" if succeeded else "failed",
+                        "output": output,
+                        "error": error,
+                    },
+                )
+            ).one_or_none()
+            if row is None:
+                raise LeaseLost(key)
+            deliveries = await release_waiting(
+                connection,
+                key,
+                AGENT_PROMISE,
+                deliver_to=deliver_to,
+                delivery_slots=delivery_slots,
+                lease_seconds=lease_seconds,
+                notify_on_failure=notify_on_failure,
+            )
+            await notify(connection, KEY_CHANNEL, key)
+            return workflow_of(row), deliveries
+
+    async def release_leases(self, *, owner: str) -> None:
+        """Hand back what this process holds but will not finish, so others take it at once."""
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                text("""
+                    UPDATE workflow
+                    SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+                        updated_at = now()
+                    WHERE lease_owner = :owner AND status = 'running'
+                """),
+                {"owner": owner},
+            )
+            await connection.execute(
+                text("""
+                    UPDATE subscription SET lease_owner = NULL, lease_expires_at = NULL,
+                        updated_at = now()
+                    WHERE lease_owner = :owner AND status = 'ready'
+                """),
+                {"owner": owner},
+            )
+            await notify(connection, WORK_CHANNEL, "released")
+
+
+RENEW_LEASES = """
+    WITH runs AS (
+        UPDATE workflow SET lease_expires_at = now() + make_interval(secs => $2)
+        WHERE key = ANY($3::text[]) AND lease_owner = $1 AND status = 'running'
+        RETURNING 1
+    ), deliveries AS (
+        UPDATE subscription SET lease_expires_at = now() + make_interval(secs => $2)
+        WHERE id = ANY($4::uuid[]) AND lease_owner = $1 AND status = 'ready'
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM deliveries) AS deliveries
+"""
+
+
+async def renew_leases(
+    connection: asyncpg.Connection,
+    *,
+    owner: str,
+    lease_seconds: float,
+    run_keys: list[str],
+    subscription_ids: list[uuid.UUID],
+) -> tuple[int, int]:
+    """Extend the leases of the runs and deliveries this process is working on, in one
+    statement; returns how many of each were renewed. (A row the process holds but no longer
+    works on is not renewed: its lease lapses and someone else takes it.)
+
+    It runs on the process's LISTEN connection, not the query pool: a pool saturated by a burst
+    of requests must never delay renewals until leases lapse and others take the work over.
+    """
+    row = await connection.fetchrow(
+        RENEW_LEASES, owner, float(lease_seconds), run_keys, subscription_ids
+    )
+    assert row is not None
+    return row["runs"], row["deliveries"]

@@ -1,0 +1,298 @@
+"""Subscriptions: registering, readying, claiming, sending and expiring them."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.durable.store.rows import (
+    AGENT_PROMISE,
+    KEY_CHANNEL,
+    PROMISE_COLUMNS,
+    SUBSCRIPTION_COLUMNS,
+    WORK_CHANNEL,
+    Delivery,
+    Queries,
+    Subscribed,
+    delivery_of,
+    notify,
+    subscription_of,
+)
+
+
+async def release_waiting(
+    connection: AsyncConnection,
+    key: str,
+    promise_name: str,
+    *,
+    deliver_to: str,
+    delivery_slots: int,
+    lease_seconds: float,
+    notify_on_failure: bool,
+) -> list[Delivery]:
+    """Turn the promise's waiting subscriptions ready (the caller holds the promise lock)."""
+    promise = (
+        await connection.execute(
+            text(
+                f"SELECT {PROMISE_COLUMNS} FROM promise WHERE workflow_key = :key AND name = :name"
+            ),
+            {"key": key, "name": promise_name},
+        )
+    ).one()
+    if promise.state == "rejected" and not notify_on_failure:
+        await connection.execute(
+            text("""
+                UPDATE subscription
+                SET status = 'failed', updated_at = now(),
+                    last_error = 'not notified: the task failed and NOTIFY_ON_FAILURE is off'
+                WHERE workflow_key = :key AND promise_name = :name AND status = 'waiting'
+            """),
+            {"key": key, "name": promise_name},
+        )
+        return []
+    # The first `slots` of them are leased to the caller, who sends them right after the
+    # commit; the rest are left to whichever worker claims them first.
+    rows = await connection.execute(
+        text("""
+            UPDATE subscription AS s
+            SET status = 'ready', ready_at = now(), next_attempt_at = now(), updated_at = now(),
+                lease_owner = CASE WHEN waiting.rank <= :slots THEN CAST(:owner AS text) END,
+                lease_expires_at = CASE WHEN waiting.rank <= :slots
+                                        THEN now() + make_interval(secs => :lease) END,
+                attempts = s.attempts + CASE WHEN waiting.rank <= :slots THEN 1 ELSE 0 END
+            FROM (
+                SELECT id, row_number() OVER (ORDER BY created_at, id) AS rank
+                FROM subscription
+                WHERE workflow_key = :key AND promise_name = :name AND status = 'waiting'
+            ) AS waiting
+            WHERE s.id = waiting.id AND s.status = 'waiting'
+            RETURNING s.id, s.workflow_key, s.email, s.message_id, s.attempts, s.lease_owner
+        """),
+        {
+            "key": key,
+            "name": promise_name,
+            "owner": deliver_to,
+            "slots": delivery_slots,
+            "lease": lease_seconds,
+        },
+    )
+    deliveries, left_for_anyone = [], 0
+    for row in rows:
+        if row.lease_owner is None:
+            left_for_anyone += 1
+        else:
+            deliveries.append(delivery_of(row, promise))
+    if left_for_anyone:
+        await notify(connection, WORK_CHANNEL, "delivery")
+    return deliveries
+
+
+class Subscriptions(Queries):
+    async def subscribe(
+        self,
+        key: str,
+        email: str,
+        *,
+        promise_name: str = AGENT_PROMISE,
+        message_id: str,
+        subscription_id: uuid.UUID,
+        deliver_to: str | None,
+        lease_seconds: float,
+        notify_on_failure: bool,
+    ) -> Subscribed:
+        """Register `email` for the promise (created pending if absent); idempotent per email.
+
+        Holding the promise row FOR SHARE while inserting means a concurrent completion either
+        sees this subscription (and readies it) or is seen by it (and it is inserted ready).
+        """
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                text("""
+                    INSERT INTO promise (workflow_key, name, state) VALUES (:key, :name, 'pending')
+                    ON CONFLICT (workflow_key, name) DO NOTHING
+                """),
+                {"key": key, "name": promise_name},
+            )
+            promise = (
+                await connection.execute(
+                    text(
+                        f"SELECT {PROMISE_COLUMNS} FROM promise "
+                        "WHERE workflow_key = :key AND name = :name FOR SHARE"
+                    ),
+                    {"key": key, "name": promise_name},
+                )
+            ).one()
+            if promise.state == "pending":
+                status, lease = "'waiting', 0, NULL, NULL, NULL", None
+            elif promise.state == "rejected" and not notify_on_failure:
+                status, lease = "'failed', 0, NULL, NULL, NULL", None
+            elif deliver_to is not None:
+                status = "'ready', 1, :owner, now() + make_interval(secs => :lease), now()"
+                lease = deliver_to
+            else:
+                status, lease = "'ready', 0, NULL, NULL, now()", None
+            row = (
+                await connection.execute(
+                    text(f"""
+                        INSERT INTO subscription
+                            (id, workflow_key, promise_name, email, message_id, status, attempts,
+                             lease_owner, lease_expires_at, ready_at, last_error)
+                        VALUES (:id, :key, :name, :email, :message_id, {status},
+                                CASE WHEN :failed THEN :failure END)
+                        ON CONFLICT (workflow_key, promise_name, email) DO NOTHING
+                        RETURNING {SUBSCRIPTION_COLUMNS}
+                    """),
+                    {
+                        "id": subscription_id,
+                        "key": key,
+                        "name": promise_name,
+                        "email": email,
+                        "message_id": message_id,
+                        "owner": lease,
+                        "lease": lease_seconds,
+                        "failed": promise.state == "rejected" and not notify_on_failure,
+                        "failure": "not notified: the task failed and NOTIFY_ON_FAILURE is off",
+                    },
+                )
+            ).one_or_none()
+            if row is None:
+                existing = (
+                    await connection.execute(
+                        text(f"""
+                            SELECT {SUBSCRIPTION_COLUMNS} FROM subscription
+                            WHERE workflow_key = :key AND promise_name = :name AND email = :email
+                        """),
+                        {"key": key, "name": promise_name, "email": email},
+                    )
+                ).one()
+                return Subscribed(subscription_of(existing), created=False, delivery=None)
+            subscription = subscription_of(row)
+            if subscription.status == "ready" and lease is None:
+                await notify(connection, WORK_CHANNEL, "delivery")
+        delivery = None
+        if subscription.status == "ready" and lease is not None:
+            delivery = delivery_of(row, promise)
+        return Subscribed(subscription, created=True, delivery=delivery)
+
+    async def claim_deliveries(
+        self, *, owner: str, lease_seconds: float, limit: int
+    ) -> list[Delivery]:
+        """Lease ready subscriptions that nobody holds (or whose holder died) and are due."""
+        statement = text("""
+            WITH claimable AS (
+                SELECT id FROM subscription
+                WHERE status = 'ready' AND next_attempt_at <= now()
+                  AND (lease_expires_at IS NULL OR lease_expires_at < now())
+                ORDER BY next_attempt_at
+                LIMIT :limit
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE subscription AS s
+            SET lease_owner = :owner, lease_expires_at = now() + make_interval(secs => :lease),
+                attempts = s.attempts + 1, updated_at = now()
+            FROM claimable, promise AS p
+            WHERE s.id = claimable.id
+              AND p.workflow_key = s.workflow_key AND p.name = s.promise_name
+            RETURNING s.id, s.workflow_key, s.email, s.message_id, s.attempts,
+                      p.state, p.value::text AS value_json, p.error
+        """)
+        async with self._engine.begin() as connection:
+            rows = await connection.execute(
+                statement, {"owner": owner, "lease": lease_seconds, "limit": limit}
+            )
+            return [delivery_of(row, row) for row in rows]
+
+    async def mark_sent(self, subscription_id: uuid.UUID, *, owner: str) -> float | None:
+        """Record the SMTP server's acceptance; returns seconds since the subscription became
+        ready, or None if the lease was lost meanwhile (another process owns it now)."""
+        return await self._finish_delivery(
+            subscription_id,
+            owner=owner,
+            assignments="status = 'sent', sent_at = now(), last_error = NULL",
+            params={},
+        )
+
+    async def fail_delivery(
+        self, subscription_id: uuid.UUID, *, owner: str, error: str
+    ) -> float | None:
+        """Give up on this subscription, with the reason recorded (None if the lease was lost)."""
+        return await self._finish_delivery(
+            subscription_id,
+            owner=owner,
+            assignments="status = 'failed', last_error = :error",
+            params={"error": error},
+        )
+
+    async def _finish_delivery(
+        self,
+        subscription_id: uuid.UUID,
+        *,
+        owner: str,
+        assignments: str,
+        params: dict[str, object],
+    ) -> float | None:
+        statement = text(f"""
+            UPDATE subscription
+            SET {assignments}, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+            WHERE id = :id AND lease_owner = :owner AND status = 'ready'
+            RETURNING workflow_key,
+                      extract(epoch FROM now() - coalesce(ready_at, created_at))::float AS waited
+        """)
+        async with self._engine.begin() as connection:
+            row = (
+                await connection.execute(
+                    statement, {"id": subscription_id, "owner": owner, **params}
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            # Wakes whoever waits on this delivery (sync on_notify, status streams) on any replica.
+            await notify(connection, KEY_CHANNEL, f"{row.workflow_key} {subscription_id}")
+            waited: float = row.waited
+            return waited
+
+    async def retry_delivery_later(
+        self, subscription_id: uuid.UUID, *, owner: str, error: str, delay_seconds: float
+    ) -> bool:
+        """Give the delivery back, due again after the delay, with the last error recorded."""
+        statement = text("""
+            UPDATE subscription
+            SET lease_owner = NULL, lease_expires_at = NULL, last_error = :error,
+                next_attempt_at = now() + make_interval(secs => :delay), updated_at = now()
+            WHERE id = :id AND lease_owner = :owner AND status = 'ready'
+        """)
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                statement,
+                {"id": subscription_id, "owner": owner, "error": error, "delay": delay_seconds},
+            )
+            return result.rowcount == 1
+
+    async def expire_subscriptions(self, *, ttl_seconds: float, limit: int = 1000) -> int:
+        """Expire subscriptions that have waited longer than the TTL; returns how many."""
+        async with self._engine.begin() as connection:
+            rows = (
+                await connection.execute(
+                    text("""
+                        UPDATE subscription
+                        SET status = 'expired', updated_at = now(),
+                            last_error = 'expired: no result after waiting '
+                                         || make_interval(secs => :ttl)::text
+                        WHERE id IN (
+                            SELECT id FROM subscription
+                            WHERE status = 'waiting'
+                              AND created_at < now() - make_interval(secs => :ttl)
+                            ORDER BY created_at
+                            LIMIT :limit
+                            FOR UPDATE SKIP LOCKED
+                        )
+                        RETURNING workflow_key, id
+                    """),
+                    {"ttl": ttl_seconds, "limit": limit},
+                )
+            ).all()
+            for row in rows:
+                await notify(connection, KEY_CHANNEL, f"{row.workflow_key} {row.id}")
+            return len(rows)
