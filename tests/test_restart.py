@@ -1,113 +1,18 @@
-"""Work left by a process that died (or stopped) is finished by the next one on the database."""
+"""Work left by a process that died (or stopped) is finished by the next one on the database.
+
+(kill -9 of a real service process is in test_faults.py.)"""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import asyncpg
-import httpx
 
-from app.config import Settings
 from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
 from tests.helpers import all_sent, eventually, until_workflow
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def environment(settings: Settings, port: int) -> dict[str, str]:
-    """The settings as the environment variables an operator would set."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "SMTP_"))}
-    env.update(
-        DATABASE_URL=str(settings.database_url),
-        AGENT_MODEL=str(settings.agent_model),
-        AGENT_API_BASE=str(settings.agent_api_base),
-        AGENT_API_KEY="test-key",
-        SMTP_HOST="127.0.0.1",
-        SMTP_PORT=str(settings.smtp_port),
-        LEASE_SECONDS=str(settings.lease_seconds),
-        POLL_INTERVAL_SECONDS=str(settings.poll_interval_seconds),
-        PORT=str(port),
-        DATA_DIR=str(settings.data_dir),
-    )
-    return env
-
-
-async def start_process(settings: Settings, log: Path) -> tuple[asyncio.subprocess.Process, str]:
-    """`agent-notify serve` in a child process with these settings, once it is ready."""
-    port = free_port()
-    with open(log, "wb") as output:  # noqa: ASYNC230 - a local file, opened once
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "app.cli",
-            "serve",
-            cwd=ROOT,
-            env=environment(settings, port),
-            stdout=output,
-            stderr=output,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-
-    async def ready() -> bool:
-        if process.returncode is not None:
-            text = await asyncio.to_thread(log.read_text)
-            raise AssertionError(f"the service exited:\n{text}")
-        try:
-            async with httpx.AsyncClient() as client:
-                return (await client.get(f"{base_url}/readyz")).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    await eventually(ready, bool, timeout=60, interval=0.1)
-    return process, base_url
-
-
-async def test_run_of_a_killed_process_is_finished_by_the_next(
-    app_settings: Callable[..., Settings],
-    start_app: Callable[..., Awaitable[RunningApp]],
-    fake_llm: FakeLLM,
-    inbox: Inbox,
-    tmp_path: Path,
-) -> None:
-    query = "survive kill -9"
-    release = fake_llm.hold(query)
-    settings = app_settings(lease_seconds=2.0, poll_interval_seconds=0.2)
-    process, base_url = await start_process(settings, tmp_path / "first.log")
-    try:
-        async with httpx.AsyncClient(base_url=base_url) as first:
-            assert (await first.post("/workflows/crash/run/send", json=query)).status_code == 202
-            assert (
-                await first.post("/workflows/crash/on_notify/send", json="me@example.com")
-            ).status_code == 202
-        await fake_llm.wait_for_calls(query)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        await process.wait()
-    release.set()
-
-    second = await start_app(lease_seconds=2.0, poll_interval_seconds=0.2)
-    [message] = await inbox.wait_for(1, timeout=20)
-    assert message.get_content().strip() == answer_for(query)
-    status = await until_workflow(second.client, "crash", all_sent)
-    assert status["status"] == "succeeded"
-    # The LLM is called again only because a process died mid-call.
-    assert fake_llm.calls_for(query) == 2
-    assert status["attempts"] == 2
 
 
 async def test_expired_leases_are_taken_over_at_start_up(

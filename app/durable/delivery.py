@@ -8,7 +8,7 @@ from collections.abc import Hashable
 
 from app.config import Settings
 from app.durable.listener import Listener
-from app.durable.retry import backoff_delay, through_outages
+from app.durable.retry import RetryPolicy, through_outages
 from app.durable.store import Delivery, Store
 from app.durable.worker import Worker
 from app.errors import PermanentError, TransientError
@@ -34,6 +34,7 @@ class DeliveryWorker(Worker[Delivery]):
         super().__init__(
             concurrency=settings.delivery_concurrency,
             poll_interval_seconds=settings.poll_interval_seconds,
+            retry=RetryPolicy.of(settings),
         )
         self._store = store
         self._mailer = mailer
@@ -54,18 +55,11 @@ class DeliveryWorker(Worker[Delivery]):
     def identity(self, item: Delivery) -> Hashable:
         return item.subscription_id
 
+    def attempts(self, item: Delivery) -> int:
+        return item.attempts
+
     async def process(self, item: Delivery) -> None:
         notification = item.notification
-        if item.attempts > self._settings.retry_max_attempts:
-            # Claimed again and again: every process that took it died before finishing.
-            await self._record_failure(
-                item,
-                (
-                    f"gave up after {item.attempts - 1} attempts: "
-                    "the process sending it stopped each time"
-                ),
-            )
-            return
         subscription_id = item.subscription_id
         message = build_message(notification, mail_from=self._settings.mail_from)
         started = time.perf_counter()
@@ -75,10 +69,7 @@ class DeliveryWorker(Worker[Delivery]):
             self._metrics.smtp_seconds.labels("permanent_error").observe(
                 time.perf_counter() - started
             )
-            logger.warning(
-                "email %s to %s failed: %s", notification.message_id, notification.email, exc
-            )
-            await self._record_failure(item, str(exc))
+            await self.give_up(item, str(exc))
         except TransientError as exc:
             self._metrics.smtp_seconds.labels("transient_error").observe(
                 time.perf_counter() - started
@@ -100,38 +91,21 @@ class DeliveryWorker(Worker[Delivery]):
                 self._metrics.ready_to_sent_seconds.observe(waited)
             self._listener.wake(notification.workflow_key, str(subscription_id))
 
-    async def _record_failure(self, item: Delivery, error: str) -> None:
+    async def retry_later(self, item: Delivery, error: str, delay_seconds: float) -> bool:
+        self._metrics.emails.labels("retried").inc()
+        return await self._store.retry_delivery_later(
+            item.subscription_id, owner=self._owner, error=error, delay_seconds=delay_seconds
+        )
+
+    async def give_up(self, item: Delivery, error: str) -> None:
+        notification = item.notification
         subscription_id = item.subscription_id
+        logger.warning(
+            "email %s to %s failed: %s", notification.message_id, notification.email, error
+        )
         await through_outages(
             lambda: self._store.fail_delivery(subscription_id, owner=self._owner, error=error),
-            what=f"record the failure of email {item.notification.message_id}",
+            what=f"record the failure of email {notification.message_id}",
         )
         self._metrics.emails.labels("failed").inc()
-        self._listener.wake(item.notification.workflow_key, str(subscription_id))
-
-    async def recover(self, item: Delivery, error: str) -> None:
-        """Retry the email later with backoff, or fail it once its attempts are used up."""
-        settings = self._settings
-        if item.attempts >= settings.retry_max_attempts:
-            await self._record_failure(item, f"gave up after {item.attempts} attempts: {error}")
-            return
-        delay = backoff_delay(
-            item.attempts,
-            initial=settings.retry_initial_seconds,
-            maximum=settings.retry_max_seconds,
-        )
-        logger.info(
-            "email %s attempt %d failed (%s); retrying in %.1fs",
-            item.notification.message_id,
-            item.attempts,
-            error,
-            delay,
-        )
-        self._metrics.emails.labels("retried").inc()
-        if await through_outages(
-            lambda: self._store.retry_delivery_later(
-                item.subscription_id, owner=self._owner, error=error, delay_seconds=delay
-            ),
-            what=f"schedule the retry of email {item.notification.message_id}",
-        ):
-            self.wake_later(delay)
+        self._listener.wake(notification.workflow_key, str(subscription_id))

@@ -6,13 +6,33 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
+from app.config import Settings
 from app.db import is_outage
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """RETRY_INITIAL_SECONDS, RETRY_MAX_SECONDS and RETRY_MAX_ATTEMPTS, for runs and emails."""
+
+    initial_seconds: float
+    max_seconds: float
+    max_attempts: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            settings.retry_initial_seconds, settings.retry_max_seconds, settings.retry_max_attempts
+        )
+
+    def delay(self, attempt: int) -> float:
+        return backoff_delay(attempt, initial=self.initial_seconds, maximum=self.max_seconds)
 
 
 def backoff_delay(attempt: int, *, initial: float, maximum: float, factor: float = 2.0) -> float:

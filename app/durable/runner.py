@@ -9,7 +9,7 @@ from collections.abc import Callable, Hashable
 from app.agent import Agent
 from app.config import Settings
 from app.durable.listener import Listener
-from app.durable.retry import backoff_delay, through_outages
+from app.durable.retry import RetryPolicy, through_outages
 from app.durable.store import Delivery, Store, WorkflowRow
 from app.durable.worker import Worker
 from app.errors import PermanentError, TransientError
@@ -36,6 +36,7 @@ class Runner(Worker[WorkflowRow]):
         super().__init__(
             concurrency=settings.runner_concurrency,
             poll_interval_seconds=settings.poll_interval_seconds,
+            retry=RetryPolicy.of(settings),
         )
         self._store = store
         self._agent = agent
@@ -54,18 +55,10 @@ class Runner(Worker[WorkflowRow]):
     def identity(self, item: WorkflowRow) -> Hashable:
         return item.key
 
+    def attempts(self, item: WorkflowRow) -> int:
+        return item.attempts
+
     async def process(self, item: WorkflowRow) -> None:
-        if item.attempts > self._settings.retry_max_attempts:
-            # Claimed again and again: every process that took it died before finishing.
-            await self._finish(
-                item,
-                output=None,
-                error=(
-                    f"gave up after {item.attempts - 1} attempts: "
-                    "the process running it stopped each time"
-                ),
-            )
-            return
         metrics = self._metrics
         metrics.runs_started.inc()
         started = time.perf_counter()
@@ -75,8 +68,7 @@ class Runner(Worker[WorkflowRow]):
             )
         except PermanentError as exc:
             metrics.llm_seconds.labels("permanent_error").observe(time.perf_counter() - started)
-            logger.warning("workflow %s failed: %s", item.key, exc)
-            await self._finish(item, output=None, error=str(exc))
+            await self.give_up(item, str(exc))
         except TransientError as exc:
             metrics.llm_seconds.labels("transient_error").observe(time.perf_counter() - started)
             await self.recover(item, str(exc))
@@ -84,34 +76,15 @@ class Runner(Worker[WorkflowRow]):
             metrics.llm_seconds.labels("ok").observe(time.perf_counter() - started)
             await self._finish(item, output=output, error=None)
 
-    async def recover(self, item: WorkflowRow, error: str) -> None:
-        """Retry the run later with backoff, or fail it once its attempts are used up."""
-        settings = self._settings
-        if item.attempts >= settings.retry_max_attempts:
-            error = f"gave up after {item.attempts} attempts: {error}"
-            logger.warning("workflow %s failed: %s", item.key, error)
-            await self._finish(item, output=None, error=error)
-            return
-        delay = backoff_delay(
-            item.attempts,
-            initial=settings.retry_initial_seconds,
-            maximum=settings.retry_max_seconds,
-        )
-        logger.info(
-            "workflow %s attempt %d failed (%s); retrying in %.1fs",
-            item.key,
-            item.attempts,
-            error,
-            delay,
-        )
+    async def retry_later(self, item: WorkflowRow, error: str, delay_seconds: float) -> bool:
         self._metrics.runs_finished.labels("retried").inc()
-        if await through_outages(
-            lambda: self._store.retry_run_later(
-                item.key, owner=self._owner, error=error, delay_seconds=delay
-            ),
-            what=f"schedule the retry of {item.key}",
-        ):
-            self.wake_later(delay)
+        return await self._store.retry_run_later(
+            item.key, owner=self._owner, error=error, delay_seconds=delay_seconds
+        )
+
+    async def give_up(self, item: WorkflowRow, error: str) -> None:
+        logger.warning("workflow %s failed: %s", item.key, error)
+        await self._finish(item, output=None, error=error)
 
     async def _finish(self, item: WorkflowRow, *, output: str | None, error: str | None) -> None:
         # If the lease expires during a database outage, whoever took the run over wins.

@@ -14,6 +14,7 @@ from collections.abc import Hashable
 from typing import Generic, TypeVar
 
 from app.db import is_outage
+from app.durable.retry import RetryPolicy, through_outages
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +24,11 @@ Item = TypeVar("Item")
 class Worker(Generic[Item]):
     name = "worker"
 
-    def __init__(self, *, concurrency: int, poll_interval_seconds: float) -> None:
+    def __init__(
+        self, *, concurrency: int, poll_interval_seconds: float, retry: RetryPolicy
+    ) -> None:
         self.concurrency = concurrency
+        self.retry = retry
         self._poll_interval_seconds = poll_interval_seconds
         self._inflight: dict[Hashable, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -44,9 +48,41 @@ class Worker(Generic[Item]):
     def identity(self, item: Item) -> Hashable:
         raise NotImplementedError
 
-    async def recover(self, item: Item, error: str) -> None:
-        """Record a failure `process` did not expect (a bug, a database error no retry fixes)."""
+    def attempts(self, item: Item) -> int:
+        """Attempts so far, this one included (the claim or hand-over counted it)."""
         raise NotImplementedError
+
+    async def retry_later(self, item: Item, error: str, delay_seconds: float) -> bool:
+        """Give the item back, due again after the delay; False if its lease was lost."""
+        raise NotImplementedError
+
+    async def give_up(self, item: Item, error: str) -> None:
+        """Record that the item failed for good, with the reason."""
+        raise NotImplementedError
+
+    # -- failures -----------------------------------------------------------------------------
+
+    async def recover(self, item: Item, error: str) -> None:
+        """After a failure worth retrying: retry later with backoff, or give up once the
+        attempts are used up."""
+        attempts = self.attempts(item)
+        if attempts >= self.retry.max_attempts:
+            await self.give_up(item, f"gave up after {attempts} attempts: {error}")
+            return
+        delay = self.retry.delay(attempts)
+        logger.info(
+            "%s %s: attempt %d failed (%s); retrying in %.1fs",
+            self.name,
+            self.identity(item),
+            attempts,
+            error,
+            delay,
+        )
+        if await through_outages(
+            lambda: self.retry_later(item, error, delay),
+            what=f"schedule the retry of {self.identity(item)}",
+        ):
+            self.wake_later(delay)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -100,7 +136,17 @@ class Worker(Generic[Item]):
     async def _guarded(self, item: Item) -> None:
         try:
             async with self._slots:
-                await self.process(item)
+                if self.attempts(item) > self.retry.max_attempts:
+                    # Claimed again and again: every process that took it stopped mid-way.
+                    await self.give_up(
+                        item,
+                        (
+                            f"gave up after {self.attempts(item) - 1} attempts: the process "
+                            "working on it stopped each time"
+                        ),
+                    )
+                else:
+                    await self.process(item)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -133,83 +133,60 @@ class Runs(Queries):
         returned; the rest are left for any worker.
         Returns None when `owner` no longer holds the lease (another process took the run over).
         """
-        try:
-            return await self._complete_run(
-                key,
-                owner=owner,
-                output=output,
-                error=error,
-                deliver_to=deliver_to,
-                delivery_slots=delivery_slots,
-                lease_seconds=lease_seconds,
-                notify_on_failure=notify_on_failure,
-            )
-        except LeaseLost:
-            return None
-
-    async def _complete_run(
-        self,
-        key: str,
-        *,
-        owner: str,
-        output: str | None,
-        error: str | None,
-        deliver_to: str,
-        delivery_slots: int,
-        lease_seconds: float,
-        notify_on_failure: bool,
-    ) -> tuple[WorkflowRow, list[Delivery]]:
         succeeded = error is None
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                text("""
-                    INSERT INTO promise (workflow_key, name, state, value, error, completed_at)
-                    VALUES (:key, :name, :state, CAST(:value AS jsonb), :error, now())
-                    ON CONFLICT (workflow_key, name) DO UPDATE
-                    SET state = excluded.state, value = excluded.value, error = excluded.error,
-                        completed_at = excluded.completed_at
-                    WHERE promise.state = 'pending'
-                """),
-                {
-                    "key": key,
-                    "name": AGENT_PROMISE,
-                    "state": "resolved" if succeeded else "rejected",
-                    "value": json.dumps(output) if succeeded else None,
-                    "error": error,
-                },
-            )
-            row = (
+        try:
+            async with self._engine.begin() as connection:
                 await connection.execute(
-                    text(f"""
-                        UPDATE workflow
-                        SET status = :status, output = :output, error = :error,
-                            lease_owner = NULL, lease_expires_at = NULL,
-                            finished_at = now(), updated_at = now()
-                        WHERE key = :key AND lease_owner = :owner AND status = 'running'
-                        RETURNING {WORKFLOW_COLUMNS}
+                    text("""
+                        INSERT INTO promise (workflow_key, name, state, value, error, completed_at)
+                        VALUES (:key, :name, :state, CAST(:value AS jsonb), :error, now())
+                        ON CONFLICT (workflow_key, name) DO UPDATE
+                        SET state = excluded.state, value = excluded.value, error = excluded.error,
+                            completed_at = excluded.completed_at
+                        WHERE promise.state = 'pending'
                     """),
                     {
                         "key": key,
-                        "owner": owner,
-                        "status": "succeeded" if succeeded else "failed",
-                        "output": output,
+                        "name": AGENT_PROMISE,
+                        "state": "resolved" if succeeded else "rejected",
+                        "value": json.dumps(output) if succeeded else None,
                         "error": error,
                     },
                 )
-            ).one_or_none()
-            if row is None:
-                raise LeaseLost(key)
-            deliveries = await release_waiting(
-                connection,
-                key,
-                AGENT_PROMISE,
-                deliver_to=deliver_to,
-                delivery_slots=delivery_slots,
-                lease_seconds=lease_seconds,
-                notify_on_failure=notify_on_failure,
-            )
-            await notify(connection, KEY_CHANNEL, key)
-            return workflow_of(row), deliveries
+                row = (
+                    await connection.execute(
+                        text(f"""
+                            UPDATE workflow
+                            SET status = :status, output = :output, error = :error,
+                                lease_owner = NULL, lease_expires_at = NULL,
+                                finished_at = now(), updated_at = now()
+                            WHERE key = :key AND lease_owner = :owner AND status = 'running'
+                            RETURNING {WORKFLOW_COLUMNS}
+                        """),
+                        {
+                            "key": key,
+                            "owner": owner,
+                            "status": "succeeded" if succeeded else "failed",
+                            "output": output,
+                            "error": error,
+                        },
+                    )
+                ).one_or_none()
+                if row is None:
+                    raise LeaseLost(key)  # rolls the promise's completion back too
+                deliveries = await release_waiting(
+                    connection,
+                    key,
+                    AGENT_PROMISE,
+                    deliver_to=deliver_to,
+                    delivery_slots=delivery_slots,
+                    lease_seconds=lease_seconds,
+                    notify_on_failure=notify_on_failure,
+                )
+                await notify(connection, KEY_CHANNEL, key)
+                return workflow_of(row), deliveries
+        except LeaseLost:
+            return None
 
     async def release_leases(self, *, owner: str) -> None:
         """Hand back what this process holds but will not finish, so others take it at once."""
