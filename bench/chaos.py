@@ -42,6 +42,7 @@ class Ledger:
     # (key, email) -> when both the run and the subscription had been accepted (monotonic)
     owed_since: dict[tuple[str, str], float] = field(default_factory=dict)
     arrived_at: dict[tuple[str, str], float] = field(default_factory=dict)
+    kills_at: list[float] = field(default_factory=list)
 
 
 async def call_until_accepted(
@@ -109,6 +110,7 @@ async def main() -> None:
         while submitting or kills < args.kills:
             await asyncio.sleep(rng.uniform(0.3, 2.5))
             await service.kill()
+            ledger.kills_at.append(time.monotonic())
             kills += 1
             await service.start()
 
@@ -182,6 +184,20 @@ async def main() -> None:
     lost = [pair for pair in ledger.owed_since if pair not in received]
     duplicates = sum(count - 1 for count in received.values())
     duplicates_with_new_id = sum(len(ids) - 1 for ids in ids_per_pair.values())
+    # How long before a kill each duplicated email first arrived: duplicates come only from the
+    # window between the SMTP server's acceptance and the commit that records it.
+    windows = [
+        min(
+            (
+                kill - ledger.arrived_at[pair]
+                for kill in ledger.kills_at
+                if kill >= ledger.arrived_at[pair]
+            ),
+            default=float("inf"),
+        )
+        for pair, count in received.items()
+        if count > 1
+    ]
     delays = [
         ledger.arrived_at[pair] - since
         for pair, since in ledger.owed_since.items()
@@ -196,6 +212,8 @@ async def main() -> None:
         f"duplicates           {duplicates} (all with the same Message-ID: "
         f"{'yes' if duplicates_with_new_id == 0 else 'NO'})"
     )
+    if windows:
+        print(f"  first copy arrived {max(windows) * 1000:.0f} ms or less before a kill")
     print(f"failed               {failed}")
     print(f"LLM calls repeated   {llm_retries} (runs interrupted mid-call)")
     print(f"delay p50            {statistics.median(delays):.2f} s" if delays else "delay p50 -")
