@@ -108,14 +108,21 @@ class Agent:
     def missing_credentials(self, model: str) -> list[str]:
         """Environment variables litellm wants for `model` that are not set (none if
         AGENT_API_KEY is given or the model is the offline one)."""
-        if self._settings.agent_api_key or model.startswith(f"{OFFLINE_PROVIDER}/"):
+        settings = self._settings
+        if (
+            settings.agent_api_key
+            # A server of the operator's own (vLLM, Ollama, a proxy) may need no key at all.
+            or settings.agent_api_base
+            or model.startswith(f"{OFFLINE_PROVIDER}/")
+        ):
             return []
         if model not in self._missing:
             try:
                 found = self._litellm.validate_environment(model)
-                self._missing[model] = list(found.get("missing_keys") or [])
+                missing = found.get("missing_keys") or []
             except Exception:  # a model litellm cannot map: let the call itself decide
-                self._missing[model] = []
+                missing = []
+            self._missing[model] = [name for name in missing if name.endswith("_API_KEY")]
         return self._missing[model]
 
     async def answer(self, query: str, *, model: str | None, instructions: str | None) -> str:
@@ -153,5 +160,6 @@ class Agent:
             raise TransientError(f"malformed LLM response: {exc}") from exc
         if not isinstance(content, str):
             return ""
-        # Postgres text cannot hold NUL; a model that emits one must not wedge the run.
-        return content.replace("\x00", "")
+        # Postgres text holds neither NUL nor lone surrogates: a model emitting one must not
+        # make its answer unstorable.
+        return content.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")

@@ -17,8 +17,9 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.InterfaceError,
 )
 
-# SQLSTATEs of a server that is unreachable, shutting down, starting up or out of connections.
-OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+# SQLSTATEs of a server that is unreachable, shutting down, starting up, out of connections,
+# or (after a failover) still a read-only standby.
+OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "25006")
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -34,8 +35,10 @@ def is_outage(exc: BaseException) -> bool:
         if error is None or id(error) in seen:
             continue
         seen.add(id(error))
-        if isinstance(error, OSError | PoolTimeoutError | asyncpg.InterfaceError):
+        if isinstance(error, OSError | PoolTimeoutError | asyncpg.ConnectionDoesNotExistError):
             return True
+        if isinstance(error, asyncpg.InterfaceError) and "closed" in str(error):
+            return True  # "connection is closed": the server went away under it
         if isinstance(error, DBAPIError) and error.connection_invalidated:
             return True
         sqlstate = getattr(error, "sqlstate", None)
@@ -51,9 +54,10 @@ def is_outage(exc: BaseException) -> bool:
 
 
 def sqlalchemy_url(database_url: str) -> str:
-    """The URL with the asyncpg driver, whatever scheme the operator wrote."""
+    """The URL with the asyncpg driver, whatever scheme the operator wrote (postgresql://,
+    postgres://, postgresql+psycopg://, …)."""
     url = make_url(database_url)
-    if url.get_backend_name() != "postgresql":
+    if url.drivername.split("+")[0] not in ("postgresql", "postgres"):
         raise ValueError(f"DATABASE_URL must be a postgresql:// URL, not {url.drivername}://")
     return url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 

@@ -56,3 +56,14 @@ class TransientError(Exception):
 
 class PermanentError(Exception):
     """An external call failed in a way retrying cannot fix (bad request, auth, 5xx SMTP)."""
+
+
+def describe(exc: BaseException) -> str:
+    """A short account of an exception for records users see: its type and first line, never
+    the SQL or parameters a database error's text carries."""
+    orig = getattr(exc, "orig", None)  # SQLAlchemy's wrapper; the driver's own text has no SQL
+    if isinstance(orig, BaseException):
+        exc = orig
+    text = str(exc).strip()
+    first_line = text.splitlines()[0][:200] if text else ""
+    return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import secrets
 import socket
-import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -28,10 +26,11 @@ from app.api.limits import BodyLimit
 from app.config import Settings
 from app.db import asyncpg_dsn, create_engine, is_outage
 from app.durable.delivery import DeliveryWorker
+from app.durable.leases import LeaseKeeper
 from app.durable.listener import Listener
 from app.durable.runner import Runner
 from app.durable.service import WorkflowService
-from app.durable.store import Store, renew_leases
+from app.durable.store import Store
 from app.embedded import EmbeddedPostgres
 from app.mailer import create_mailer
 from app.metrics import Metrics
@@ -64,32 +63,6 @@ def configure_logging(level: str) -> None:
 def process_owner() -> str:
     """This process's name on the leases it holds: host, pid and a nonce (pids get reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-async def renew_leases_forever(
-    listener: Listener, runner: Runner, delivery: DeliveryWorker, *, owner: str, settings: Settings
-) -> None:
-    interval = settings.lease_seconds / 3
-    while True:
-        await asyncio.sleep(interval)
-        run_keys = [key for key in runner.held() if isinstance(key, str)]
-        subscription_ids = [id_ for id_ in delivery.held() if isinstance(id_, uuid.UUID)]
-        if run_keys or subscription_ids:
-            try:
-                await listener.run_on_connection(
-                    functools.partial(
-                        renew_leases,
-                        owner=owner,
-                        lease_seconds=settings.lease_seconds,
-                        run_keys=run_keys,
-                        subscription_ids=subscription_ids,
-                    ),
-                    timeout=interval,
-                )
-            except Exception as exc:
-                if not (isinstance(exc, TimeoutError) or is_outage(exc)):
-                    raise
-                logger.warning("cannot renew leases (%s: %s)", type(exc).__name__, exc)
 
 
 async def expire_subscriptions_forever(store: Store, *, settings: Settings) -> None:
@@ -144,9 +117,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 metrics=metrics,
                 settings=settings,
                 owner=owner,
-                delivery_slots=delivery.free_slots,
-                hand_off=delivery.hand_off,
+                delivery=delivery,
             )
+            lease_keeper = LeaseKeeper(
+                engine=engine,
+                listener=listener,
+                runner=runner,
+                delivery=delivery,
+                owner=owner,
+                lease_seconds=settings.lease_seconds,
+            )
+            # Leases first, then wake-ups: after a long disconnection this process's leases may
+            # have lapsed, and its own workers must not be the ones to grab them back twice.
+            listener.on_connected(lease_keeper.renew_on)
             listener.on_work(runner.wake)
             listener.on_work(delivery.wake)
 
@@ -158,12 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await listener.wait_connected()
             except TimeoutError:
                 logger.warning("the LISTEN connection is not up yet; polling covers until it is")
-            supervisor.start(
-                "leases",
-                lambda: renew_leases_forever(
-                    listener, runner, delivery, owner=owner, settings=settings
-                ),
-            )
+            supervisor.start("leases", lease_keeper.run)
             supervisor.start(
                 "janitor", lambda: expire_subscriptions_forever(store, settings=settings)
             )
@@ -233,9 +211,10 @@ async def _shut_down(service: WorkflowService, supervisor: Supervisor) -> None:
     await service.runner.drain(max(0.0, service.shutdown_deadline - loop.time()))
     await service.delivery.drain(max(0.0, service.shutdown_deadline - loop.time()))
     try:
-        await service.store.release_leases(owner=service.owner)
+        async with asyncio.timeout(5):
+            await service.store.release_leases(owner=service.owner)
     except Exception as exc:
-        if not is_outage(exc):
+        if not (isinstance(exc, TimeoutError) or is_outage(exc)):
             raise
         logger.warning("could not hand back leases (%s); they expire on their own", exc)
     logger.info("agent-notify stopped")

@@ -145,3 +145,30 @@ async def test_subscribers_of_a_task_that_never_finishes_expire(
     assert subscription["status"] == "expired"
     assert subscription["last_error"].startswith("expired: no result after waiting")
     assert inbox.messages == []
+
+
+async def test_an_answer_postgres_cannot_store_is_cleaned_not_paid_for_again(
+    client: httpx.AsyncClient, fake_llm: FakeLLM
+) -> None:
+    fake_llm.answers["odd"] = "half an emoji \ud83d and a NUL \x00 here"
+    response = await client.post("/workflows/odd/run", json="odd")
+    assert response.status_code == 200
+    assert response.json()["output"] == "half an emoji ? and a NUL  here"
+    assert fake_llm.calls_for("odd") == 1
+
+
+async def test_an_expired_subscriber_can_subscribe_again(
+    start_app: Callable[..., Awaitable[RunningApp]], inbox: Inbox
+) -> None:
+    app = await start_app(subscription_ttl_seconds=0.5)
+    first = await app.client.post("/workflows/again/on_notify/send", json="me@example.com")
+    await until_workflow(
+        app.client, "again", lambda s: s["subscriptions"][0]["status"] == "expired"
+    )
+    await app.client.post("/workflows/again/run", json="q")
+    again = await app.client.post("/workflows/again/on_notify", json="me@example.com")
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["status"] == "sent"
+    [message] = inbox.messages
+    assert message["Message-ID"] == first.json()["message_id"]

@@ -83,3 +83,36 @@ async def test_sync_waiter_on_one_replica_is_woken_by_another(
     async with asyncio.timeout(5):
         response = await attached
     assert response.json()["output"] == answer_for("cross")
+
+
+async def test_waiting_requests_get_a_503_when_the_process_shuts_down(
+    start_app: Callable[..., Awaitable[RunningApp]], fake_llm: FakeLLM
+) -> None:
+    app = await start_app()
+    fake_llm.hold("outlasting")
+    waiting = asyncio.create_task(app.client.post("/workflows/sd/run", json="outlasting"))
+    listener = app.app.state.service.listener
+    await eventually(lambda: asyncio.sleep(0, listener.waiter_count), lambda n: n == 1)
+    app.app.state.service.begin_shutdown()
+    response = await waiting
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "shutting_down"
+
+
+async def test_a_process_leases_itself_no_more_deliveries_than_it_can_send(
+    start_app: Callable[..., Awaitable[RunningApp]], inbox: Inbox, db: asyncpg.Connection
+) -> None:
+    app = await start_app(delivery_concurrency=2)
+    await app.client.post("/workflows/many/run", json="q")
+    emails = [f"user{i}@example.com" for i in range(20)]
+    releases = [inbox.hold_before_accepting(email) for email in emails]
+    await asyncio.gather(
+        *(app.client.post("/workflows/many/on_notify/send", json=email) for email in emails)
+    )
+    await eventually(lambda: asyncio.sleep(0, len(inbox.arrived)), lambda n: n == 2)
+    leased = await db.fetchval("SELECT count(*) FROM subscription WHERE lease_owner IS NOT NULL")
+    assert leased == 2  # the other 18 wait, unleased, for whoever has room
+    for release in releases:
+        release.set()
+    await until_workflow(app.client, "many", all_sent, timeout=20)
+    assert len(inbox.messages) == 20

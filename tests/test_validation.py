@@ -29,6 +29,9 @@ def error_of(response: httpx.Response) -> dict[str, str]:
         (b'{"query": 5}', 422, "invalid_request"),
         (b'{"prompt": "x"}', 422, "invalid_request"),
         (b'{"query": "x", "extra": 1}', 422, "invalid_request"),
+        (b'"lone surrogate \\ud800"', 422, "invalid_request"),
+        (b'{"query": "q", "instructions": "\\udc00"}', 422, "invalid_request"),
+        (b'"nul \\u0000 inside"', 422, "invalid_request"),
         (b"", 422, "missing_body"),
     ],
 )

@@ -37,14 +37,19 @@ def _not_blank(value: str) -> str:
     return value
 
 
-def _no_nul(value: str) -> str:
-    # Postgres text cannot hold NUL; refuse it here rather than fail at the database.
+def _storable(value: str) -> str:
+    # Postgres text holds neither NUL nor lone UTF-16 surrogates (which JSON's \\ud800 escapes
+    # can smuggle in); refuse them here rather than fail at the database.
     if "\x00" in value:
         raise ValueError("must not contain NUL (\\u0000) characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (it has a lone surrogate escape)") from None
     return value
 
 
-Text = Annotated[str, AfterValidator(_no_nul)]
+Text = Annotated[str, AfterValidator(_storable)]
 Query = Annotated[Text, Field(min_length=1), AfterValidator(_not_blank)]
 
 

@@ -43,10 +43,6 @@ class DeliveryWorker(Worker[Delivery]):
         self._settings = settings
         self._owner = owner
 
-    def hand_off(self, deliveries: list[Delivery]) -> None:
-        for delivery in deliveries:
-            self.submit(delivery)
-
     async def claim(self, limit: int) -> list[Delivery]:
         return await self._store.claim_deliveries(
             owner=self._owner, lease_seconds=self._settings.lease_seconds, limit=limit

@@ -36,6 +36,7 @@ class Listener:
         # workflow key -> subscription id (None: the workflow itself) -> waiting events
         self._waiters: dict[str, dict[str | None, set[asyncio.Event]]] = {}
         self._work_callbacks: list[Callable[[], None]] = []
+        self._connected_hooks: list[Callable[[asyncpg.Connection], Awaitable[None]]] = []
         self._connected = asyncio.Event()
         self._connection: asyncpg.Connection | None = None
         # asyncpg runs one query at a time per connection: keep-alives and borrowers take turns.
@@ -59,6 +60,10 @@ class Listener:
         async with self._turn:
             async with asyncio.timeout(timeout):
                 return await operation(connection)
+
+    def on_connected(self, hook: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
+        """Run `hook` on the connection each time it is (re)established, before waking anyone."""
+        self._connected_hooks.append(hook)
 
     def on_work(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever claimable work may exist (and after every reconnect)."""
@@ -144,6 +149,8 @@ class Listener:
             try:
                 await connection.add_listener(KEY_CHANNEL, self._on_notification)
                 await connection.add_listener(WORK_CHANNEL, self._on_notification)
+                for hook in self._connected_hooks:
+                    await hook(connection)
                 self._connection = connection
                 self._connected.set()
                 if not first:

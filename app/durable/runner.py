@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 
 from app.agent import Agent
 from app.config import Settings
@@ -12,7 +12,7 @@ from app.durable.listener import Listener
 from app.durable.retry import RetryPolicy, through_outages
 from app.durable.store import Delivery, Store, WorkflowRow
 from app.durable.worker import Worker
-from app.errors import PermanentError, TransientError
+from app.errors import PermanentError, TransientError, describe
 from app.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -30,8 +30,7 @@ class Runner(Worker[WorkflowRow]):
         metrics: Metrics,
         settings: Settings,
         owner: str,
-        delivery_slots: Callable[[], int],
-        hand_off: Callable[[list[Delivery]], None],
+        delivery: Worker[Delivery],
     ) -> None:
         super().__init__(
             concurrency=settings.runner_concurrency,
@@ -44,8 +43,7 @@ class Runner(Worker[WorkflowRow]):
         self._metrics = metrics
         self._settings = settings
         self._owner = owner
-        self._delivery_slots = delivery_slots
-        self._hand_off = hand_off
+        self._delivery = delivery
 
     async def claim(self, limit: int) -> list[WorkflowRow]:
         return await self._store.claim_runs(
@@ -87,20 +85,16 @@ class Runner(Worker[WorkflowRow]):
         await self._finish(item, output=None, error=error)
 
     async def _finish(self, item: WorkflowRow, *, output: str | None, error: str | None) -> None:
-        # If the lease expires during a database outage, whoever took the run over wins.
-        result = await through_outages(
-            lambda: self._store.complete_run(
-                item.key,
-                owner=self._owner,
-                output=output,
-                error=error,
-                deliver_to=self._owner,
-                delivery_slots=self._delivery_slots(),
-                lease_seconds=self._settings.lease_seconds,
-                notify_on_failure=self._settings.notify_on_failure,
-            ),
-            what=f"record the outcome of {item.key}",
-        )
+        try:
+            result = await self._complete(item, output=output, error=error)
+        except Exception as exc:
+            if error is not None:
+                raise
+            # Not an outage (through_outages waited those out): this answer cannot be stored.
+            # Fail the run with the reason rather than pay for the same answer again and again.
+            logger.exception("cannot record the answer of %s", item.key)
+            error = f"the answer could not be stored: {describe(exc)}"
+            result = await self._complete(item, output=None, error=error)
         if result is None:
             logger.warning(
                 "workflow %s was taken over by another process; outcome dropped", item.key
@@ -108,6 +102,29 @@ class Runner(Worker[WorkflowRow]):
             return
         self._metrics.runs_finished.labels("succeeded" if error is None else "failed").inc()
         self._listener.wake(item.key)
-        _workflow, deliveries = result
-        if deliveries:
-            self._hand_off(deliveries)
+        for delivery in result[1]:
+            self._delivery.submit(delivery)
+
+    async def _complete(
+        self, item: WorkflowRow, *, output: str | None, error: str | None
+    ) -> tuple[WorkflowRow, list[Delivery]] | None:
+        # Subscribers readied by this run are sent from here, as many as the delivery worker
+        # has room for; slots are reserved first so concurrent completions cannot overfill it.
+        slots = self._delivery.reserve(self._delivery.concurrency)
+        try:
+            # If the lease expires during a database outage, whoever took the run over wins.
+            return await through_outages(
+                lambda: self._store.complete_run(
+                    item.key,
+                    owner=self._owner,
+                    output=output,
+                    error=error,
+                    deliver_to=self._owner,
+                    delivery_slots=slots,
+                    lease_seconds=self._settings.lease_seconds,
+                    notify_on_failure=self._settings.notify_on_failure,
+                ),
+                what=f"record the outcome of {item.key}",
+            )
+        finally:
+            self._delivery.release(slots)

@@ -77,8 +77,9 @@ class WorkflowService:
                 "operator allows others (AGENT_ALLOWED_MODELS)",
                 code="model_not_allowed",
             )
-        # A slot is reserved before the insert, so concurrent requests cannot overfill the runner.
-        reserved = self.runner.try_reserve()
+        # A slot is reserved before the insert, so concurrent requests cannot overfill the runner;
+        # a process shutting down leaves new runs to the others.
+        reserved = 0 if self.shutting_down else self.runner.reserve()
         try:
             workflow, created = await self.store.accept_run(
                 key,
@@ -93,8 +94,7 @@ class WorkflowService:
                 code="key_conflict",
             ) from exc
         finally:
-            if reserved:
-                self.runner.release_reservation()
+            self.runner.release(reserved)
         if created and reserved:
             self.runner.submit(workflow)
         return workflow, created
@@ -123,16 +123,20 @@ class WorkflowService:
     async def subscribe(self, key: str, email: str) -> Subscribed:
         """Register `email` for the agent's answer; sends at once if it is already there."""
         subscription_id = uuid.uuid4()
-        subscribed = await self.store.subscribe(
-            key,
-            email,
-            promise_name=AGENT_PROMISE,
-            subscription_id=subscription_id,
-            message_id=message_id_for(str(subscription_id), self.settings.mail_from),
-            deliver_to=self.owner if self.delivery.free_slots() > 0 else None,
-            lease_seconds=self.settings.lease_seconds,
-            notify_on_failure=self.settings.notify_on_failure,
-        )
+        reserved = self.delivery.reserve()
+        try:
+            subscribed = await self.store.subscribe(
+                key,
+                email,
+                promise_name=AGENT_PROMISE,
+                subscription_id=subscription_id,
+                message_id=message_id_for(str(subscription_id), self.settings.mail_from),
+                deliver_to=self.owner if reserved else None,
+                lease_seconds=self.settings.lease_seconds,
+                notify_on_failure=self.settings.notify_on_failure,
+            )
+        finally:
+            self.delivery.release(reserved)
         if subscribed.delivery is not None:
             self.delivery.submit(subscribed.delivery)
         return subscribed

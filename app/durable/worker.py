@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 
 from app.db import is_outage
 from app.durable.retry import RetryPolicy, through_outages
+from app.errors import describe
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ class Worker(Generic[Item]):
         self._wake = asyncio.Event()
         # Items beyond the concurrency wait here for a slot, their leases renewed meanwhile.
         self._slots = asyncio.Semaphore(concurrency)
-        self._stopping = False
+        self._stopping = False  # no more claiming
+        self._draining = False  # no more local leases either: the rest is handed back
         self._reserved = 0
 
     # -- what subclasses provide --------------------------------------------------------------
@@ -98,16 +100,18 @@ class Worker(Generic[Item]):
         """Items this worker can take on now (in flight and reserved ones count as taken)."""
         return max(0, self.concurrency - len(self._inflight) - self._reserved)
 
-    def try_reserve(self) -> bool:
-        """Reserve a slot for an item about to be leased to this process; False if none is free
-        or the worker is stopping. Release it with release_reservation() once submitted."""
-        if self._stopping or self.free_slots() == 0:
-            return False
-        self._reserved += 1
-        return True
+    def reserve(self, wanted: int = 1) -> int:
+        """Reserve up to `wanted` free slots for items about to be leased to this process (in a
+        transaction that is yet to run); returns how many. Give them back with release() just
+        before submitting the items, so concurrent callers cannot lease more than fits."""
+        if self._draining:
+            return 0
+        count = min(wanted, self.free_slots())
+        self._reserved += count
+        return count
 
-    def release_reservation(self) -> None:
-        self._reserved -= 1
+    def release(self, count: int) -> None:
+        self._reserved -= count
 
     def wake(self) -> None:
         self._wake.set()
@@ -152,7 +156,7 @@ class Worker(Generic[Item]):
         except Exception as exc:
             logger.exception("%s failed unexpectedly on %s", self.name, self.identity(item))
             try:
-                await self.recover(item, f"internal error: {type(exc).__name__}: {exc}")
+                await self.recover(item, f"internal error: {describe(exc)}")
             except Exception:
                 # Once the lease lapses the item is claimed again: nothing is lost.
                 logger.exception(
@@ -188,6 +192,7 @@ class Worker(Generic[Item]):
     async def drain(self, grace_seconds: float) -> None:
         """Stop taking work; let in-flight items finish within the grace period, cancel the rest."""
         self.stop_claiming()
+        self._draining = True
         tasks = list(self._inflight.values())
         if not tasks:
             return

@@ -29,6 +29,8 @@ class FakeLLM:
     _runner: web.AppRunner | None = None
     # Each answer takes a random time in this range (seconds), like a real model.
     delay: tuple[float, float] = (0.0, 0.0)
+    # Answers other than answer_for(query), per query.
+    answers: dict[str, str] = field(default_factory=dict)
 
     def queries(self) -> list[str]:
         return [call["messages"][-1]["content"] for call in self.calls]
@@ -77,7 +79,10 @@ class FakeLLM:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": answer_for(query)},
+                        "message": {
+                            "role": "assistant",
+                            "content": self.answers.get(query, answer_for(query)),
+                        },
                         "finish_reason": "stop",
                     }
                 ],

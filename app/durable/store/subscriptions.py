@@ -125,23 +125,37 @@ class Subscriptions(Queries):
                 )
             ).one()
             if promise.state == "pending":
-                status, lease = "'waiting', 0, NULL, NULL, NULL", None
+                status = "waiting"
             elif promise.state == "rejected" and not notify_on_failure:
-                status, lease = "'failed', 0, NULL, NULL, NULL", None
-            elif deliver_to is not None:
-                status = "'ready', 1, :owner, now() + make_interval(secs => :lease), now()"
-                lease = deliver_to
+                status = "failed"
             else:
-                status, lease = "'ready', 0, NULL, NULL, now()", None
+                status = "ready"
+            owner = deliver_to if status == "ready" else None
+            # A new subscription, or one that expired coming back to life (same id and
+            # Message-ID: nothing was ever sent for it); any other existing one is left alone.
             row = (
                 await connection.execute(
                     text(f"""
                         INSERT INTO subscription
                             (id, workflow_key, promise_name, email, message_id, status, attempts,
                              lease_owner, lease_expires_at, ready_at, last_error)
-                        VALUES (:id, :key, :name, :email, :message_id, {status},
-                                CASE WHEN :failed THEN :failure END)
-                        ON CONFLICT (workflow_key, promise_name, email) DO NOTHING
+                        VALUES (
+                            :id, :key, :name, :email, :message_id, CAST(:status AS text),
+                            CASE WHEN CAST(:owner AS text) IS NULL THEN 0 ELSE 1 END,
+                            CAST(:owner AS text),
+                            CASE WHEN CAST(:owner AS text) IS NOT NULL
+                                 THEN now() + make_interval(secs => :lease) END,
+                            CASE WHEN CAST(:status AS text) = 'ready' THEN now() END,
+                            CASE WHEN CAST(:status AS text) = 'failed' THEN
+                                'not notified: the task failed and NOTIFY_ON_FAILURE is off' END
+                        )
+                        ON CONFLICT (workflow_key, promise_name, email) DO UPDATE
+                        SET status = excluded.status, attempts = excluded.attempts,
+                            lease_owner = excluded.lease_owner,
+                            lease_expires_at = excluded.lease_expires_at,
+                            ready_at = excluded.ready_at, last_error = excluded.last_error,
+                            next_attempt_at = now(), created_at = now(), updated_at = now()
+                        WHERE subscription.status = 'expired'
                         RETURNING {SUBSCRIPTION_COLUMNS}
                     """),
                     {
@@ -150,10 +164,9 @@ class Subscriptions(Queries):
                         "name": promise_name,
                         "email": email,
                         "message_id": message_id,
-                        "owner": lease,
+                        "status": status,
+                        "owner": owner,
                         "lease": lease_seconds,
-                        "failed": promise.state == "rejected" and not notify_on_failure,
-                        "failure": "not notified: the task failed and NOTIFY_ON_FAILURE is off",
                     },
                 )
             ).one_or_none()
@@ -168,13 +181,10 @@ class Subscriptions(Queries):
                     )
                 ).one()
                 return Subscribed(subscription_of(existing), created=False, delivery=None)
-            subscription = subscription_of(row)
-            if subscription.status == "ready" and lease is None:
+            if status == "ready" and owner is None:
                 await notify(connection, WORK_CHANNEL, "delivery")
-        delivery = None
-        if subscription.status == "ready" and lease is not None:
-            delivery = delivery_of(row, promise)
-        return Subscribed(subscription, created=True, delivery=delivery)
+        delivery = delivery_of(row, promise) if owner is not None else None
+        return Subscribed(subscription_of(row), created=True, delivery=delivery)
 
     async def claim_deliveries(
         self, *, owner: str, lease_seconds: float, limit: int

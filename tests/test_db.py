@@ -1,0 +1,45 @@
+"""Which database errors are outages (waited out) and which are not (surfaced at once)."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from app.db import is_outage, sqlalchemy_url
+
+
+class DriverError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (ConnectionRefusedError(111, "refused"), True),
+        (PoolTimeoutError("pool exhausted"), True),
+        (asyncpg.CannotConnectNowError("the database system is starting up"), True),
+        (asyncpg.AdminShutdownError("terminating connection"), True),
+        (asyncpg.InterfaceError("connection is closed"), True),
+        (OperationalError("SELECT 1", {}, DriverError("08006")), True),
+        (OperationalError("UPDATE x", {}, DriverError("25006")), True),
+        (DataError("INSERT", {}, DriverError("22021")), False),
+        (
+            asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+            False,
+        ),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_is_outage(error: Exception, outage: bool) -> None:
+    assert is_outage(error) is outage
+
+
+def test_database_urls_get_the_asyncpg_driver() -> None:
+    assert sqlalchemy_url("postgres://u:p@h/db") == "postgresql+asyncpg://u:p@h/db"
+    assert sqlalchemy_url("postgresql://u@/db?host=/tmp/s").startswith("postgresql+asyncpg://")
+    with pytest.raises(ValueError, match="postgresql://"):
+        sqlalchemy_url("mysql://u@h/db")
