@@ -107,7 +107,7 @@ async def main() -> None:
 
     async def killer() -> None:
         nonlocal kills
-        while submitting or kills < args.kills:
+        while args.kills and (submitting or kills < args.kills):
             await asyncio.sleep(rng.uniform(0.3, 2.5))
             await service.kill()
             ledger.kills_at.append(time.monotonic())

@@ -99,7 +99,7 @@ async def test_waiting_requests_get_a_503_when_the_process_shuts_down(
     assert response.json()["error"]["code"] == "shutting_down"
 
 
-async def test_a_process_leases_itself_no_more_deliveries_than_it_can_send(
+async def test_a_process_leases_itself_no_more_deliveries_than_its_backlog_allows(
     start_app: Callable[..., Awaitable[RunningApp]], inbox: Inbox, db: asyncpg.Connection
 ) -> None:
     app = await start_app(delivery_concurrency=2)
@@ -111,7 +111,10 @@ async def test_a_process_leases_itself_no_more_deliveries_than_it_can_send(
     )
     await eventually(lambda: asyncio.sleep(0, len(inbox.arrived)), lambda n: n == 2)
     leased = await db.fetchval("SELECT count(*) FROM subscription WHERE lease_owner IS NOT NULL")
-    assert leased == 2  # the other 18 wait, unleased, for whoever has room
+    # Two being sent, six queued here (a backlog of 4 x 2); the other 12 wait, unleased, for
+    # whoever has room.
+    assert leased == 8
+    assert len(inbox.arrived) == 2
     for release in releases:
         release.set()
     await until_workflow(app.client, "many", all_sent, timeout=20)

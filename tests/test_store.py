@@ -58,7 +58,7 @@ def complete(store: Store, key: str, *, slots: int = 10) -> Awaitable[Any]:
         output="the answer",
         error=None,
         deliver_to=OWNER,
-        delivery_slots=slots,
+        reserve=lambda wanted: min(wanted, slots),
         lease_seconds=30,
         notify_on_failure=True,
     )

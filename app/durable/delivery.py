@@ -33,6 +33,9 @@ class DeliveryWorker(Worker[Delivery]):
     ) -> None:
         super().__init__(
             concurrency=settings.delivery_concurrency,
+            # Sends take milliseconds: a short local queue keeps bursts of hand-overs here,
+            # on the fast path, instead of sending them round through the table.
+            backlog=4 * settings.delivery_concurrency,
             poll_interval_seconds=settings.poll_interval_seconds,
             retry=RetryPolicy.of(settings),
         )

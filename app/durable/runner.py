@@ -109,8 +109,15 @@ class Runner(Worker[WorkflowRow]):
         self, item: WorkflowRow, *, output: str | None, error: str | None
     ) -> tuple[WorkflowRow, list[Delivery]] | None:
         # Subscribers readied by this run are sent from here, as many as the delivery worker
-        # has room for; slots are reserved first so concurrent completions cannot overfill it.
-        slots = self._delivery.reserve(self._delivery.concurrency)
+        # has room for: the transaction reserves the slots it needs, released once submitted.
+        reserved = 0
+
+        def reserve(wanted: int) -> int:
+            nonlocal reserved
+            granted = self._delivery.reserve(wanted)
+            reserved += granted
+            return granted
+
         try:
             # If the lease expires during a database outage, whoever took the run over wins.
             return await through_outages(
@@ -120,11 +127,11 @@ class Runner(Worker[WorkflowRow]):
                     output=output,
                     error=error,
                     deliver_to=self._owner,
-                    delivery_slots=slots,
+                    reserve=reserve,
                     lease_seconds=self._settings.lease_seconds,
                     notify_on_failure=self._settings.notify_on_failure,
                 ),
                 what=f"record the outcome of {item.key}",
             )
         finally:
-            self._delivery.release(slots)
+            self._delivery.release(reserved)

@@ -26,9 +26,17 @@ class Worker(Generic[Item]):
     name = "worker"
 
     def __init__(
-        self, *, concurrency: int, poll_interval_seconds: float, retry: RetryPolicy
+        self,
+        *,
+        concurrency: int,
+        poll_interval_seconds: float,
+        retry: RetryPolicy,
+        backlog: int | None = None,
     ) -> None:
         self.concurrency = concurrency
+        # How many items this process may hold (lease) at once: `concurrency` being processed,
+        # the rest queued for a slot. Bounded, so work beyond it is left to other processes.
+        self.capacity = max(backlog or concurrency, concurrency)
         self.retry = retry
         self._poll_interval_seconds = poll_interval_seconds
         self._inflight: dict[Hashable, asyncio.Task[None]] = {}
@@ -38,6 +46,7 @@ class Worker(Generic[Item]):
         self._stopping = False  # no more claiming
         self._draining = False  # no more local leases either: the rest is handed back
         self._reserved = 0
+        self._shortchanged = False
 
     # -- what subclasses provide --------------------------------------------------------------
 
@@ -98,7 +107,7 @@ class Worker(Generic[Item]):
 
     def free_slots(self) -> int:
         """Items this worker can take on now (in flight and reserved ones count as taken)."""
-        return max(0, self.concurrency - len(self._inflight) - self._reserved)
+        return max(0, self.capacity - len(self._inflight) - self._reserved)
 
     def reserve(self, wanted: int = 1) -> int:
         """Reserve up to `wanted` free slots for items about to be leased to this process (in a
@@ -108,10 +117,17 @@ class Worker(Generic[Item]):
             return 0
         count = min(wanted, self.free_slots())
         self._reserved += count
+        if count < wanted:
+            self._shortchanged = True
         return count
 
     def release(self, count: int) -> None:
         self._reserved -= count
+        if count and self._shortchanged:
+            # Someone got fewer slots than wanted while these were held, and left work for any
+            # worker: look for it now that there is room, not at the next poll.
+            self._shortchanged = False
+            self._wake.set()
 
     def wake(self) -> None:
         self._wake.set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 from sqlalchemy import text
@@ -122,15 +123,15 @@ class Runs(Queries):
         output: str | None,
         error: str | None,
         deliver_to: str,
-        delivery_slots: int,
+        reserve: Callable[[int], int],
         lease_seconds: float,
         notify_on_failure: bool,
     ) -> tuple[WorkflowRow, list[Delivery]] | None:
         """Finish a leased run: record it, complete its promise, make its subscribers ready.
 
-        `output` for success, `error` for a terminal failure. Up to `delivery_slots` of the
-        subscriptions made ready are leased to `deliver_to` (the caller's delivery worker) and
-        returned; the rest are left for any worker.
+        `output` for success, `error` for a terminal failure. As many of the subscriptions made
+        ready as `reserve(n)` grants room for are leased to `deliver_to` (the caller's delivery
+        worker) and returned; the rest are left for any worker.
         Returns None when `owner` no longer holds the lease (another process took the run over).
         """
         succeeded = error is None
@@ -179,7 +180,7 @@ class Runs(Queries):
                     key,
                     AGENT_PROMISE,
                     deliver_to=deliver_to,
-                    delivery_slots=delivery_slots,
+                    reserve=reserve,
                     lease_seconds=lease_seconds,
                     notify_on_failure=notify_on_failure,
                 )

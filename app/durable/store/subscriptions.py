@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,11 +29,16 @@ async def release_waiting(
     promise_name: str,
     *,
     deliver_to: str,
-    delivery_slots: int,
+    reserve: Callable[[int], int],
     lease_seconds: float,
     notify_on_failure: bool,
 ) -> list[Delivery]:
-    """Turn the promise's waiting subscriptions ready (the caller holds the promise lock)."""
+    """Turn the promise's waiting subscriptions ready (the caller holds the promise lock).
+
+    `reserve(n)` is asked for room for the n readied ones in the caller's delivery worker; as
+    many as it grants are leased to `deliver_to` and returned, for the caller to send right
+    after the commit. The rest are left to whichever worker claims them first.
+    """
     promise = (
         await connection.execute(
             text(
@@ -52,39 +58,36 @@ async def release_waiting(
             {"key": key, "name": promise_name},
         )
         return []
-    # The first `slots` of them are leased to the caller, who sends them right after the
-    # commit; the rest are left to whichever worker claims them first.
-    rows = await connection.execute(
-        text("""
-            UPDATE subscription AS s
-            SET status = 'ready', ready_at = now(), next_attempt_at = now(), updated_at = now(),
-                lease_owner = CASE WHEN waiting.rank <= :slots THEN CAST(:owner AS text) END,
-                lease_expires_at = CASE WHEN waiting.rank <= :slots
-                                        THEN now() + make_interval(secs => :lease) END,
-                attempts = s.attempts + CASE WHEN waiting.rank <= :slots THEN 1 ELSE 0 END
-            FROM (
-                SELECT id, row_number() OVER (ORDER BY created_at, id) AS rank
-                FROM subscription
+    readied = (
+        await connection.execute(
+            text("""
+                UPDATE subscription
+                SET status = 'ready', ready_at = now(), next_attempt_at = now(), updated_at = now()
                 WHERE workflow_key = :key AND promise_name = :name AND status = 'waiting'
-            ) AS waiting
-            WHERE s.id = waiting.id AND s.status = 'waiting'
-            RETURNING s.id, s.workflow_key, s.email, s.message_id, s.attempts, s.lease_owner
-        """),
-        {
-            "key": key,
-            "name": promise_name,
-            "owner": deliver_to,
-            "slots": delivery_slots,
-            "lease": lease_seconds,
-        },
-    )
-    deliveries, left_for_anyone = [], 0
-    for row in rows:
-        if row.lease_owner is None:
-            left_for_anyone += 1
-        else:
-            deliveries.append(delivery_of(row, promise))
-    if left_for_anyone:
+                RETURNING id, created_at
+            """),
+            {"key": key, "name": promise_name},
+        )
+    ).all()
+    if not readied:
+        return []
+    # Oldest subscribers first; the reservation is exactly what this run needs, no more.
+    ids = [row.id for row in sorted(readied, key=lambda row: (row.created_at, row.id))]
+    slots = reserve(len(ids))
+    deliveries: list[Delivery] = []
+    if slots:
+        rows = await connection.execute(
+            text("""
+                UPDATE subscription
+                SET lease_owner = :owner, attempts = attempts + 1,
+                    lease_expires_at = now() + make_interval(secs => :lease)
+                WHERE id = ANY(:ids)
+                RETURNING id, workflow_key, email, message_id, attempts
+            """),
+            {"owner": deliver_to, "lease": lease_seconds, "ids": ids[:slots]},
+        )
+        deliveries = [delivery_of(row, promise) for row in rows]
+    if slots < len(ids):
         await notify(connection, WORK_CHANNEL, "delivery")
     return deliveries
 
