@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,14 @@ class EmbeddedPostgres:
         pgdata = (data_dir / "pg").resolve()
         # cleanup_mode=None: we stop it ourselves in stop(), where we can tell whether another
         # live process still uses it (the library's own count never forgets a killed process).
-        server = library.get_server(pgdata, cleanup_mode=None)
+        try:
+            server = library.get_server(pgdata, cleanup_mode=None)
+        except subprocess.TimeoutExpired:
+            # The library gives pg_ctl 10 s; on a loaded machine the server may come up later.
+            # Wait for it, then attach to it like to one a killed process left running.
+            _wait_until_ready(pgdata, timeout_seconds=120)
+            library.PostgresServer._instances.pop(pgdata, None)
+            server = library.get_server(pgdata, cleanup_mode=None)
         url: str = server.get_uri()
         logger.info(
             "DATABASE_URL is not set: using the embedded Postgres in %s "
@@ -76,3 +84,15 @@ class EmbeddedPostgres:
             logger.info("embedded Postgres stopped")
         except subprocess.CalledProcessError:
             logger.warning("embedded Postgres was not running at shutdown")
+
+
+def _wait_until_ready(pgdata: Path, *, timeout_seconds: float) -> None:
+    """Block until postmaster.pid says the server accepts connections."""
+    deadline = time.monotonic() + timeout_seconds
+    pid_file = pgdata / "postmaster.pid"
+    while time.monotonic() < deadline:
+        lines = pid_file.read_text().splitlines() if pid_file.exists() else []
+        if len(lines) >= 8 and lines[7].strip() == "ready":
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the embedded Postgres in {pgdata} did not start within {timeout_seconds}s")

