@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
+from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,10 +64,25 @@ class Settings(BaseSettings):
     runner_concurrency: int = Field(default=64, ge=1)
     delivery_concurrency: int = Field(default=32, ge=1)
 
-    # HTTP limits.
+    # HTTP limits and protection.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_query_chars: int = Field(default=32_000, ge=1)
+    max_subscriptions_per_workflow: int = Field(default=1000, ge=1)
+    # Subscriptions one client (API token, else IP address) may create per minute; 0: no limit.
+    subscribe_rate_per_minute: int = Field(default=120, ge=0)
+    # The longest a request may wait for a result (GET …/output?timeout=).
+    max_wait_seconds: float = Field(default=300.0, gt=0)
+    # Comma-separated bearer tokens; when set, every endpoint but the probes requires one.
+    api_tokens: SecretStr | None = None
+    metrics_public: bool = False
+
+    # Retention: finished workflows (with promises and subscriptions) are deleted after this.
+    retention: timedelta = timedelta(days=7)
+    # How long an Idempotency-Key's response is kept for replay.
+    idempotency_ttl: timedelta = timedelta(hours=24)
 
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("agent_model", "agent_api_base", "smtp_host", "database_url", mode="before")
     @classmethod
@@ -86,6 +103,11 @@ class Settings(BaseSettings):
             return True
         patterns = [p.strip() for p in self.agent_allowed_models.split(",") if p.strip()]
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in patterns)
+
+    @property
+    def tokens(self) -> list[str]:
+        raw = self.api_tokens.get_secret_value() if self.api_tokens else ""
+        return [token.strip() for token in raw.split(",") if token.strip()]
 
     @property
     def offline(self) -> bool:

@@ -19,13 +19,14 @@ from fastapi.responses import RedirectResponse
 
 from app import __version__, migrate
 from app.agent import Agent
-from app.api import health, routes
+from app.api import events, health, promises, routes
 from app.api import metrics as metrics_api
 from app.api.errors import install_error_handlers
 from app.api.limits import BodyLimit
 from app.config import Settings
 from app.db import asyncpg_dsn, create_engine, is_outage
 from app.durable.delivery import DeliveryWorker
+from app.durable.janitor import FallbackPoll, Janitor
 from app.durable.leases import LeaseKeeper
 from app.durable.listener import Listener
 from app.durable.runner import Runner
@@ -63,20 +64,6 @@ def configure_logging(level: str) -> None:
 def process_owner() -> str:
     """This process's name on the leases it holds: host, pid and a nonce (pids get reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-async def expire_subscriptions_forever(store: Store, *, settings: Settings) -> None:
-    """The janitor: subscriptions whose task never finished expire after their TTL."""
-    interval = max(0.2, min(60.0, settings.subscription_ttl_seconds / 4))
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            while await store.expire_subscriptions(ttl_seconds=settings.subscription_ttl_seconds):
-                pass
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-            logger.warning("cannot expire subscriptions (%s: %s)", type(exc).__name__, exc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -142,8 +129,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except TimeoutError:
                 logger.warning("the LISTEN connection is not up yet; polling covers until it is")
             supervisor.start("leases", lease_keeper.run)
+            supervisor.start("janitor", Janitor(store=store, settings=settings).run)
             supervisor.start(
-                "janitor", lambda: expire_subscriptions_forever(store, settings=settings)
+                "fallback-poll",
+                FallbackPoll(
+                    store=store,
+                    listener=listener,
+                    interval_seconds=settings.poll_interval_seconds,
+                ).run,
             )
             supervisor.start("runner", runner.run)
             supervisor.start("delivery", delivery.run)
@@ -183,17 +176,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_api.router)
     app.include_router(
-        routes.router,
+        routes.listing,
         prefix="/workflows",
         tags=["workflows"],
         generate_unique_id_function=lambda route: f"workflows_{route.name}",
     )
-    app.include_router(
-        routes.router,
-        prefix="/AsyncNotificationsAgent",
-        tags=["seed path style"],
-        generate_unique_id_function=lambda route: f"seed_{route.name}",
-    )
+    for router in (routes.router, promises.router, events.router):
+        app.include_router(
+            router,
+            prefix="/workflows",
+            tags=["workflows"],
+            generate_unique_id_function=lambda route: f"workflows_{route.name}",
+        )
+        app.include_router(
+            router,
+            prefix="/AsyncNotificationsAgent",
+            tags=["seed path style"],
+            generate_unique_id_function=lambda route: f"seed_{route.name}",
+        )
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Text,
@@ -57,7 +58,15 @@ class Workflow(Base):
             "next_attempt_at",
             postgresql_where=text("status IN ('pending', 'running')"),
         ),
-        Index("ix_workflow_created_at", "created_at"),
+        # Listing: newest first by (created_at, key), optionally for one status.
+        Index("ix_workflow_created_at_key", "created_at", "key"),
+        Index("ix_workflow_status_created_at_key", "status", "created_at", "key"),
+        # The retention janitor's scan of finished workflows.
+        Index(
+            "ix_workflow_finished_at",
+            "finished_at",
+            postgresql_where=text("status IN ('succeeded', 'failed', 'cancelled')"),
+        ),
     )
 
     key: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -136,3 +145,22 @@ class Subscription(Base):
     updated_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
     ready_at: Mapped[datetime | None] = mapped_column(TZ)
     sent_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class IdempotencyKey(Base):
+    """A POST request made with an Idempotency-Key header, and the response it got."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (
+        CheckConstraint("char_length(key) BETWEEN 1 AND 256", name="key_length"),
+        Index("ix_idempotency_key_created_at", "created_at"),
+    )
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    # method, path and a hash of the body: the same key with another request is refused.
+    fingerprint: Mapped[str] = mapped_column(Text)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    content_type: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+    completed_at: Mapped[datetime | None] = mapped_column(TZ)

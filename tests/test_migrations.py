@@ -14,7 +14,7 @@ from app import migrate
 from app.db import asyncpg_dsn, create_engine
 from app.models import Base
 
-TABLES = {"workflow", "promise", "subscription"}
+TABLES = {"workflow", "promise", "subscription", "idempotency_key"}
 
 
 async def tables(url: str) -> set[str]:

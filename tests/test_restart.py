@@ -90,9 +90,12 @@ async def test_waiting_requests_get_a_503_when_the_process_shuts_down(
 ) -> None:
     app = await start_app()
     fake_llm.hold("outlasting")
-    waiting = asyncio.create_task(app.client.post("/workflows/sd/run", json="outlasting"))
     listener = app.app.state.service.listener
-    await eventually(lambda: asyncio.sleep(0, listener.waiter_count), lambda n: n == 1)
+    await app.client.post("/workflows/sd/run/send", json="outlasting")
+    await fake_llm.wait_for_calls("outlasting")
+    watching = listener.waiter_count  # the run in flight watches for its cancellation
+    waiting = asyncio.create_task(app.client.post("/workflows/sd/run", json="outlasting"))
+    await eventually(lambda: asyncio.sleep(0, listener.waiter_count), lambda n: n > watching)
     app.app.state.service.begin_shutdown()
     response = await waiting
     assert response.status_code == 503

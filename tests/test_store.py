@@ -46,8 +46,10 @@ def subscribe(store: Store, key: str, email: str) -> Awaitable[Subscribed]:
         subscription_id=subscription_id,
         message_id=f"<{subscription_id}@test>",
         deliver_to=OWNER,
+        reserve=lambda wanted: wanted,
         lease_seconds=30,
         notify_on_failure=True,
+        max_per_workflow=1000,
     )
 
 

@@ -116,8 +116,17 @@ async def test_oversized_body(client: httpx.AsyncClient, db: asyncpg.Connection)
 
 
 async def test_a_body_just_under_the_limit_is_accepted(client: httpx.AsyncClient) -> None:
-    query = "y" * (64 * 1024 - 100)
-    assert (await client.post("/workflows/near/run/send", json=query)).status_code == 202
+    body = {"query": "y" * 32_000, "instructions": "z" * (64 * 1024 - 32_000 - 100)}
+    assert (await client.post("/workflows/near/run/send", json=body)).status_code == 202
+
+
+async def test_a_query_over_the_limit_is_refused(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    response = await client.post("/workflows/long/run/send", json="y" * 32_001)
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "query_too_long"
+    assert await db.fetchval("SELECT count(*) FROM workflow") == 0
 
 
 async def test_unknown_workflow_is_a_json_404(client: httpx.AsyncClient) -> None:

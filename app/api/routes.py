@@ -4,24 +4,31 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, status
+from fastapi import APIRouter, Body, Query, status
+from fastapi.responses import JSONResponse
 
 from app.api.deps import KeyPath, ServiceDep
 from app.api.schemas import (
     RUN_EXAMPLES,
     SUBSCRIBE_EXAMPLES,
     ErrorResponse,
+    OutputPending,
     RunAccepted,
     RunBody,
     RunResult,
     SubscribeBody,
     SubscriptionOut,
+    WorkflowList,
     WorkflowOut,
+    WorkflowState,
+    WorkflowSummaryOut,
 )
 from app.durable.store import RunInput, WorkflowRow
 from app.errors import Conflict, DeliveryFailed, NotFound, WorkflowFailed
 
 router = APIRouter()
+# GET /workflows: only under /workflows (the seed's path style has no listing).
+listing = APIRouter()
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -93,7 +100,7 @@ async def on_notify(
     body: Annotated[SubscribeBody, Body(openapi_examples=SUBSCRIBE_EXAMPLES)],
     service: ServiceDep,
 ) -> SubscriptionOut:
-    subscribed = await service.subscribe(key, body.email)
+    subscribed = await service.subscribe(key, body.email, body.promise)
     delivered = await service.wait_delivered(subscribed.subscription)
     if delivered.status != "sent":
         raise DeliveryFailed(
@@ -118,7 +125,7 @@ async def on_notify_send(
     body: Annotated[SubscribeBody, Body(openapi_examples=SUBSCRIBE_EXAMPLES)],
     service: ServiceDep,
 ) -> SubscriptionOut:
-    subscribed = await service.subscribe(key, body.email)
+    subscribed = await service.subscribe(key, body.email, body.promise)
     return SubscriptionOut.of(subscribed.subscription)
 
 
@@ -136,3 +143,88 @@ async def get_workflow(key: KeyPath, service: ServiceDep) -> WorkflowOut:
     if current.workflow is None and current.promise is None:
         raise NotFound(f"no workflow {key!r}: start one with POST /workflows/{key}/run/send")
     return WorkflowOut.of(current)
+
+
+@router.get(
+    "/{key}/output",
+    summary="Wait for the output (attach)",
+    description=(
+        "Waits until the workflow is done, at most `timeout` seconds (capped by "
+        "MAX_WAIT_SECONDS): 200 with the output; the error if it failed (502) or was cancelled "
+        "(409); 202 with the current state if the timeout passed first. Waiting holds no "
+        "database connection: the process's one LISTEN connection wakes it."
+    ),
+    responses={202: {"model": OutputPending}, **_errors(404, 409, 502)},
+)
+async def output(
+    key: KeyPath,
+    service: ServiceDep,
+    timeout: Annotated[
+        float, Query(ge=0, le=86400, description="Seconds to wait; 0 answers at once.")
+    ] = 30,
+) -> Any:
+    finished = await service.wait_finished(key, min(timeout, service.settings.max_wait_seconds))
+    if finished is None:
+        current = await service.store.get_workflow(key)
+        state = current.status if current is not None else "pending"
+        return JSONResponse(
+            OutputPending(key=key, status=state).model_dump(),
+            status_code=status.HTTP_202_ACCEPTED,
+        )
+    return _result(finished)
+
+
+@router.post(
+    "/{key}/cancel",
+    summary="Cancel a workflow",
+    description=(
+        "A pending or running workflow stops: an LLM call in flight is abandoned, the promise "
+        "is rejected as `cancelled`, subscribers are told, and waiting `run` callers get a 409 "
+        "`workflow_cancelled`. Cancelling a finished workflow is a 409 that says how it ended."
+    ),
+    responses=_errors(404, 409),
+)
+async def cancel(key: KeyPath, service: ServiceDep) -> WorkflowOut:
+    cancellation = await service.cancel(key)
+    if not cancellation.cancelled:
+        raise Conflict(
+            f"workflow {key!r} already {cancellation.workflow.status}; nothing to cancel",
+            code="already_finished",
+        )
+    return WorkflowOut.of(await service.status(key))
+
+
+@router.delete(
+    "/{key}",
+    summary="Delete a finished workflow",
+    description=(
+        "Removes a finished workflow with its promises and subscriptions, so the key can be used "
+        "again (the janitor does the same after RETENTION). 409 while it runs or its emails are "
+        "being sent."
+    ),
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_errors(404, 409),
+)
+async def delete(key: KeyPath, service: ServiceDep) -> None:
+    await service.delete(key)
+
+
+@listing.get(
+    "",
+    summary="List workflows",
+    description=(
+        "Newest first. Pass `next_cursor` back as `cursor` for the next page; pages stay "
+        "correct while workflows are being added."
+    ),
+    responses=_errors(),
+)
+async def list_workflows(
+    service: ServiceDep,
+    status_filter: Annotated[
+        WorkflowState | None, Query(alias="status", description="Only workflows in this state.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+) -> WorkflowList:
+    rows, next_cursor = await service.list(status=status_filter, limit=limit, cursor=cursor)
+    return WorkflowList(items=[WorkflowSummaryOut.of(row) for row in rows], next_cursor=next_cursor)

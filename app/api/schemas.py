@@ -17,7 +17,13 @@ from pydantic import (
     model_validator,
 )
 
-from app.durable.store import PromiseRow, SubscriptionRow, WorkflowRow, WorkflowStatus
+from app.durable.store import (
+    PromiseRow,
+    SubscriptionRow,
+    WorkflowRow,
+    WorkflowStatus,
+    WorkflowSummary,
+)
 
 KEY_PATTERN = r"^[A-Za-z0-9._~-]{1,256}$"
 KEY_DESCRIPTION = (
@@ -90,12 +96,28 @@ EmailAddress = Annotated[
 ]
 
 
+PromiseName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=256,
+        pattern=KEY_PATTERN,
+        description="A promise of the workflow; `agent_response` is the one the agent resolves.",
+        examples=["agent_response", "approval"],
+    ),
+]
+
+
 class SubscribeRequest(BaseModel):
     """Who to notify. The seed's bare JSON string is accepted as `{"email": <string>}`."""
 
     model_config = ConfigDict(extra="forbid")
 
     email: EmailAddress = Field(description="The address that gets the agent's answer.")
+    promise: PromiseName = Field(
+        default="agent_response",
+        description="The promise whose outcome is emailed; by default the agent's answer.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -136,7 +158,41 @@ RUN_EXAMPLES: dict[str, Any] = {
 SUBSCRIBE_EXAMPLES: dict[str, Any] = {
     "seed": {"summary": "The seed's form: a bare JSON string", "value": "me@example.com"},
     "object": {"summary": "The canonical form", "value": {"email": "me@example.com"}},
+    "promise": {
+        "summary": "Notified when another promise completes",
+        "value": {"email": "me@example.com", "promise": "approval"},
+    },
 }
+
+
+def _json_storable(value: JsonValue) -> JsonValue:
+    """Postgres jsonb holds neither NUL nor lone surrogates, in keys or strings."""
+    if isinstance(value, str):
+        _storable(value)
+    elif isinstance(value, list):
+        for item in value:
+            _json_storable(item)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _storable(name)
+            _json_storable(item)
+    return value
+
+
+class ResolveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: Annotated[JsonValue, AfterValidator(_json_storable)] = Field(
+        description="The promise's value: any JSON.", examples=[{"approved": True}]
+    )
+
+
+class RejectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    error: Annotated[Text, Field(min_length=1, max_length=4000)] = Field(
+        description="Why the promise failed.", examples=["the reviewer declined"]
+    )
 
 
 class ErrorDetail(BaseModel):
@@ -151,6 +207,13 @@ class ErrorResponse(BaseModel):
 class RunAccepted(BaseModel):
     key: str = Field(examples=["msg-123"])
     status: Literal["accepted", "previously_accepted"]
+
+
+class OutputPending(BaseModel):
+    key: str = Field(examples=["msg-123"])
+    status: Literal["pending", "running"] = Field(
+        description="Still working on it: ask again (the timeout passed first)."
+    )
 
 
 class RunResult(BaseModel):
@@ -253,3 +316,45 @@ class WorkflowOut(BaseModel):
             promise=promise,
             subscriptions=subscriptions,
         )
+
+
+class WorkflowSummaryOut(BaseModel):
+    key: str = Field(examples=["msg-123"])
+    status: WorkflowState
+    query: str = Field(description="The start of the query (200 characters at most).")
+    model: str | None = None
+    attempts: int
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+    subscribers: int
+    notified: int
+
+    @classmethod
+    def of(cls, row: WorkflowSummary) -> WorkflowSummaryOut:
+        duration = None
+        if row.finished_at is not None:
+            duration = (row.finished_at - row.created_at).total_seconds()
+        return cls(
+            key=row.key,
+            status=row.status,
+            query=row.query,
+            model=row.model,
+            attempts=row.attempts,
+            error=row.error,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            finished_at=row.finished_at,
+            duration_seconds=duration,
+            subscribers=row.subscribers,
+            notified=row.notified,
+        )
+
+
+class WorkflowList(BaseModel):
+    items: list[WorkflowSummaryOut]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null on the last page."
+    )

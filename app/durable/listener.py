@@ -101,6 +101,9 @@ class Listener:
             for event in waiters:
                 event.set()
 
+    def watched_keys(self) -> list[str]:
+        return list(self._waiters)
+
     @property
     def waiter_count(self) -> int:
         return sum(len(w) for topics in self._waiters.values() for w in topics.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Hashable
@@ -16,6 +17,10 @@ from app.errors import PermanentError, TransientError, describe
 from app.metrics import Metrics
 
 logger = logging.getLogger(__name__)
+
+
+class _TakenAway(Exception):
+    """The run was cancelled, or its lease passed to another process, while it ran here."""
 
 
 class Runner(Worker[WorkflowRow]):
@@ -61,9 +66,13 @@ class Runner(Worker[WorkflowRow]):
         metrics.runs_started.inc()
         started = time.perf_counter()
         try:
-            output = await self._agent.answer(
-                item.query, model=item.model, instructions=item.instructions
+            output = await self._answer_unless_taken_away(item)
+        except _TakenAway:
+            metrics.runs_finished.labels("abandoned").inc()
+            logger.info(
+                "workflow %s was cancelled (or taken over); its LLM call is abandoned", item.key
             )
+            return
         except PermanentError as exc:
             metrics.llm_seconds.labels("permanent_error").observe(time.perf_counter() - started)
             await self.give_up(item, str(exc))
@@ -73,6 +82,29 @@ class Runner(Worker[WorkflowRow]):
         else:
             metrics.llm_seconds.labels("ok").observe(time.perf_counter() - started)
             await self._finish(item, output=output, error=None)
+
+    async def _answer_unless_taken_away(self, item: WorkflowRow) -> str:
+        """The agent's answer; raises _TakenAway as soon as the run is cancelled or another
+        process holds it, abandoning the call (it is not worth paying for any more)."""
+        with self._listener.watch(item.key) as changed:
+            call = asyncio.ensure_future(
+                self._agent.answer(item.query, model=item.model, instructions=item.instructions)
+            )
+            try:
+                while True:
+                    changed.clear()
+                    woken = asyncio.ensure_future(changed.wait())
+                    try:
+                        await asyncio.wait({call, woken}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        woken.cancel()
+                    if call.done():
+                        return call.result()
+                    current = await self._store.get_workflow(item.key)
+                    if current is None or current.lease_owner != self._owner:
+                        raise _TakenAway(item.key)
+            finally:
+                call.cancel()
 
     async def retry_later(self, item: WorkflowRow, error: str, delay_seconds: float) -> bool:
         self._metrics.runs_finished.labels("retried").inc()
@@ -109,18 +141,10 @@ class Runner(Worker[WorkflowRow]):
         self, item: WorkflowRow, *, output: str | None, error: str | None
     ) -> tuple[WorkflowRow, list[Delivery]] | None:
         # Subscribers readied by this run are sent from here, as many as the delivery worker
-        # has room for: the transaction reserves the slots it needs, released once submitted.
-        reserved = 0
-
-        def reserve(wanted: int) -> int:
-            nonlocal reserved
-            granted = self._delivery.reserve(wanted)
-            reserved += granted
-            return granted
-
-        try:
-            # If the lease expires during a database outage, whoever took the run over wins.
-            return await through_outages(
+        # has room for. If the lease expires during a database outage, whoever took the run
+        # over wins.
+        return await self._delivery.with_room(
+            lambda reserve: through_outages(
                 lambda: self._store.complete_run(
                     item.key,
                     owner=self._owner,
@@ -133,5 +157,4 @@ class Runner(Worker[WorkflowRow]):
                 ),
                 what=f"record the outcome of {item.key}",
             )
-        finally:
-            self._delivery.release(reserved)
+        )

@@ -1,4 +1,5 @@
-"""What the API asks of the durable layer: start or attach to runs, subscribe, wait, inspect.
+"""What the API asks of the durable layer: start or attach to runs, subscribe, complete and
+cancel, wait, inspect.
 
 Starting a run leases it to this process in the accepting commit and executes it here at once;
 a late subscriber's delivery is leased in its own insert and sent at once. Neither adds a commit
@@ -8,8 +9,11 @@ to the path from request to email.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import base64
+import binascii
 import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
 
 from app.config import Settings
 from app.durable.delivery import DeliveryWorker
@@ -17,13 +21,20 @@ from app.durable.listener import Listener
 from app.durable.runner import Runner
 from app.durable.store import (
     AGENT_PROMISE,
+    Cancellation,
+    Delivery,
     InputMismatch,
+    PromiseCompletion,
+    PromiseRow,
     RunInput,
     Store,
     Subscribed,
     SubscriptionRow,
+    TooManySubscriptions,
+    UnknownWorkflow,
     WorkflowRow,
     WorkflowStatus,
+    WorkflowSummary,
 )
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.mailer import message_id_for
@@ -48,6 +59,8 @@ class WorkflowService:
         self.owner = owner
         self.shutdown_deadline: float | None = None
 
+    # -- lifecycle ----------------------------------------------------------------------------
+
     @property
     def shutting_down(self) -> bool:
         return self.shutdown_deadline is not None
@@ -66,6 +79,8 @@ class WorkflowService:
         self.delivery.stop_claiming()
         self.listener.wake_all_waiters()
 
+    # -- runs ---------------------------------------------------------------------------------
+
     async def start(self, key: str, run: RunInput) -> tuple[WorkflowRow, bool]:
         """Create the workflow and execute it here, or attach to the existing one.
 
@@ -76,6 +91,12 @@ class WorkflowService:
                 f"model {run.model!r} is not allowed; runs use {self.settings.model} unless the "
                 "operator allows others (AGENT_ALLOWED_MODELS)",
                 code="model_not_allowed",
+            )
+        if len(run.query) > self.settings.max_query_chars:
+            raise InvalidInput(
+                f"the query is {len(run.query)} characters long; at most "
+                f"{self.settings.max_query_chars} are accepted (MAX_QUERY_CHARS)",
+                code="query_too_long",
             )
         # A slot is reserved before the insert, so concurrent requests cannot overfill the runner;
         # a process shutting down leaves new runs to the others.
@@ -120,25 +141,69 @@ class WorkflowService:
                     return workflow
                 await self._wait(changed)
 
-    async def subscribe(self, key: str, email: str) -> Subscribed:
-        """Register `email` for the agent's answer; sends at once if it is already there."""
-        subscription_id = uuid.uuid4()
-        reserved = self.delivery.reserve()
+    async def cancel(self, key: str) -> Cancellation:
+        """Cancel a pending or running workflow; its subscribers are told. Whoever executes it
+        abandons the call as soon as it hears of it."""
         try:
-            subscribed = await self.store.subscribe(
-                key,
-                email,
-                promise_name=AGENT_PROMISE,
-                subscription_id=subscription_id,
-                message_id=message_id_for(str(subscription_id), self.settings.mail_from),
-                deliver_to=self.owner if reserved else None,
-                lease_seconds=self.settings.lease_seconds,
-                notify_on_failure=self.settings.notify_on_failure,
+            cancellation = await self.delivery.with_room(
+                lambda reserve: self.store.cancel_workflow(
+                    key,
+                    deliver_to=self.owner,
+                    reserve=reserve,
+                    lease_seconds=self.settings.lease_seconds,
+                    notify_on_failure=self.settings.notify_on_failure,
+                )
             )
-        finally:
-            self.delivery.release(reserved)
+        except UnknownWorkflow as exc:
+            raise NotFound(f"no workflow {key!r}") from exc
+        self._hand_over(cancellation.deliveries)
+        self.listener.wake(key)
+        return cancellation
+
+    async def delete(self, key: str) -> WorkflowRow:
+        try:
+            deleted = await self.store.delete_workflow(key)
+        except UnknownWorkflow as exc:
+            raise NotFound(f"no workflow {key!r}") from exc
+        if deleted is None:
+            raise Conflict(
+                f"workflow {key!r} is not finished, or its emails are still being sent; "
+                "cancel it or wait for it first",
+                code="not_finished",
+            )
+        self.listener.wake(key)
+        return deleted
+
+    # -- subscriptions and promises -----------------------------------------------------------
+
+    async def subscribe(
+        self, key: str, email: str, promise_name: str = AGENT_PROMISE
+    ) -> Subscribed:
+        """Register `email` for the promise; sends at once if it is already complete."""
+        subscription_id = uuid.uuid4()
+        try:
+            subscribed = await self.delivery.with_room(
+                lambda reserve: self.store.subscribe(
+                    key,
+                    email,
+                    promise_name=promise_name,
+                    subscription_id=subscription_id,
+                    message_id=message_id_for(str(subscription_id), self.settings.mail_from),
+                    deliver_to=self.owner,
+                    reserve=reserve,
+                    lease_seconds=self.settings.lease_seconds,
+                    notify_on_failure=self.settings.notify_on_failure,
+                    max_per_workflow=self.settings.max_subscriptions_per_workflow,
+                )
+            )
+        except TooManySubscriptions as exc:
+            raise InvalidInput(
+                f"workflow {key!r} has {self.settings.max_subscriptions_per_workflow} "
+                "subscriptions, the most one may have (MAX_SUBSCRIPTIONS_PER_WORKFLOW)",
+                code="too_many_subscriptions",
+            ) from exc
         if subscribed.delivery is not None:
-            self.delivery.submit(subscribed.delivery)
+            self._hand_over([subscribed.delivery])
         return subscribed
 
     async def wait_delivered(self, subscription: SubscriptionRow) -> SubscriptionRow:
@@ -153,17 +218,99 @@ class WorkflowService:
                     return current
                 await self._wait(changed)
 
+    async def promise(self, key: str, name: str) -> PromiseRow:
+        promise = await self.store.get_promise(key, name)
+        if promise is None:
+            raise NotFound(f"workflow {key!r} has no promise {name!r}")
+        return promise
+
+    async def complete_promise(
+        self, key: str, name: str, *, value: object = None, error: str | None = None
+    ) -> PromiseCompletion:
+        """Resolve (no `error`) or reject a promise from outside; first writer wins. The same
+        outcome again changes nothing; a different one is a Conflict."""
+        try:
+            completion = await self.delivery.with_room(
+                lambda reserve: self.store.complete_promise(
+                    key,
+                    name,
+                    value=value,
+                    error=error,
+                    deliver_to=self.owner,
+                    reserve=reserve,
+                    lease_seconds=self.settings.lease_seconds,
+                    notify_on_failure=self.settings.notify_on_failure,
+                )
+            )
+        except UnknownWorkflow as exc:
+            raise NotFound(
+                f"no workflow {key!r}: promises belong to a workflow; start it first"
+            ) from exc
+        self._hand_over(completion.deliveries)
+        promise = completion.promise
+        if not completion.changed:
+            wanted = "resolved" if error is None else "rejected"
+            same = promise.state == wanted and (
+                promise.value == value if error is None else promise.error == error
+            )
+            if not same:
+                raise Conflict(
+                    f"promise {name!r} of {key!r} is already {promise.state}, with another "
+                    "outcome; the first completion stands",
+                    code="promise_already_completed",
+                )
+        return completion
+
+    def _hand_over(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            self.delivery.submit(delivery)
+
+    # -- reads --------------------------------------------------------------------------------
+
     async def status(self, key: str) -> WorkflowStatus:
         return await self.store.workflow_status(key)
 
+    async def list(
+        self, *, status: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[WorkflowSummary], str | None]:
+        """A page of workflows, newest first, and the cursor of the next page (None at the end)."""
+        before = decode_cursor(cursor) if cursor else None
+        rows = await self.store.list_workflows(status=status, limit=limit + 1, before=before)
+        page = rows[:limit]
+        more = len(rows) > limit
+        return page, encode_cursor(page[-1].created_at, page[-1].key) if more else None
+
+    async def changes(self, key: str) -> AsyncIterator[None]:
+        """Yields now, then after every possible change of workflow `key` or its subscriptions,
+        until the consumer stops iterating or the process shuts down."""
+        with self.listener.watch(key) as changed:
+            while True:
+                changed.clear()
+                yield None
+                await self._wait(changed)
+
     async def _wait(self, changed: asyncio.Event) -> None:
-        # The fallback poll bounds the delay of a notification that never came.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.settings.poll_interval_seconds):
-                await changed.wait()
+        # Woken by NOTIFY, by this process's own commits, by the fallback poll (which bounds
+        # the delay of any missed notification) and by a shutdown.
+        await changed.wait()
         if self.shutting_down:
             raise Unavailable(
                 "this process is shutting down; send the request again (the work itself "
                 "is durable and continues)",
                 code="shutting_down",
             )
+
+
+def encode_cursor(created_at: datetime, key: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{key}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created_at, key = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created_at), key
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            "cursor is not one this service gave out; use next_cursor from the previous page",
+            code="invalid_cursor",
+        ) from exc

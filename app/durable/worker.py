@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 from app.db import is_outage
@@ -20,6 +20,7 @@ from app.errors import describe
 logger = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
+T = TypeVar("T")
 
 
 class Worker(Generic[Item]):
@@ -120,6 +121,24 @@ class Worker(Generic[Item]):
         if count < wanted:
             self._shortchanged = True
         return count
+
+    async def with_room(self, operation: Callable[[Callable[[int], int]], Awaitable[T]]) -> T:
+        """Run `operation(reserve)`, whose transaction calls reserve(n) for room for the n items
+        it is about to lease to this process and leases as many as it gets. The room is given
+        back when the operation ends, and the caller submits the items it got right away (no
+        await in between), so concurrent transactions cannot lease more than fits."""
+        reserved = 0
+
+        def reserve(wanted: int) -> int:
+            nonlocal reserved
+            granted = self.reserve(wanted)
+            reserved += granted
+            return granted
+
+        try:
+            return await operation(reserve)
+        finally:
+            self.release(reserved)
 
     def release(self, count: int) -> None:
         self._reserved -= count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import text
 
@@ -16,6 +17,7 @@ from app.durable.store.rows import (
     SubscriptionRow,
     WorkflowRow,
     WorkflowStatus,
+    WorkflowSummary,
     promise_of,
     subscription_of,
     workflow_of,
@@ -23,6 +25,56 @@ from app.durable.store.rows import (
 
 
 class Reads(Queries):
+    async def list_workflows(
+        self, *, status: str | None, limit: int, before: tuple[datetime, str] | None
+    ) -> list[WorkflowSummary]:
+        """Newest first; `before` is the (created_at, key) of the last row of the previous page,
+        so rows inserted meanwhile never shift a page."""
+        conditions = []
+        if status is not None:
+            conditions.append("status = :status")
+        if before is not None:
+            conditions.append("(created_at, key) < (:before_at, :before_key)")
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        statement = text(f"""
+            SELECT key, status, left(query, 200) AS query, model, attempts,
+                   left(error, 200) AS error, created_at, updated_at, finished_at,
+                   (SELECT count(*) FROM subscription AS s WHERE s.workflow_key = w.key)
+                       AS subscribers,
+                   (SELECT count(*) FROM subscription AS s
+                    WHERE s.workflow_key = w.key AND s.status = 'sent') AS notified
+            FROM workflow AS w
+            {where}
+            ORDER BY created_at DESC, key DESC
+            LIMIT :limit
+        """)
+        params: dict[str, object] = {"status": status, "limit": limit}
+        if before is not None:
+            params.update(before_at=before[0], before_key=before[1])
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(statement, params)
+            return [WorkflowSummary(**row._asdict()) for row in rows]
+
+    async def changed_keys(
+        self, keys: list[str], *, since: datetime | None
+    ) -> tuple[set[str], datetime]:
+        """Of `keys`, those whose workflow or subscriptions changed after `since` (all of them
+        when None), and the database's clock now, for the next call."""
+        statement = text("""
+            SELECT now() AS now, ARRAY(
+                SELECT key FROM workflow
+                WHERE key = ANY(:keys)
+                  AND (CAST(:since AS timestamptz) IS NULL OR updated_at > :since)
+                UNION
+                SELECT workflow_key FROM subscription
+                WHERE workflow_key = ANY(:keys)
+                  AND (CAST(:since AS timestamptz) IS NULL OR updated_at > :since)
+            ) AS changed
+        """)
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(statement, {"keys": keys, "since": since})).one()
+            return set(row.changed), row.now
+
     async def state_counts(self) -> StateCounts:
         """Rows by state, and work that is due with nobody holding it (for /metrics)."""
         statement = text("""

@@ -19,6 +19,9 @@ KEY_CHANNEL = "agent_notify"
 WORK_CHANNEL = "agent_notify_work"
 
 FINISHED_WORKFLOW_STATES = frozenset({"succeeded", "failed", "cancelled"})
+FINISHED_SQL = "('succeeded', 'failed', 'cancelled')"
+# The rejection of a cancelled workflow's promise.
+CANCELLED = "cancelled"
 FINISHED_SUBSCRIPTION_STATES = frozenset({"sent", "failed", "cancelled", "expired"})
 
 WORKFLOW_COLUMNS = """
@@ -127,6 +130,39 @@ class StateCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkflowSummary:
+    """One line of the workflow list."""
+
+    key: str
+    status: str
+    query: str
+    model: str | None
+    attempts: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    subscribers: int
+    notified: int
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseCompletion:
+    promise: PromiseRow
+    # False when the promise was already complete (first writer wins): nothing changed.
+    changed: bool
+    deliveries: list[Delivery]
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    workflow: WorkflowRow
+    # False when the workflow had already finished: nothing changed.
+    cancelled: bool
+    deliveries: list[Delivery]
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowStatus:
     key: str
     workflow: WorkflowRow | None
@@ -136,6 +172,14 @@ class WorkflowStatus:
 
 class LeaseLost(Exception):
     """Raised inside a transaction to roll it back: another process holds the row now."""
+
+
+class TooManySubscriptions(Exception):
+    """The workflow has as many subscriptions as one may have."""
+
+
+class UnknownWorkflow(Exception):
+    """No workflow has this key."""
 
 
 class InputMismatch(Exception):

@@ -8,17 +8,22 @@ from collections.abc import Callable
 
 import asyncpg
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.durable.store.rows import (
     AGENT_PROMISE,
+    CANCELLED,
+    FINISHED_SQL,
     KEY_CHANNEL,
     WORK_CHANNEL,
     WORKFLOW_COLUMNS,
+    Cancellation,
     Delivery,
     InputMismatch,
     LeaseLost,
     Queries,
     RunInput,
+    UnknownWorkflow,
     WorkflowRow,
     notify,
     workflow_of,
@@ -137,23 +142,7 @@ class Runs(Queries):
         succeeded = error is None
         try:
             async with self._engine.begin() as connection:
-                await connection.execute(
-                    text("""
-                        INSERT INTO promise (workflow_key, name, state, value, error, completed_at)
-                        VALUES (:key, :name, :state, CAST(:value AS jsonb), :error, now())
-                        ON CONFLICT (workflow_key, name) DO UPDATE
-                        SET state = excluded.state, value = excluded.value, error = excluded.error,
-                            completed_at = excluded.completed_at
-                        WHERE promise.state = 'pending'
-                    """),
-                    {
-                        "key": key,
-                        "name": AGENT_PROMISE,
-                        "state": "resolved" if succeeded else "rejected",
-                        "value": json.dumps(output) if succeeded else None,
-                        "error": error,
-                    },
-                )
+                await _complete_agent_promise(connection, key, output=output, error=error)
                 row = (
                     await connection.execute(
                         text(f"""
@@ -188,6 +177,140 @@ class Runs(Queries):
                 return workflow_of(row), deliveries
         except LeaseLost:
             return None
+
+    async def cancel_workflow(
+        self,
+        key: str,
+        *,
+        deliver_to: str,
+        reserve: Callable[[int], int],
+        lease_seconds: float,
+        notify_on_failure: bool,
+    ) -> Cancellation:
+        """Cancel a pending or running workflow: its promise is rejected as cancelled and its
+        subscribers readied to be told. A finished one is returned unchanged; UnknownWorkflow
+        if there is none. Whoever runs it sees its lease gone and abandons the call."""
+        try:
+            async with self._engine.begin() as connection:
+                await _complete_agent_promise(connection, key, output=None, error=CANCELLED)
+                row = (
+                    await connection.execute(
+                        text(f"""
+                            UPDATE workflow
+                            SET status = 'cancelled', error = :error, lease_owner = NULL,
+                                lease_expires_at = NULL, finished_at = now(), updated_at = now()
+                            WHERE key = :key AND status IN ('pending', 'running')
+                            RETURNING {WORKFLOW_COLUMNS}
+                        """),
+                        {"key": key, "error": CANCELLED},
+                    )
+                ).one_or_none()
+                if row is None:
+                    raise LeaseLost(key)  # nothing to cancel: roll the promise back
+                deliveries = await release_waiting(
+                    connection,
+                    key,
+                    AGENT_PROMISE,
+                    deliver_to=deliver_to,
+                    reserve=reserve,
+                    lease_seconds=lease_seconds,
+                    notify_on_failure=notify_on_failure,
+                )
+                await notify(connection, KEY_CHANNEL, key)
+                return Cancellation(workflow_of(row), cancelled=True, deliveries=deliveries)
+        except LeaseLost:
+            pass
+        async with self._engine.connect() as connection:
+            current = (
+                await connection.execute(
+                    text(f"SELECT {WORKFLOW_COLUMNS} FROM workflow WHERE key = :key"),
+                    {"key": key},
+                )
+            ).one_or_none()
+        if current is None:
+            raise UnknownWorkflow(key)
+        return Cancellation(workflow_of(current), cancelled=False, deliveries=[])
+
+    async def delete_workflow(self, key: str) -> WorkflowRow | None:
+        """Delete a finished workflow with its promises and subscriptions, so the key can be
+        used again. Returns the deleted row; None if it is not finished or has emails still
+        being sent (nothing is deleted then). UnknownWorkflow if there is none."""
+        async with self._engine.begin() as connection:
+            row = (
+                await connection.execute(
+                    text(f"""
+                        DELETE FROM workflow
+                        WHERE key = :key AND status IN {FINISHED_SQL}
+                          AND NOT EXISTS (
+                              SELECT 1 FROM subscription
+                              WHERE workflow_key = :key AND status IN ('waiting', 'ready')
+                          )
+                        RETURNING {WORKFLOW_COLUMNS}
+                    """),
+                    {"key": key},
+                )
+            ).one_or_none()
+            if row is None:
+                exists = await connection.scalar(
+                    text("SELECT 1 FROM workflow WHERE key = :key"), {"key": key}
+                )
+                if exists is None:
+                    raise UnknownWorkflow(key)
+                return None
+            # Subscriptions go with their promise (ON DELETE CASCADE).
+            await connection.execute(
+                text("DELETE FROM promise WHERE workflow_key = :key"), {"key": key}
+            )
+            return workflow_of(row)
+
+    async def purge_expired(self, *, retention_seconds: float, limit: int = 500) -> int:
+        """Retention: delete workflows finished longer ago than the retention (and their
+        promises and subscriptions), and promises no run ever completed whose subscribers have
+        all given up; returns how many keys went."""
+        async with self._engine.begin() as connection:
+            keys = (
+                await connection.scalars(
+                    text(f"""
+                        DELETE FROM workflow
+                        WHERE key IN (
+                            SELECT key FROM workflow AS w
+                            WHERE status IN {FINISHED_SQL}
+                              AND finished_at < now() - make_interval(secs => :retention)
+                              AND NOT EXISTS (
+                                  SELECT 1 FROM subscription AS s
+                                  WHERE s.workflow_key = w.key
+                                    AND s.status IN ('waiting', 'ready')
+                              )
+                            ORDER BY finished_at
+                            LIMIT :limit
+                            FOR UPDATE SKIP LOCKED
+                        )
+                        RETURNING key
+                    """),
+                    {"retention": retention_seconds, "limit": limit},
+                )
+            ).all()
+            orphans = (
+                await connection.scalars(
+                    text("""
+                        DELETE FROM promise AS p
+                        WHERE p.workflow_key = ANY(:keys)
+                           OR (p.created_at < now() - make_interval(secs => :retention)
+                               AND NOT EXISTS (
+                                   SELECT 1 FROM workflow AS w WHERE w.key = p.workflow_key
+                               )
+                               AND NOT EXISTS (
+                                   SELECT 1 FROM subscription AS s
+                                   WHERE s.workflow_key = p.workflow_key
+                                     AND s.promise_name = p.name
+                                     AND s.status IN ('waiting', 'ready')
+                               ))
+                        RETURNING p.workflow_key
+                    """),
+                    {"keys": list(keys), "retention": retention_seconds},
+                )
+            ).all()
+            return len(set(keys) | set(orphans))
 
     async def release_leases(self, *, owner: str) -> None:
         """Hand back what this process holds but will not finish, so others take it at once."""
@@ -246,3 +369,27 @@ async def renew_leases(
     )
     assert row is not None
     return row["runs"], row["deliveries"]
+
+
+async def _complete_agent_promise(
+    connection: AsyncConnection, key: str, *, output: str | None, error: str | None
+) -> None:
+    """Resolve (no `error`) or reject the agent's promise unless it is complete already, taking
+    the promise row's lock first, as every transaction does."""
+    await connection.execute(
+        text("""
+            INSERT INTO promise (workflow_key, name, state, value, error, completed_at)
+            VALUES (:key, :name, :state, CAST(:value AS jsonb), :error, now())
+            ON CONFLICT (workflow_key, name) DO UPDATE
+            SET state = excluded.state, value = excluded.value, error = excluded.error,
+                completed_at = excluded.completed_at
+            WHERE promise.state = 'pending'
+        """),
+        {
+            "key": key,
+            "name": AGENT_PROMISE,
+            "state": "resolved" if error is None else "rejected",
+            "value": json.dumps(output) if error is None else None,
+            "error": error,
+        },
+    )

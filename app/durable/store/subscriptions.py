@@ -17,6 +17,7 @@ from app.durable.store.rows import (
     Delivery,
     Queries,
     Subscribed,
+    TooManySubscriptions,
     delivery_of,
     notify,
     subscription_of,
@@ -101,14 +102,18 @@ class Subscriptions(Queries):
         promise_name: str = AGENT_PROMISE,
         message_id: str,
         subscription_id: uuid.UUID,
-        deliver_to: str | None,
+        deliver_to: str,
+        reserve: Callable[[int], int],
         lease_seconds: float,
         notify_on_failure: bool,
+        max_per_workflow: int,
     ) -> Subscribed:
         """Register `email` for the promise (created pending if absent); idempotent per email.
 
         Holding the promise row FOR SHARE while inserting means a concurrent completion either
         sees this subscription (and readies it) or is seen by it (and it is inserted ready).
+        A subscription made ready here is leased to `deliver_to` if reserve(1) grants room.
+        Raises TooManySubscriptions when the workflow has `max_per_workflow` already.
         """
         async with self._engine.begin() as connection:
             await connection.execute(
@@ -133,7 +138,7 @@ class Subscriptions(Queries):
                 status = "failed"
             else:
                 status = "ready"
-            owner = deliver_to if status == "ready" else None
+            owner = deliver_to if status == "ready" and reserve(1) else None
             # A new subscription, or one that expired coming back to life (same id and
             # Message-ID: nothing was ever sent for it); any other existing one is left alone.
             row = (
@@ -142,7 +147,7 @@ class Subscriptions(Queries):
                         INSERT INTO subscription
                             (id, workflow_key, promise_name, email, message_id, status, attempts,
                              lease_owner, lease_expires_at, ready_at, last_error)
-                        VALUES (
+                        SELECT
                             :id, :key, :name, :email, :message_id, CAST(:status AS text),
                             CASE WHEN CAST(:owner AS text) IS NULL THEN 0 ELSE 1 END,
                             CAST(:owner AS text),
@@ -151,7 +156,9 @@ class Subscriptions(Queries):
                             CASE WHEN CAST(:status AS text) = 'ready' THEN now() END,
                             CASE WHEN CAST(:status AS text) = 'failed' THEN
                                 'not notified: the task failed and NOTIFY_ON_FAILURE is off' END
-                        )
+                        -- The cap is checked in the same statement; concurrent subscribers of one
+                        -- workflow may overshoot it by a few.
+                        WHERE (SELECT count(*) FROM subscription WHERE workflow_key = :key) < :max
                         ON CONFLICT (workflow_key, promise_name, email) DO UPDATE
                         SET status = excluded.status, attempts = excluded.attempts,
                             lease_owner = excluded.lease_owner,
@@ -170,6 +177,7 @@ class Subscriptions(Queries):
                         "status": status,
                         "owner": owner,
                         "lease": lease_seconds,
+                        "max": max_per_workflow,
                     },
                 )
             ).one_or_none()
@@ -182,7 +190,9 @@ class Subscriptions(Queries):
                         """),
                         {"key": key, "name": promise_name, "email": email},
                     )
-                ).one()
+                ).one_or_none()
+                if existing is None:
+                    raise TooManySubscriptions(key)
                 return Subscribed(subscription_of(existing), created=False, delivery=None)
             if status == "ready" and owner is None:
                 await notify(connection, WORK_CHANNEL, "delivery")

@@ -1,0 +1,65 @@
+"""GET /workflows/{key}/events: the workflow's state changes as Server-Sent Events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from app.api.deps import KeyPath, ServiceDep
+from app.api.schemas import ErrorResponse, WorkflowOut
+from app.durable.service import WorkflowService
+from app.errors import NotFound, Unavailable
+
+router = APIRouter()
+
+
+@router.get(
+    "/{key}/events",
+    summary="Follow a workflow (Server-Sent Events)",
+    description=(
+        "Streams the workflow's state changes until it is finished and every email is out. "
+        "Each event is named after the state it announces (`pending`, `running`, `succeeded`, "
+        "`failed`, `cancelled`) with the workflow's JSON, or `subscription` with one "
+        "subscription's JSON when its delivery changes. A finished workflow's stream sends "
+        "its final state at once and ends."
+    ),
+    response_class=EventSourceResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "The event stream."},
+        404: {"model": ErrorResponse},
+    },
+)
+async def events(key: KeyPath, service: ServiceDep) -> EventSourceResponse:
+    current = await service.status(key)
+    if current.workflow is None and current.promise is None:
+        raise NotFound(f"no workflow {key!r}")
+    return EventSourceResponse(_stream(service, key), ping=15)
+
+
+async def _stream(service: WorkflowService, key: str) -> AsyncIterator[ServerSentEvent]:
+    announced_state: str | None = None
+    announced_deliveries: dict[Any, str] = {}
+    try:
+        async for _ in service.changes(key):
+            out = WorkflowOut.of(await service.status(key))
+            if out.status is not None and out.status != announced_state:
+                announced_state = out.status
+                yield ServerSentEvent(event=out.status, data=out.model_dump_json())
+            for subscription in out.subscriptions:
+                if announced_deliveries.get(subscription.id) != subscription.status:
+                    announced_deliveries[subscription.id] = subscription.status
+                    yield ServerSentEvent(event="subscription", data=subscription.model_dump_json())
+            if _finished(out):
+                return
+    except Unavailable:
+        return  # the process is shutting down; the client reconnects to another
+
+
+def _finished(out: WorkflowOut) -> bool:
+    in_flight = {"waiting", "ready"}
+    return out.status in {"succeeded", "failed", "cancelled"} and not any(
+        s.status in in_flight for s in out.subscriptions
+    )

@@ -1,0 +1,69 @@
+"""Promises of a workflow: peek, and complete from outside (a person in the loop, a system)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+
+from app.api.deps import KeyPath, ServiceDep
+from app.api.schemas import KEY_PATTERN, ErrorResponse, PromiseOut, RejectRequest, ResolveRequest
+
+router = APIRouter()
+
+NamePath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=256,
+        pattern=KEY_PATTERN,
+        description="The promise's name; `agent_response` is the agent's answer.",
+        examples=["approval"],
+    ),
+]
+COMPLETION = (
+    "First writer wins: completing it again with the same outcome is a no-op (200), with "
+    "another one a 409. A promise the workflow does not have yet is created completed; a "
+    "workflow that does not exist is a 404. Its subscribers are notified as for the agent's "
+    "answer."
+)
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorResponse} for code in (400, 413, 422, 503, *codes)}
+
+
+@router.get(
+    "/{key}/promises/{name}",
+    summary="Peek at a promise",
+    description="Its state (`pending`, `resolved`, `rejected`) and its value or error.",
+    responses=_errors(404),
+)
+async def get_promise(key: KeyPath, name: NamePath, service: ServiceDep) -> PromiseOut:
+    return PromiseOut.of(await service.promise(key, name))
+
+
+@router.post(
+    "/{key}/promises/{name}/resolve",
+    summary="Resolve a promise",
+    description=COMPLETION,
+    responses=_errors(404, 409),
+)
+async def resolve_promise(
+    key: KeyPath, name: NamePath, body: ResolveRequest, service: ServiceDep
+) -> PromiseOut:
+    completion = await service.complete_promise(key, name, value=body.value)
+    return PromiseOut.of(completion.promise)
+
+
+@router.post(
+    "/{key}/promises/{name}/reject",
+    summary="Reject a promise",
+    description=COMPLETION,
+    responses=_errors(404, 409),
+)
+async def reject_promise(
+    key: KeyPath, name: NamePath, body: RejectRequest, service: ServiceDep
+) -> PromiseOut:
+    completion = await service.complete_promise(key, name, error=body.error)
+    return PromiseOut.of(completion.promise)
