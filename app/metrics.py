@@ -50,7 +50,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self.listener_reconnects = Gauge(
+        self.listener_reconnects = Counter(
             "agent_notify_listener_reconnects",
             "Times the LISTEN connection was re-established",
             registry=registry,

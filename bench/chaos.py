@@ -98,6 +98,7 @@ async def main() -> None:
         smtp_port=inbox.port,
         lease_seconds=2.0,
         poll_interval_seconds=0.5,
+        subscribe_rate_per_minute=0,
         log_level="WARNING",
     )
     service = ServiceProcess(settings, workdir / "service.log")

@@ -35,7 +35,7 @@ async def test_permanent_llm_error_fails_the_workflow_and_tells_subscribers(
     fake_llm.fail("bad request", 400)
     await client.post("/workflows/bad/on_notify/send", json="early@example.com")
     response = await client.post("/workflows/bad/run", json="bad request")
-    assert response.status_code == 502
+    assert response.status_code == 424
     error = response.json()["error"]
     assert error["code"] == "workflow_failed"
     assert "BadRequestError" in error["message"]
@@ -57,7 +57,7 @@ async def test_transient_llm_errors_give_up_after_the_maximum_attempts(
 ) -> None:
     fake_llm.fail("down", 500, 500, 500, 500, 500)
     response = await client.post("/workflows/down/run", json="down")
-    assert response.status_code == 502
+    assert response.status_code == 424
     assert "gave up after 4 attempts" in response.json()["error"]["message"]
     assert fake_llm.calls_for("down") == 4
 
@@ -68,9 +68,9 @@ async def test_failure_emails_can_be_turned_off(
     app = await start_app(notify_on_failure=False)
     fake_llm.fail("bad", 401)
     await app.client.post("/workflows/quiet/on_notify/send", json="early@example.com")
-    assert (await app.client.post("/workflows/quiet/run", json="bad")).status_code == 502
+    assert (await app.client.post("/workflows/quiet/run", json="bad")).status_code == 424
     late = await app.client.post("/workflows/quiet/on_notify", json="late@example.com")
-    assert late.status_code == 502
+    assert late.status_code == 424
     assert late.json()["error"]["code"] == "delivery_failed"
     status = await until_workflow(app.client, "quiet", lambda s: len(s["subscriptions"]) == 2)
     assert {s["status"] for s in status["subscriptions"]} == {"failed"}
@@ -108,7 +108,7 @@ async def test_smtp_5xx_fails_the_subscription_with_the_reply(
     inbox.reply("gone@example.com", "550 5.1.1 mailbox unavailable")
     await client.post("/workflows/smtp5/run", json="q")
     response = await client.post("/workflows/smtp5/on_notify", json="gone@example.com")
-    assert response.status_code == 502
+    assert response.status_code == 424
     assert "550" in response.json()["error"]["message"]
     status = await until_workflow(
         client, "smtp5", lambda s: s["subscriptions"][0]["status"] == "failed"
@@ -124,7 +124,7 @@ async def test_unreachable_smtp_server_is_retried_then_given_up(
     app = await start_app(smtp_port=1)
     await app.client.post("/workflows/nosmtp/run", json="q")
     response = await app.client.post("/workflows/nosmtp/on_notify", json="x@example.com")
-    assert response.status_code == 502
+    assert response.status_code == 424
     status = await until_workflow(
         app.client, "nosmtp", lambda s: s["subscriptions"][0]["status"] == "failed"
     )
@@ -138,7 +138,7 @@ async def test_subscribers_of_a_task_that_never_finishes_expire(
 ) -> None:
     app = await start_app(subscription_ttl_seconds=1.0)
     response = await app.client.post("/workflows/never/on_notify", json="patient@example.com")
-    assert response.status_code == 502
+    assert response.status_code == 424
     assert "expired" in response.json()["error"]["message"]
     status = await until_workflow(app.client, "never", lambda s: bool(s["subscriptions"]))
     [subscription] = status["subscriptions"]

@@ -93,7 +93,7 @@ async def test_a_model_without_its_key_fails_at_once(
     response = await app.client.post(
         "/workflows/nokey/run", json={"query": "q", "model": "anthropic/claude-x"}
     )
-    assert response.status_code == 502
+    assert response.status_code == 424
     assert "ANTHROPIC_API_KEY" in response.json()["error"]["message"]
     status = (await app.client.get("/workflows/nokey")).json()
     assert status["attempts"] == 1

@@ -70,4 +70,4 @@ async def test_listener_reconnects_and_rechecks_its_waiters(
     await eventually(lambda: asyncio.sleep(0, listener.reconnects), lambda n: n >= 1)
     assert (await waiter.client.get("/readyz")).status_code == 200
     metrics = (await waiter.client.get("/metrics")).text
-    assert "agent_notify_listener_reconnects 1.0" in metrics
+    assert "agent_notify_listener_reconnects_total 1.0" in metrics

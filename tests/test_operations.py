@@ -23,7 +23,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert ready.status_code == 200
     assert ready.json() == {
         "status": "ready",
-        "checks": {"database": True, "listener": True, "workers": True},
+        "checks": {"database": True, "migrations": True, "listener": True, "workers": True},
     }
 
 
@@ -43,4 +43,4 @@ async def test_metrics_count_what_happened(client: httpx.AsyncClient, inbox: Inb
     assert figures[("agent_notify_workflows", (("state", "succeeded"),))] == 1
     assert figures[("agent_notify_subscriptions", (("state", "sent"),))] == 1
     assert figures[("agent_notify_claimable", (("kind", "run"),))] == 0
-    assert figures[("agent_notify_listener_reconnects", ())] == 0
+    assert figures[("agent_notify_listener_reconnects_total", ())] == 0

@@ -16,7 +16,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: database reachable, listener connected, background tasks running",
+    summary="Readiness: database reachable and migrated, listener connected, workers running",
     responses={503: {"description": "Not ready; the body says which check failed."}},
 )
 async def readyz(request: Request) -> JSONResponse:
@@ -24,10 +24,12 @@ async def readyz(request: Request) -> JSONResponse:
     checks: dict[str, bool] = {}
     try:
         async with state.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+            revision = await connection.scalar(text("SELECT version_num FROM alembic_version"))
         checks["database"] = True
+        checks["migrations"] = revision == state.schema_head
     except Exception:
         checks["database"] = False
+        checks["migrations"] = False
     checks["listener"] = state.service.listener.connected
     checks["workers"] = state.supervisor.healthy
     ready = all(checks.values())

@@ -30,7 +30,6 @@ async def metrics(request: Request) -> Response:
         gauge.clear()
         for state, count in by_state.items():
             gauge.labels(state).set(count)
-    figures.listener_reconnects.set(service.listener.reconnects)
     figures.listener_waiters.set(service.listener.waiter_count)
     figures.inflight.labels("run").set(service.runner.inflight)
     figures.inflight.labels("delivery").set(service.delivery.inflight)

@@ -23,6 +23,7 @@ from app.api.schemas import (
     WorkflowState,
     WorkflowSummaryOut,
 )
+from app.api.security import SubscribeRateLimit
 from app.durable.store import RunInput, WorkflowRow
 from app.errors import Conflict, DeliveryFailed, NotFound, WorkflowFailed
 
@@ -54,7 +55,7 @@ def _result(workflow: WorkflowRow) -> RunResult:
         "Starts the workflow (or attaches to the existing one with the same input) and answers "
         "with the agent's output once it is ready. The agent runs at most once per key."
     ),
-    responses=_errors(409, 502),
+    responses=_errors(409, 424),
 )
 async def run(
     key: KeyPath,
@@ -93,12 +94,13 @@ async def run_send(
         "Registers the address for the agent's answer (before, during or after the run) and "
         "answers once the email has been handed to the mail server, with its Message-ID."
     ),
-    responses=_errors(502),
+    responses=_errors(424, 429),
 )
 async def on_notify(
     key: KeyPath,
     body: Annotated[SubscribeBody, Body(openapi_examples=SUBSCRIBE_EXAMPLES)],
     service: ServiceDep,
+    _rate_limit: SubscribeRateLimit,
 ) -> SubscriptionOut:
     subscribed = await service.subscribe(key, body.email, body.promise)
     delivered = await service.wait_delivered(subscribed.subscription)
@@ -118,12 +120,13 @@ async def on_notify(
         "ready, or at once if it already is. Subscribing the same address twice is a no-op."
     ),
     status_code=status.HTTP_202_ACCEPTED,
-    responses=_errors(),
+    responses=_errors(429),
 )
 async def on_notify_send(
     key: KeyPath,
     body: Annotated[SubscribeBody, Body(openapi_examples=SUBSCRIBE_EXAMPLES)],
     service: ServiceDep,
+    _rate_limit: SubscribeRateLimit,
 ) -> SubscriptionOut:
     subscribed = await service.subscribe(key, body.email, body.promise)
     return SubscriptionOut.of(subscribed.subscription)
@@ -150,11 +153,11 @@ async def get_workflow(key: KeyPath, service: ServiceDep) -> WorkflowOut:
     summary="Wait for the output (attach)",
     description=(
         "Waits until the workflow is done, at most `timeout` seconds (capped by "
-        "MAX_WAIT_SECONDS): 200 with the output; the error if it failed (502) or was cancelled "
+        "MAX_WAIT_SECONDS): 200 with the output; the error if it failed (424) or was cancelled "
         "(409); 202 with the current state if the timeout passed first. Waiting holds no "
         "database connection: the process's one LISTEN connection wakes it."
     ),
-    responses={202: {"model": OutputPending}, **_errors(404, 409, 502)},
+    responses={202: {"model": OutputPending}, **_errors(404, 409, 424)},
 )
 async def output(
     key: KeyPath,
@@ -163,15 +166,16 @@ async def output(
         float, Query(ge=0, le=86400, description="Seconds to wait; 0 answers at once.")
     ] = 30,
 ) -> Any:
-    finished = await service.wait_finished(key, min(timeout, service.settings.max_wait_seconds))
-    if finished is None:
-        current = await service.store.get_workflow(key)
-        state = current.status if current is not None else "pending"
-        return JSONResponse(
-            OutputPending(key=key, status=state).model_dump(),
-            status_code=status.HTTP_202_ACCEPTED,
-        )
-    return _result(finished)
+    current = await service.workflow(key)
+    wait = min(timeout, service.settings.max_wait_seconds)
+    if not current.finished and wait > 0:
+        current = await service.wait_finished(key, wait) or await service.workflow(key)
+    if current.finished:
+        return _result(current)
+    return JSONResponse(
+        OutputPending(key=key, status=current.status).model_dump(),
+        status_code=status.HTTP_202_ACCEPTED,
+    )
 
 
 @router.post(

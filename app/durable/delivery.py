@@ -54,6 +54,12 @@ class DeliveryWorker(Worker[Delivery]):
     def identity(self, item: Delivery) -> Hashable:
         return item.subscription_id
 
+    def log_fields(self, item: Delivery) -> dict[str, str]:
+        return {
+            "workflow_key": item.notification.workflow_key,
+            "subscription_id": str(item.subscription_id),
+        }
+
     def attempts(self, item: Delivery) -> int:
         return item.attempts
 
@@ -85,6 +91,7 @@ class DeliveryWorker(Worker[Delivery]):
                 logger.warning(
                     "email %s was sent after its lease passed to another process",
                     notification.message_id,
+                    extra=self.log_fields(item),
                 )
             else:
                 self._metrics.ready_to_sent_seconds.observe(waited)
@@ -100,7 +107,11 @@ class DeliveryWorker(Worker[Delivery]):
         notification = item.notification
         subscription_id = item.subscription_id
         logger.warning(
-            "email %s to %s failed: %s", notification.message_id, notification.email, error
+            "email %s to %s failed: %s",
+            notification.message_id,
+            notification.email,
+            error,
+            extra=self.log_fields(item),
         )
         await through_outages(
             lambda: self._store.fail_delivery(subscription_id, owner=self._owner, error=error),

@@ -37,6 +37,7 @@ class Listener:
         self._waiters: dict[str, dict[str | None, set[asyncio.Event]]] = {}
         self._work_callbacks: list[Callable[[], None]] = []
         self._connected_hooks: list[Callable[[asyncpg.Connection], Awaitable[None]]] = []
+        self._reconnected_callbacks: list[Callable[[], None]] = []
         self._connected = asyncio.Event()
         self._connection: asyncpg.Connection | None = None
         # asyncpg runs one query at a time per connection: keep-alives and borrowers take turns.
@@ -64,6 +65,9 @@ class Listener:
     def on_connected(self, hook: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
         """Run `hook` on the connection each time it is (re)established, before waking anyone."""
         self._connected_hooks.append(hook)
+
+    def on_reconnected(self, callback: Callable[[], None]) -> None:
+        self._reconnected_callbacks.append(callback)
 
     def on_work(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever claimable work may exist (and after every reconnect)."""
@@ -158,6 +162,8 @@ class Listener:
                 self._connected.set()
                 if not first:
                     self.reconnects += 1
+                    for callback in self._reconnected_callbacks:
+                        callback()
                     logger.info("listener reconnected; re-checking every waiter and worker")
                 first = False
                 self._wake_everyone()

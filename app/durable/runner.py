@@ -58,6 +58,9 @@ class Runner(Worker[WorkflowRow]):
     def identity(self, item: WorkflowRow) -> Hashable:
         return item.key
 
+    def log_fields(self, item: WorkflowRow) -> dict[str, str]:
+        return {"workflow_key": item.key}
+
     def attempts(self, item: WorkflowRow) -> int:
         return item.attempts
 
@@ -70,7 +73,9 @@ class Runner(Worker[WorkflowRow]):
         except _TakenAway:
             metrics.runs_finished.labels("abandoned").inc()
             logger.info(
-                "workflow %s was cancelled (or taken over); its LLM call is abandoned", item.key
+                "workflow %s was cancelled (or taken over); its LLM call is abandoned",
+                item.key,
+                extra=self.log_fields(item),
             )
             return
         except PermanentError as exc:
@@ -113,7 +118,7 @@ class Runner(Worker[WorkflowRow]):
         )
 
     async def give_up(self, item: WorkflowRow, error: str) -> None:
-        logger.warning("workflow %s failed: %s", item.key, error)
+        logger.warning("workflow %s failed: %s", item.key, error, extra=self.log_fields(item))
         await self._finish(item, output=None, error=error)
 
     async def _finish(self, item: WorkflowRow, *, output: str | None, error: str | None) -> None:
@@ -124,12 +129,16 @@ class Runner(Worker[WorkflowRow]):
                 raise
             # Not an outage (through_outages waited those out): this answer cannot be stored.
             # Fail the run with the reason rather than pay for the same answer again and again.
-            logger.exception("cannot record the answer of %s", item.key)
+            logger.exception(
+                "cannot record the answer of %s", item.key, extra=self.log_fields(item)
+            )
             error = f"the answer could not be stored: {describe(exc)}"
             result = await self._complete(item, output=None, error=error)
         if result is None:
             logger.warning(
-                "workflow %s was taken over by another process; outcome dropped", item.key
+                "workflow %s was taken over by another process; outcome dropped",
+                item.key,
+                extra=self.log_fields(item),
             )
             return
         self._metrics.runs_finished.labels("succeeded" if error is None else "failed").inc()

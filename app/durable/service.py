@@ -120,6 +120,12 @@ class WorkflowService:
             self.runner.submit(workflow)
         return workflow, created
 
+    async def workflow(self, key: str) -> WorkflowRow:
+        workflow = await self.store.get_workflow(key)
+        if workflow is None:
+            raise NotFound(f"no workflow {key!r}")
+        return workflow
+
     async def wait_finished(self, key: str, timeout: float | None = None) -> WorkflowRow | None:
         """The workflow once it has finished; None if `timeout` seconds pass first."""
         try:

@@ -60,6 +60,10 @@ class Worker(Generic[Item]):
     def identity(self, item: Item) -> Hashable:
         raise NotImplementedError
 
+    def log_fields(self, item: Item) -> dict[str, str]:
+        """Fields that tie a log record to its workflow (and subscription)."""
+        raise NotImplementedError
+
     def attempts(self, item: Item) -> int:
         """Attempts so far, this one included (the claim or hand-over counted it)."""
         raise NotImplementedError
@@ -89,6 +93,7 @@ class Worker(Generic[Item]):
             attempts,
             error,
             delay,
+            extra=self.log_fields(item),
         )
         if await through_outages(
             lambda: self.retry_later(item, error, delay),
@@ -189,7 +194,12 @@ class Worker(Generic[Item]):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            logger.exception("%s failed unexpectedly on %s", self.name, self.identity(item))
+            logger.exception(
+                "%s failed unexpectedly on %s",
+                self.name,
+                self.identity(item),
+                extra=self.log_fields(item),
+            )
             try:
                 await self.recover(item, f"internal error: {describe(exc)}")
             except Exception:
@@ -198,6 +208,7 @@ class Worker(Generic[Item]):
                     "%s could not record the failure of %s; its lease will lapse",
                     self.name,
                     self.identity(item),
+                    extra=self.log_fields(item),
                 )
 
     async def run(self) -> None:

@@ -1,0 +1,117 @@
+"""API tokens (Authorization: Bearer) and the per-client rate limit on new subscriptions."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+from collections import OrderedDict
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api.errors import error_response
+from app.errors import AppError
+
+# Paths anyone may read: probes, and pages that hold no data (they call the API with a token).
+PUBLIC_PATHS = frozenset(
+    {"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+PUBLIC_PREFIXES = ("/ui", "/static/")
+
+
+def client_identity(scope: Scope) -> str:
+    """Who is calling: a hash of their API token when there is one, else their address."""
+    authorization = Headers(scope=scope).get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    client = scope.get("client")
+    return f"ip:{client[0]}" if client else "ip:unknown"
+
+
+class TokenAuth:
+    """With API_TOKENS set, every endpoint but the public ones needs a valid bearer token."""
+
+    def __init__(self, app: ASGIApp, *, tokens: list[str], metrics_public: bool) -> None:
+        self.app = app
+        self._tokens = [token.encode() for token in tokens]
+        self._public = PUBLIC_PATHS | ({"/metrics"} if metrics_public else set())
+
+    def _public_path(self, path: str) -> bool:
+        return path in self._public or path.startswith(PUBLIC_PREFIXES)
+
+    def _valid(self, token: str) -> bool:
+        presented = token.encode()
+        # Compare against every token in constant time; never stop at the first match.
+        matches = [hmac.compare_digest(presented, known) for known in self._tokens]
+        return any(matches)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._tokens or self._public_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        authorization = Headers(scope=scope).get("authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and self._valid(token.strip()):
+            await self.app(scope, receive, send)
+            return
+        response = error_response(
+            401,
+            "unauthorized",
+            "this endpoint needs an API token: send 'Authorization: Bearer <token>'",
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer realm="agent-notify"'
+        await response(scope, receive, send)
+
+
+class RateLimited(AppError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.headers["Retry-After"] = str(math.ceil(retry_after))
+
+
+class RateLimiter:
+    """A token bucket per client: `per_minute` requests a minute, bursts up to that many.
+
+    In memory, per process: with several replicas a client gets each replica's allowance.
+    Clients not seen for a while are forgotten, so memory stays bounded.
+    """
+
+    def __init__(self, per_minute: int, *, max_clients: int = 100_000) -> None:
+        self.per_minute = per_minute
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._max_clients = max_clients
+
+    def take(self, client: str) -> None:
+        if self.per_minute <= 0:
+            return
+        now = time.monotonic()
+        rate = self.per_minute / 60.0
+        tokens, last = self._buckets.pop(client, (float(self.per_minute), now))
+        tokens = min(float(self.per_minute), tokens + (now - last) * rate)
+        if tokens < 1:
+            self._buckets[client] = (tokens, now)
+            retry_after = (1 - tokens) / rate
+            raise RateLimited(
+                f"too many subscriptions from this client: at most {self.per_minute} a minute "
+                f"(SUBSCRIBE_RATE_PER_MINUTE); retry in {math.ceil(retry_after)} s",
+                retry_after=retry_after,
+            )
+        self._buckets[client] = (tokens - 1, now)
+        while len(self._buckets) > self._max_clients:
+            self._buckets.popitem(last=False)
+
+
+def limit_subscriptions(request: Request) -> None:
+    limiter: RateLimiter = request.app.state.subscribe_limiter
+    limiter.take(client_identity(request.scope))
+
+
+SubscribeRateLimit = Annotated[None, Depends(limit_subscriptions)]

@@ -1,0 +1,153 @@
+"""API tokens, Idempotency-Key, the subscription rate limit, and what the logs hold."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import RunningApp
+from tests.fakes.llm import FakeLLM
+from tests.service import ServiceProcess
+
+TOKENS = "first-secret-token,second-secret-token"
+
+
+async def test_tokens_guard_everything_but_the_probes_and_pages(
+    start_app: Callable[..., Awaitable[RunningApp]], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = await start_app(api_tokens=TOKENS)
+    client = app.client
+    for path in ("/workflows", "/workflows/k", "/metrics"):
+        refused = await client.get(path)
+        assert refused.status_code == 401, path
+        assert refused.json()["error"]["code"] == "unauthorized"
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+    wrong = await client.get("/workflows", headers={"Authorization": "Bearer not-a-token"})
+    assert wrong.status_code == 401
+    basic = await client.get("/workflows", headers={"Authorization": "Basic Zm9vOmJhcg=="})
+    assert basic.status_code == 401
+    for token in TOKENS.split(","):
+        allowed = await client.get("/workflows", headers={"Authorization": f"Bearer {token}"})
+        assert allowed.status_code == 200
+    posted = await client.post(
+        "/workflows/k/run/send", json="q", headers={"Authorization": "Bearer second-secret-token"}
+    )
+    assert posted.status_code == 202
+    unauthorized_post = await client.post("/workflows/k2/run/send", json="q")
+    assert unauthorized_post.status_code == 401
+    for path in ("/healthz", "/readyz", "/docs", "/openapi.json"):
+        assert (await client.get(path)).status_code == 200, path
+    assert "secret-token" not in caplog.text
+
+
+async def test_metrics_can_be_made_public(
+    start_app: Callable[..., Awaitable[RunningApp]],
+) -> None:
+    app = await start_app(api_tokens=TOKENS, metrics_public=True)
+    assert (await app.client.get("/metrics")).status_code == 200
+    assert (await app.client.get("/workflows")).status_code == 401
+
+
+async def test_a_retried_request_gets_the_first_response_and_does_nothing_again(
+    client: httpx.AsyncClient, fake_llm: FakeLLM
+) -> None:
+    headers = {"Idempotency-Key": "order-42"}
+    first = await client.post("/workflows/idem/run/send", json="q", headers=headers)
+    assert first.json() == {"key": "idem", "status": "accepted"}
+    retry = await client.post("/workflows/idem/run/send", json="q", headers=headers)
+    assert retry.status_code == 202
+    assert retry.json() == {"key": "idem", "status": "accepted"}  # not "previously_accepted"
+    assert retry.headers["idempotent-replayed"] == "true"
+    other = await client.post("/workflows/idem/run/send", json="other", headers=headers)
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    # Without the header the same request is an ordinary attach.
+    plain = await client.post("/workflows/idem/run/send", json="q")
+    assert plain.json()["status"] == "previously_accepted"
+    assert fake_llm.calls_for("q") == 1
+
+
+async def test_a_request_still_being_answered_is_not_run_twice(
+    client: httpx.AsyncClient, fake_llm: FakeLLM
+) -> None:
+    release = fake_llm.hold("slow")
+    headers = {"Idempotency-Key": "slow-1"}
+    first = asyncio.create_task(client.post("/workflows/slow/run", json="slow", headers=headers))
+    await fake_llm.wait_for_calls("slow")
+    meanwhile = await client.post("/workflows/slow/run", json="slow", headers=headers)
+    assert meanwhile.status_code == 409
+    assert meanwhile.json()["error"]["code"] == "idempotent_request_in_progress"
+    release.set()
+    assert (await first).status_code == 200
+    replayed = await client.post("/workflows/slow/run", json="slow", headers=headers)
+    assert replayed.status_code == 200
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert fake_llm.calls_for("slow") == 1
+
+
+async def test_bad_idempotency_keys_and_oversized_bodies(client: httpx.AsyncClient) -> None:
+    bad = await client.post(
+        "/workflows/k/run/send", json="q", headers={"Idempotency-Key": "x" * 201}
+    )
+    assert bad.status_code == 422
+    assert bad.json()["error"]["code"] == "invalid_idempotency_key"
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(70):
+            yield b"x" * 1024
+
+    big = await client.post(
+        "/workflows/k/run/send",
+        content=chunks(),
+        headers={"Idempotency-Key": "big", "content-type": "application/json"},
+    )
+    assert big.status_code == 413
+    assert big.json()["error"]["code"] == "body_too_large"
+
+
+async def test_subscriptions_are_rate_limited_per_client(
+    start_app: Callable[..., Awaitable[RunningApp]],
+) -> None:
+    app = await start_app(subscribe_rate_per_minute=3)
+    for i in range(3):
+        ok = await app.client.post("/workflows/rl/on_notify/send", json=f"u{i}@example.com")
+        assert ok.status_code == 202
+    limited = await app.client.post("/workflows/rl/on_notify/send", json="u9@example.com")
+    assert limited.status_code == 429
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert int(limited.headers["retry-after"]) >= 1
+    # Other endpoints are not limited.
+    assert (await app.client.post("/workflows/rl/run/send", json="q")).status_code == 202
+
+
+async def test_json_logs_carry_the_workflow_key(
+    app_settings: Callable[..., object], fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    fake_llm.fail("broken", 400)
+    service = ServiceProcess(
+        app_settings(log_format="json", api_tokens="log-secret"),  # type: ignore[arg-type]
+        tmp_path / "service.log",
+    )
+    # /readyz is public, so the start-up check works with tokens set.
+    await service.start()
+    try:
+        async with service.client() as client:
+            headers = {"Authorization": "Bearer log-secret"}
+            response = await client.post("/workflows/jl/run", json="broken", headers=headers)
+            assert response.status_code == 424
+    finally:
+        await service.terminate()
+    lines = (tmp_path / "service.log").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert records, lines[:5]
+    assert len(records) == len([line for line in lines if line.strip()])  # nothing but JSON
+    failed = [r for r in records if r.get("workflow_key") == "jl"]
+    assert failed
+    assert failed[0]["level"] == "WARNING"
+    assert any(r["logger"] == "uvicorn.access" for r in records)
+    assert "log-secret" not in "\n".join(lines)
