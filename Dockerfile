@@ -4,34 +4,45 @@
 # will do (scripts/compose-smoke.sh builds with a local stand-in where no registry is reachable).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# --- build: a virtualenv with the pinned runtime dependencies, and the app installed editable
-FROM ${PYTHON_IMAGE} AS build
+# --- deps: a virtualenv with the pinned runtime dependencies (the big layer, rebuilt only when
+# pyproject.toml or the lock changes). The lock also pins the dev tools, so the list comes from
+# pyproject.toml and the lock only constrains it.
+FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 WORKDIR /app
-# Dependencies first, in their own layer: rebuilt only when pyproject.toml or the lock changes.
-# The lock also pins the dev tools, so the runtime list comes from pyproject.toml and the lock
-# only constrains it.
 COPY pyproject.toml requirements.lock ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/runtime.txt \
     && /opt/venv/bin/pip install -c requirements.lock -r /tmp/runtime.txt
-# The source stays in /app and is installed editable: the app finds migrations/ beside app/.
+
+# --- build: the app, installed editable so that it runs from /app, where it finds migrations/
+# beside app/. What the install adds to the virtualenv (the `agent-notify` command, the import
+# hook, the metadata) is gathered in /out with /app, so the runtime image keeps the deps layer
+# as it is when only the code changed.
+FROM deps AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 COPY README.md alembic.ini ./
 COPY migrations/ migrations/
 COPY app/ app/
-RUN /opt/venv/bin/pip install --no-deps -e . \
-    && python -m compileall -q app migrations
+RUN touch /tmp/before-install \
+    && /opt/venv/bin/pip install --no-deps -e . \
+    && python -m compileall -q app migrations \
+    && mkdir /out \
+    && find /opt/venv -cnewer /tmp/before-install -type f -print0 \
+        | tar --create --null --no-recursion --files-from=- --file=- \
+        | tar --extract --file=- --directory=/out \
+    && cp -a /app /out/app
 
-# --- runtime: the same base, the virtualenv and the source, a non-root user
+# --- runtime: the same base, the virtualenv and the app, a non-root user
 FROM ${PYTHON_IMAGE}
-RUN groupadd --system --gid 10001 agent-notify \
-    && useradd --system --uid 10001 --gid agent-notify --home-dir /data --no-create-home \
+RUN groupadd --gid 10001 agent-notify \
+    && useradd --uid 10001 --gid agent-notify --home-dir /data --no-create-home --no-log-init \
         --shell /usr/sbin/nologin agent-notify \
     && mkdir /data && chown agent-notify:agent-notify /data
-COPY --from=build /opt/venv /opt/venv
-COPY --from=build /app /app
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=build /out/ /
 WORKDIR /app
 # HOST: reachable from outside the container. DATA_DIR: writable, for the outbox (no SMTP_HOST)
 # and the embedded Postgres (no DATABASE_URL), which suit a quick `docker run` only.

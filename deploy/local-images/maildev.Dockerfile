@@ -6,6 +6,9 @@ FROM ${BASE}
 ARG MAILDEV_VERSION=2.2.1
 RUN npm install --global --omit=dev --no-audit --no-fund "maildev@${MAILDEV_VERSION}" \
     && npm cache clean --force
+# Mailpit's ports; MAILDEV_SMTP_PORT, MAILDEV_WEB_PORT, MAILDEV_IP and MAILDEV_WEB_IP move them.
+ENV MAILDEV_SMTP_PORT=1025 \
+    MAILDEV_WEB_PORT=8025
+EXPOSE 1025 8025
 USER 65534:65534
 ENTRYPOINT ["maildev"]
-CMD ["--smtp", "1025", "--web", "8025"]
