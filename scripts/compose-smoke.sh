@@ -199,24 +199,36 @@ EOF
     rm -rf "$rootfs"
 }
 
-# build_standin IMAGE DOCKERFILE [BASE]: build deploy/local-images/DOCKERFILE unless the image
-# already exists from the same recipe (the Dockerfile, its context and its base image).
+# build_standin IMAGE BASE DOCKERFILE [FILE…]: build deploy/local-images/DOCKERFILE on BASE
+# unless IMAGE exists from the same recipe (the Dockerfile, the files it copies, BASE's id).
 build_standin() {
-    local image=$1 dockerfile=$2 base=$3 recipe
-    recipe="$(cat deploy/local-images/* | sha256sum | cut -c1-16)-$(image_id "$base" | cut -c8-23)"
+    local image=$1 base=$2 dockerfile=$3 recipe
+    shift 2
+    recipe="$( (cd deploy/local-images && cat "$@") | sha256sum | cut -c1-16)-$(image_id "$base" | cut -c8-23)"
     if [[ "$(recipe_label "$image")" == "$recipe" ]]; then
         return
     fi
     log "building $image (deploy/local-images/$dockerfile)"
-    docker build --quiet --network host --label "agent-notify.recipe=$recipe" \
+    local previous
+    previous="$(image_id "$image" 2>/dev/null || true)"
+    docker build --network host --label "agent-notify.recipe=$recipe" \
         --build-arg "BASE=$base" -t "$image" -f "deploy/local-images/$dockerfile" \
-        deploy/local-images >/dev/null
+        deploy/local-images >"$WORK/build.log" 2>&1 || { tail -n 30 "$WORK/build.log" >&2; fail "building $image"; }
+    [[ -z "$previous" ]] || docker image rm "$previous" >/dev/null 2>&1 || true
 }
 
 # The official images named by docker-compose.yml and the Dockerfile.
 python_image="$(sed -n 's/^ARG PYTHON_IMAGE=//p' Dockerfile)"
-mapfile -t official < <(docker compose -f docker-compose.yml config --images | grep -v '^agent-notify')
-official+=("$python_image")
+# compose_image FILE… SERVICE: the image a service runs, per the given compose files.
+compose_image() {
+    local service="${*: -1}"
+    docker compose "${@:1:$#-1}" config --format json |
+        "$PYTHON" -c "import json, sys; print(json.load(sys.stdin)['services']['$service']['image'])"
+}
+official=("$python_image")
+for service in postgres mailpit; do
+    official+=("$(compose_image -f docker-compose.yml "$service")")
+done
 have_official=1
 if [[ "${SMOKE_LOCAL_IMAGES:-}" == 1 ]]; then
     have_official=0
@@ -237,10 +249,11 @@ else
     [[ "${SMOKE_LOCAL_IMAGES:-}" != 0 ]] || fail "official images unavailable and SMOKE_LOCAL_IMAGES=0"
     log "official images unavailable: using local stand-ins (deploy/local-images/)"
     build_debian_base
-    build_standin agent-notify-local/python:3.11 python.Dockerfile agent-notify-local/debian:bookworm
-    build_standin agent-notify-local/postgres:15 postgres.Dockerfile agent-notify-local/debian:bookworm
-    build_standin agent-notify-local/node:18 node.Dockerfile agent-notify-local/debian:bookworm
-    build_standin agent-notify-local/maildev:2.2.1 maildev.Dockerfile agent-notify-local/node:18
+    debian=agent-notify-local/debian:bookworm
+    build_standin agent-notify-local/python:3.11 "$debian" python.Dockerfile
+    build_standin agent-notify-local/postgres:15 "$debian" postgres.Dockerfile postgres-entrypoint.sh
+    build_standin agent-notify-local/node:18 "$debian" node.Dockerfile
+    build_standin agent-notify-local/maildev:2.2.1 agent-notify-local/node:18 maildev.Dockerfile
     COMPOSE_FILES+=(-f deploy/smoke/compose.local-images.yml)
 fi
 compose() { docker compose -p "$PROJECT" "${COMPOSE_FILES[@]}" "$@"; }
@@ -249,6 +262,15 @@ mark "base images"
 # ---------------------------------------------------------------------------------------------
 # Helpers
 
+# quietly NAME COMMAND…: COMMAND's output goes to a log, shown (its end) only if it fails.
+quietly() {
+    local name=$1
+    shift
+    if ! "$@" >"$WORK/$name.log" 2>&1; then
+        tail -n 40 "$WORK/$name.log" >&2
+        fail "$* (the end of its output is above)"
+    fi
+}
 # json_get URL EXPR: fetch URL's JSON and print the Python expression EXPR over it (as `d`).
 json_get() {
     curl -fsS "$1" | "$PYTHON" -c "import json, sys; d = json.load(sys.stdin); print($2)"
@@ -280,11 +302,24 @@ metric() { # metric PORT: runs started by the replica on PORT
 "$PYTHON" deploy/smoke/fake_llm.py --port "$SMOKE_LLM_PORT" --hold 4 &
 FAKE_LLM_PID=$!
 
+service_image="$(compose_image -p "$PROJECT" "${COMPOSE_FILES[@]}" agent-notify)"
+previous_image="$(image_id "$service_image" 2>/dev/null || true)"
 log "docker compose up -d --build --wait (project $PROJECT)"
 STACK_UP=1
-compose up -d --build --wait --wait-timeout 180
+quietly up compose up -d --build --wait --wait-timeout 180
 mark "build and start"
-service_image="$(compose config --images | grep '^agent-notify')"
+# The image this run replaced is kept by nothing now: drop it, so that runs do not fill the disk.
+if [[ -n "$previous_image" && "$previous_image" != "$(image_id "$service_image")" ]]; then
+    docker image rm "$previous_image" >/dev/null 2>&1 || true
+fi
+if [[ $have_official == 0 ]]; then
+    # The classic builder keeps each stage's last image, untagged, as the cache of the next build:
+    # tag this build's (from its cache, at once), then drop what earlier builds on the stand-ins
+    # left untagged (they carry the stand-ins' label).
+    quietly cache-tag docker build --network host --target build -t agent-notify:smoke-build-cache \
+        --build-arg PYTHON_IMAGE=agent-notify-local/python:3.11 .
+    docker image prune --force --filter label=agent-notify.recipe >/dev/null
+fi
 log "service image $service_image: $(docker image inspect -f '{{.Size}}' "$service_image" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
 [[ "$(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT")" == "" ]] ||
     fail "compose created a network; the host-network override should leave none"
@@ -345,7 +380,7 @@ mark "kill -9 and restart"
 
 log "docker compose up -d --scale agent-notify=3 --no-recreate --wait"
 COMPOSE_FILES+=(-f deploy/smoke/compose.replicas.yml)
-compose up -d --scale agent-notify=3 --no-recreate --wait --wait-timeout 180
+quietly scale compose up -d --scale agent-notify=3 --no-recreate --wait --wait-timeout 180
 declare -a ports=("$SMOKE_PORT")
 for index in 2 3; do
     ports+=("$(compose exec --index "$index" agent-notify cat /tmp/agent-notify-port | tr -d '\r\n')")
