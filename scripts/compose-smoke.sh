@@ -159,20 +159,26 @@ build_debian_base() {
     # The host's CA bundle goes in: outgoing TLS here passes a proxy that only it trusts.
     local ca=/etc/ssl/certs/ca-certificates.crt
     local recipe
-    recipe="v1-$(sha256sum <"$ca" | cut -c1-16)"
+    recipe="v2-$(sha256sum <"$ca" | cut -c1-16)"
     if [[ "$(recipe_label "$image")" == "$recipe" ]]; then
         return
     fi
     command -v debootstrap >/dev/null || skip "no official images and no debootstrap to make stand-ins (apt-get install debootstrap)"
     log "making $image with debootstrap (bookworm, minbase)"
-    local rootfs="$WORK/rootfs"
-    debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian \
+    # The Debian mirrors this machine's apt uses (debootstrap's default where none is found).
+    local sources mirror security rootfs="$WORK/rootfs"
+    sources="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+        /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v '^[[:space:]]*#' || true)"
+    mirror="$(grep -oE 'https?://[^[:space:]]+/debian/?([[:space:]]|$)' <<<"$sources" | head -n 1 | tr -d '[:space:]')"
+    security="$(grep -oE 'https?://[^[:space:]]+/debian-security/?' <<<"$sources" | head -n 1)"
+    debootstrap --variant=minbase bookworm "$rootfs" ${mirror:+"$mirror"} \
         >"$WORK/debootstrap.log" 2>&1 || { tail -n 20 "$WORK/debootstrap.log" >&2; fail "debootstrap"; }
-    cat >"$rootfs/etc/apt/sources.list" <<'EOF'
-deb http://deb.debian.org/debian bookworm main
-deb http://deb.debian.org/debian bookworm-updates main
-deb http://deb.debian.org/debian-security bookworm-security main
-EOF
+    mirror="$(awk '$1 == "deb" { print $2; exit }' "$rootfs/etc/apt/sources.list")"
+    {
+        echo "deb $mirror bookworm main"
+        echo "deb $mirror bookworm-updates main"
+        [[ -z "$security" ]] || echo "deb $security bookworm-security main"
+    } >"$rootfs/etc/apt/sources.list"
     # As in Debian's own images: no package cache, no recommends, no docs.
     cat >"$rootfs/etc/apt/apt.conf.d/90smoke" <<'EOF'
 APT::Install-Recommends "false";
