@@ -13,8 +13,10 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 
 from app import __version__, migrate
@@ -45,13 +47,23 @@ logger = logging.getLogger("app")
 DESCRIPTION = """
 Run long AI-agent tasks durably and get an email the moment the answer is ready.
 
+```sh
+curl localhost:8080/workflows/msg-123/run/send \\
+  --json '"Write a 1000-word description of Durable Execution"'
+curl localhost:8080/workflows/msg-123/on_notify/send --json '"me@example.com"'
+curl localhost:8080/workflows/msg-123
+```
+
 1. `POST /workflows/{key}/run/send` with the query starts the agent in the background.
 2. `POST /workflows/{key}/on_notify/send` with an email address subscribes it: the email goes out
    when the answer is ready, or at once if it already is.
-3. `GET /workflows/{key}` shows the run, its promise and every subscriber's delivery.
+3. `GET /workflows/{key}` shows the run, its promise and every subscriber's delivery;
+   `GET /workflows/{key}/output` waits for the answer, `/events` streams every change.
 
 Everything is a row in Postgres: a crash or restart anywhere loses nothing. The same endpoints
-answer under `/AsyncNotificationsAgent/{key}/…`, the path style of the Restate example.
+answer under `/AsyncNotificationsAgent/{key}/…`, the path style of the Restate example, so its
+published curl commands work verbatim. Errors are `{"error": {"code", "message"}}`. When the
+operator sets API tokens, send `Authorization: Bearer <token>` (the Authorize button).
 """
 
 
@@ -194,6 +206,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             tags=["seed path style"],
             generate_unique_id_function=lambda route: f"seed_{route.name}",
         )
+
+    def openapi_with_bearer() -> dict[str, Any]:
+        """The generated schema, plus the bearer-token scheme the TokenAuth middleware checks
+        (optional: the service runs without tokens unless API_TOKENS is set)."""
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Needed when the operator sets API_TOKENS.",
+                }
+            }
+            # Probes opt out per operation (security: []).
+            schema["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi_with_bearer  # type: ignore[method-assign]
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:

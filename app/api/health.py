@@ -9,7 +9,7 @@ from sqlalchemy import text
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
+@router.get("/healthz", summary="Liveness: the process answers", openapi_extra={"security": []})
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -18,6 +18,7 @@ async def healthz() -> dict[str, str]:
     "/readyz",
     summary="Readiness: database reachable and migrated, listener connected, workers running",
     responses={503: {"description": "Not ready; the body says which check failed."}},
+    openapi_extra={"security": []},
 )
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
