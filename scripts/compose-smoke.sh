@@ -90,6 +90,8 @@ cleanup() {
         for _ in $(seq 60); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.5; done
         kill -0 "$DOCKERD_PID" 2>/dev/null && kill -9 "$DOCKERD_PID"
         wait "$DOCKERD_PID" 2>/dev/null
+        # dockerd leaves its default network namespace mounted.
+        mountpoint -q /run/docker/netns/default && umount /run/docker/netns/default
     fi
     rm -rf "$WORK"
     if [[ $rc -eq 0 ]]; then
