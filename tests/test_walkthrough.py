@@ -35,6 +35,19 @@ async def test_seed_sequence_emails_the_answer(
     [message] = await inbox.wait_for(1)
     assert message["To"] == "me@example.com"
     assert message["Message-ID"] == body["message_id"]
+    # Every header is the service's own but the validated recipient; the answer is the body.
+    assert set(message.keys()) == {
+        "From",
+        "To",
+        "Message-ID",
+        "Date",
+        "Auto-Submitted",
+        "X-Agent-Notify-Key",
+        "Subject",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "MIME-Version",
+    }
     assert "msg-123" in message["Subject"]
     assert message.get_content().strip() == answer_for(QUERY)
 
