@@ -1,7 +1,7 @@
 # agent-notify's image: `docker compose up` (docker-compose.yml) or
 #   docker build -t agent-notify . && docker run -e DATABASE_URL=postgresql://… -p 8080:8080 agent-notify
-# The base image is a build argument; any image with Python 3.11+ whose `python -m venv` works
-# will do (scripts/compose-smoke.sh builds with a local stand-in where no registry is reachable).
+# The base image is a build argument: a Debian-based image with Python 3.11+ whose `python -m venv`
+# works (scripts/compose-smoke.sh builds on a local stand-in where no registry can be reached).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- deps: a virtualenv with the pinned runtime dependencies (the big layer, rebuilt only when
