@@ -5,7 +5,7 @@
 # restart policy has brought it back, scale it to three replicas and check that they share the
 # work, stop it (exit 0 after the drain) and tear everything down, even on failure.
 #
-#   scripts/compose-smoke.sh            # exit 0: passed; 77: skipped (no engine), with the reason
+#   scripts/compose-smoke.sh    # exit 0: passed; 77: skipped (no engine to be had), with the reason
 #
 # On this kind of machine (no engine running, no bridge network, no image registry):
 # - it starts dockerd (--bridge=none --iptables=false) if none answers, and stops it afterwards;
@@ -43,10 +43,14 @@ export AGENT_API_BASE="http://127.0.0.1:$SMOKE_LLM_PORT/v1"
 export AGENT_API_KEY="smoke-key"
 export LEASE_SECONDS=5
 export RUNNER_CONCURRENCY=2
-unset AGENT_MODEL
+# Nothing else from this shell: the service's defaults, as docker-compose.yml leaves them.
+unset AGENT_MODEL AGENT_INSTRUCTIONS API_TOKENS METRICS_PUBLIC MAIL_FROM DELIVERY_CONCURRENCY \
+    SHUTDOWN_GRACE_SECONDS LOG_LEVEL LOG_FORMAT POSTGRES_PASSWORD AGENT_NOTIFY_PUBLISH PYTHON_IMAGE
 
 START=$SECONDS
 WORK="$(mktemp -d)"
+# An empty --env-file: a developer's .env beside docker-compose.yml does not reach the smoke.
+: >"$WORK/empty.env"
 DOCKERD_PID=""
 FAKE_LLM_PID=""
 STACK_UP=""
@@ -230,7 +234,7 @@ python_image="$(sed -n 's/^ARG PYTHON_IMAGE=//p' Dockerfile)"
 # compose_image FILE… SERVICE: the image a service runs, per the given compose files.
 compose_image() {
     local service="${*: -1}"
-    docker compose "${@:1:$#-1}" config --format json |
+    docker compose --env-file "$WORK/empty.env" "${@:1:$#-1}" config --format json |
         "$PYTHON" -c "import json, sys; print(json.load(sys.stdin)['services']['$service']['image'])"
 }
 official=("$python_image")
@@ -264,7 +268,7 @@ else
     build_standin agent-notify-local/maildev:2.2.1 agent-notify-local/node:18 maildev.Dockerfile
     COMPOSE_FILES+=(-f deploy/smoke/compose.local-images.yml)
 fi
-compose() { docker compose -p "$PROJECT" "${COMPOSE_FILES[@]}" "$@"; }
+compose() { docker compose -p "$PROJECT" --env-file "$WORK/empty.env" "${COMPOSE_FILES[@]}" "$@"; }
 mark "base images"
 
 # ---------------------------------------------------------------------------------------------
