@@ -11,6 +11,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 OFFLINE_MODEL = "agent-notify-offline/echo"
+# Workflow keys and promise names: URL-safe, 1 to 256 characters.
+KEY_PATTERN = r"^[A-Za-z0-9._~-]{1,256}$"
 
 
 class Settings(BaseSettings):
@@ -77,9 +79,9 @@ class Settings(BaseSettings):
     metrics_public: bool = False
 
     # Retention: finished workflows (with promises and subscriptions) are deleted after this.
-    retention: timedelta = timedelta(days=7)
+    retention: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
     # How long an Idempotency-Key's response is kept for replay.
-    idempotency_ttl: timedelta = timedelta(hours=24)
+    idempotency_ttl: timedelta = Field(default=timedelta(hours=24), gt=timedelta(0))
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -112,6 +112,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 owner=owner,
                 delivery=delivery,
             )
+            service = WorkflowService(
+                store=store,
+                listener=listener,
+                runner=runner,
+                delivery=delivery,
+                settings=settings,
+                owner=owner,
+            )
             lease_keeper = LeaseKeeper(
                 engine=engine,
                 listener=listener,
@@ -119,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 delivery=delivery,
                 owner=owner,
                 lease_seconds=settings.lease_seconds,
+                answering=lambda: service.answering_idempotent,
             )
             # Leases first, then wake-ups: after a long disconnection this process's leases may
             # have lapsed, and its own workers must not be the ones to grab them back twice.
@@ -150,17 +159,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             app.state.settings = settings
             app.state.engine = engine
-            app.state.schema_head = migrate.head_revision()
+            app.state.schema_behind = migrate.revisions_before_head()
             app.state.metrics = metrics
             app.state.supervisor = supervisor
-            app.state.service = WorkflowService(
-                store=store,
-                listener=listener,
-                runner=runner,
-                delivery=delivery,
-                settings=settings,
-                owner=owner,
-            )
+            app.state.service = service
             logger.info(
                 "agent-notify %s ready: model %s, mail via %s, owner %s",
                 __version__,
@@ -171,7 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             try:
                 yield
             finally:
-                await _shut_down(app.state.service, supervisor)
+                await _shut_down(service, supervisor)
 
     app = FastAPI(
         title="agent-notify",

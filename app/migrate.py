@@ -30,6 +30,13 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def revisions_before_head() -> frozenset[str | None]:
+    """Schema versions this code knows and must upgrade from (None: an empty database)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    return frozenset({r.revision for r in script.walk_revisions() if r.revision != head} | {None})
+
+
 def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 

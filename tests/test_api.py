@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,18 +21,49 @@ from tests.test_operations import samples
 # -- attach -------------------------------------------------------------------------------
 
 
-async def test_output_waits_for_the_result(client: httpx.AsyncClient, fake_llm: FakeLLM) -> None:
+async def test_output_waits_for_the_result(
+    start_app: Callable[..., Awaitable[RunningApp]], fake_llm: FakeLLM
+) -> None:
+    app = await start_app()
+    client = app.client
     release = fake_llm.hold("attach")
     await client.post("/workflows/att/run/send", json="attach")
     await fake_llm.wait_for_calls("attach")
     early = await client.get("/workflows/att/output", params={"timeout": 0.2})
     assert early.status_code == 202
     assert early.json() == {"key": "att", "status": "running"}
+    listener = app.app.state.service.listener
+    watching = listener.waiter_count  # the run in flight watches its own key
     attached = asyncio.create_task(client.get("/workflows/att/output", params={"timeout": 30}))
-    release.set()
+    await eventually(lambda: asyncio.sleep(0, listener.waiter_count), lambda n: n > watching)
+    release.set()  # only now: the request above is waiting
     response = await attached
     assert response.status_code == 200
     assert response.json() == {"key": "att", "status": "succeeded", "output": answer_for("attach")}
+
+
+async def test_a_change_nobody_announced_is_found_by_the_fallback_poll(
+    start_app: Callable[..., Awaitable[RunningApp]], db: asyncpg.Connection
+) -> None:
+    app = await start_app(poll_interval_seconds=0.3)
+    await db.execute("""
+        INSERT INTO workflow (key, query, status, attempts, lease_owner, lease_expires_at)
+        VALUES ('quiet', 'q', 'running', 1, 'elsewhere', now() + interval '1 hour')
+    """)
+    attached = asyncio.create_task(
+        app.client.get("/workflows/quiet/output", params={"timeout": 30})
+    )
+    listener = app.app.state.service.listener
+    await eventually(lambda: asyncio.sleep(0, listener.waiter_count), lambda n: n == 1)
+    # Finished behind the service's back: no NOTIFY, no local wake-up.
+    await db.execute("""
+        UPDATE workflow SET status = 'succeeded', output = 'done quietly', finished_at = now(),
+               updated_at = now(), lease_owner = NULL, lease_expires_at = NULL
+        WHERE key = 'quiet'
+    """)
+    async with asyncio.timeout(5):
+        response = await attached
+    assert response.json()["output"] == "done quietly"
 
 
 async def test_output_of_failed_unknown_and_cancelled_workflows(
@@ -155,6 +187,18 @@ async def test_a_rejected_promise_tells_its_subscribers(
     assert "the reviewer declined" in message.get_content()
 
 
+async def test_the_agents_own_promise_is_completed_by_its_run_only(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.post("/workflows/own/run/send", json="q")
+    response = await client.post(
+        "/workflows/own/promises/agent_response/resolve", json={"value": "forged"}
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "agent_promise"
+    assert "/cancel" in response.json()["error"]["message"]
+
+
 async def test_promises_of_unknown_workflows_and_bad_bodies(client: httpx.AsyncClient) -> None:
     missing = await client.post("/workflows/ghost/promises/p/resolve", json={"value": 1})
     assert missing.status_code == 404
@@ -167,6 +211,13 @@ async def test_promises_of_unknown_workflows_and_bad_bodies(client: httpx.AsyncC
         assert (
             await client.post("/workflows/real/promises/p2/resolve", json=body)
         ).status_code == 422
+    for raw in (b'{"value": NaN}', b'{"value": [Infinity]}', b'{"value": 1e400}'):
+        response = await client.post(
+            "/workflows/real/promises/p2/resolve",
+            content=raw,
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 422, raw
     assert (
         await client.post("/workflows/real/promises/p2/reject", json={"error": ""})
     ).status_code == 422
@@ -271,6 +322,14 @@ async def test_listing_pages_newest_first_while_rows_are_added(
     failed = (await client.get("/workflows", params={"status": "failed"})).json()
     assert [item["key"] for item in failed["items"]] == ["lf"]
     assert (await client.get("/workflows", params={"cursor": "junk"})).status_code == 422
+    for forged in (
+        "0001-01-01T00:00:00+14:00|k",
+        "2026-01-01T00:00:00|k",
+        "2026-01-01T00:00:00+00:00|a\x00b",
+    ):
+        cursor = base64.urlsafe_b64encode(forged.encode()).decode()
+        response = await client.get("/workflows", params={"cursor": cursor})
+        assert response.status_code == 422, forged
     assert (await client.get("/workflows", params={"status": "odd"})).status_code == 422
 
 

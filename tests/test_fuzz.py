@@ -31,7 +31,7 @@ async def test_openapi_fuzzing_finds_no_errors(
         "not_a_server_error,status_code_conformance,content_type_conformance,"
         "response_schema_conformance",
         "--max-examples",
-        "25",
+        "15",
         "--seed",
         "20261126",
         "--generation-deterministic",
@@ -40,8 +40,10 @@ async def test_openapi_fuzzing_finds_no_errors(
         # The event stream runs until a workflow finishes: its own tests cover it.
         "--exclude-path-regex",
         "/events$",
+        # One worker: with several, hypothesis describes lambdas with ast.parse in threads,
+        # which CPython 3.11 can fail ("AST constructor recursion depth mismatch").
         "--workers",
-        "2",
+        "1",
         "--no-color",
         cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE,
@@ -51,3 +53,4 @@ async def test_openapi_fuzzing_finds_no_errors(
     text = output.decode()
     assert process.returncode == 0, text[-6000:]
     assert "passed" in text.lower()
+    print(next(line for line in text.splitlines() if " generated, " in line))

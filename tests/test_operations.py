@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -44,3 +45,19 @@ async def test_metrics_count_what_happened(client: httpx.AsyncClient, inbox: Inb
     assert figures[("agent_notify_subscriptions", (("state", "sent"),))] == 1
     assert figures[("agent_notify_claimable", (("kind", "run"),))] == 0
     assert figures[("agent_notify_listener_reconnects_total", ())] == 0
+
+
+async def test_readiness_follows_the_schema_version(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    head = await db.fetchval("SELECT version_num FROM alembic_version")
+    try:
+        await db.execute("UPDATE alembic_version SET version_num = '0001'")  # behind this code
+        behind = await client.get("/readyz")
+        assert behind.status_code == 503
+        assert behind.json()["checks"]["migrations"] is False
+        # Ahead (a newer replica migrated during a rolling deploy): still ready.
+        await db.execute("UPDATE alembic_version SET version_num = 'f00dfeed'")
+        assert (await client.get("/readyz")).status_code == 200
+    finally:
+        await db.execute("UPDATE alembic_version SET version_num = $1", head)

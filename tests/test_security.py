@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
@@ -151,3 +153,60 @@ async def test_json_logs_carry_the_workflow_key(
     assert failed[0]["level"] == "WARNING"
     assert any(r["logger"] == "uvicorn.access" for r in records)
     assert "log-secret" not in "\n".join(lines)
+
+
+async def test_made_up_tokens_do_not_escape_the_rate_limit(
+    start_app: Callable[..., Awaitable[RunningApp]],
+) -> None:
+    app = await start_app(subscribe_rate_per_minute=2)  # no API_TOKENS: nothing checks tokens
+    statuses = [
+        (
+            await app.client.post(
+                "/workflows/rl2/on_notify/send",
+                json=f"u{i}@example.com",
+                headers={"Authorization": f"Bearer invented-{i}"},
+            )
+        ).status_code
+        for i in range(4)
+    ]
+    assert statuses == [202, 202, 429, 429]
+
+
+async def test_a_rate_limited_answer_is_not_replayed(
+    start_app: Callable[..., Awaitable[RunningApp]],
+) -> None:
+    app = await start_app(subscribe_rate_per_minute=1)
+    await app.client.post("/workflows/rl3/on_notify/send", json="a@example.com")
+    headers = {"Idempotency-Key": "sub-b"}
+    limited = await app.client.post(
+        "/workflows/rl3/on_notify/send", json="b@example.com", headers=headers
+    )
+    assert limited.status_code == 429
+    again = await app.client.post(
+        "/workflows/rl3/on_notify/send", json="b@example.com", headers=headers
+    )
+    assert again.status_code == 429
+    assert "idempotent-replayed" not in again.headers  # it ran again, and was limited again
+
+
+async def test_a_claim_left_by_a_dead_process_is_taken_over(
+    client: httpx.AsyncClient, db: asyncpg.Connection, fake_llm: FakeLLM
+) -> None:
+    body = b'"taken over"'
+    fingerprint = hashlib.sha256(b"POST /workflows/tk/run/send\n" + body).hexdigest()
+    await db.execute(
+        """
+        INSERT INTO idempotency_key (key, fingerprint, claimed_by, claim_expires_at)
+        VALUES ($1, $2, 'dead', now() - interval '1 second')
+        """,
+        "ip:127.0.0.1:retry-1",
+        fingerprint,
+    )
+    response = await client.post(
+        "/workflows/tk/run/send",
+        content=body,
+        headers={"Idempotency-Key": "retry-1", "content-type": "application/json"},
+    )
+    assert response.status_code == 202
+    assert response.json()["status"] == "accepted"
+    assert "idempotent-replayed" not in response.headers

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from app.api.schemas import KEY_DESCRIPTION, KEY_PATTERN
+from app.api.schemas import KEY_DESCRIPTION
+from app.config import KEY_PATTERN
 from app.durable.service import WorkflowService
 
 

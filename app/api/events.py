@@ -11,6 +11,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from app.api.deps import KeyPath, ServiceDep
 from app.api.schemas import ErrorResponse, WorkflowOut
 from app.durable.service import WorkflowService
+from app.durable.store import AGENT_PROMISE
 from app.errors import NotFound, Unavailable
 
 router = APIRouter()
@@ -20,7 +21,8 @@ router = APIRouter()
     "/{key}/events",
     summary="Follow a workflow (Server-Sent Events)",
     description=(
-        "Streams the workflow's state changes until it is finished and every email is out. "
+        "Streams the workflow's state changes until it is finished and the emails of its "
+        "answer are out. "
         "Each event is named after the state it announces (`pending`, `running`, `succeeded`, "
         "`failed`, `cancelled`) with the workflow's JSON, or `subscription` with one "
         "subscription's JSON when its delivery changes. A finished workflow's stream sends "
@@ -44,7 +46,10 @@ async def _stream(service: WorkflowService, key: str) -> AsyncIterator[ServerSen
     announced_deliveries: dict[Any, str] = {}
     try:
         async for _ in service.changes(key):
-            out = WorkflowOut.of(await service.status(key))
+            current = await service.status(key)
+            if current.workflow is None and current.promise is None:
+                return  # deleted meanwhile: nothing more will happen under this key
+            out = WorkflowOut.of(current)
             if out.status is not None and out.status != announced_state:
                 announced_state = out.status
                 yield ServerSentEvent(event=out.status, data=out.model_dump_json())
@@ -59,7 +64,9 @@ async def _stream(service: WorkflowService, key: str) -> AsyncIterator[ServerSen
 
 
 def _finished(out: WorkflowOut) -> bool:
+    """The workflow is over and the emails of its answer are out. (Subscribers of other
+    promises may wait much longer; they do not hold the stream open.)"""
     in_flight = {"waiting", "ready"}
     return out.status in {"succeeded", "failed", "cancelled"} and not any(
-        s.status in in_flight for s in out.subscriptions
+        s.status in in_flight and s.promise == AGENT_PROMISE for s in out.subscriptions
     )

@@ -1,7 +1,9 @@
 """Idempotency-Key on POST requests: a retry with the same key gets the first response and does
 nothing again; the same key with another request is refused.
 
-Keys are kept IDEMPOTENCY_TTL (24 h) and are per client when API tokens are in use.
+Keys are kept IDEMPOTENCY_TTL (24 h) and are per client when API tokens are in use. While a
+request is being answered its key is claimed on a lease (renewed like the work leases); if the
+process answering it dies, a retry of the same request takes the claim over.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import error_response
 from app.api.security import client_identity
+from app.db import is_outage
+from app.durable.service import WorkflowService
 from app.durable.store import Store
 
 HEADER = "idempotency-key"
+# Answers that say "not now" rather than "this is the outcome": a retry must run again.
+TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
 
 
 class Idempotency:
@@ -37,7 +43,7 @@ class Idempotency:
                 "Idempotency-Key must be 1 to 200 printable characters",
             )(scope, receive, send)
             return
-        store: Store = scope["app"].state.service.store
+        service: WorkflowService = scope["app"].state.service
         try:
             body = await _read_body(receive)
         except HTTPException as exc:  # the body limit; we are outside the exception handlers
@@ -49,7 +55,35 @@ class Idempotency:
             b"%s %s\n%s" % (scope["method"].encode(), scope["path"].encode(), body)
         ).hexdigest()
         record_key = f"{client_identity(scope)}:{key}"
-        recorded = await store.begin_idempotent(record_key, fingerprint)
+        service.answering_idempotent += 1
+        try:
+            await self._answer(scope, receive, send, service, record_key, fingerprint, body)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            await error_response(
+                503, "database_unavailable", "the database is unavailable; retry shortly"
+            )(scope, receive, send)
+        finally:
+            service.answering_idempotent -= 1
+
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        service: WorkflowService,
+        record_key: str,
+        fingerprint: str,
+        body: bytes,
+    ) -> None:
+        store = service.store
+        recorded = await store.begin_idempotent(
+            record_key,
+            fingerprint,
+            owner=service.owner,
+            lease_seconds=service.settings.lease_seconds,
+        )
         if recorded is not None:
             if recorded.fingerprint != fingerprint:
                 response = error_response(
@@ -81,29 +115,34 @@ class Idempotency:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        async def capture(message: Message) -> None:
+        async def record_then_send(message: Message) -> None:
             nonlocal status_code, content_type
             if message["type"] == "http.response.start":
                 status_code = message["status"]
                 content_type = Headers(raw=message["headers"]).get("content-type")
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Recorded before the client sees the end: its next retry finds it done.
+                    await _settle(store, record_key, status_code, b"".join(chunks), content_type)
             await send(message)
 
         try:
-            await self.app(scope, receive_body, capture)
+            await self.app(scope, receive_body, record_then_send)
         except BaseException:
             await store.forget_idempotent(record_key)
             raise
-        if status_code >= 500:
-            await store.forget_idempotent(record_key)  # our failure: a retry runs again
-        else:
-            await store.finish_idempotent(
-                record_key,
-                status_code=status_code,
-                body=b"".join(chunks),
-                content_type=content_type,
-            )
+
+
+async def _settle(
+    store: Store, record_key: str, status_code: int, body: bytes, content_type: str | None
+) -> None:
+    if status_code >= 500 or status_code in TRANSIENT_STATUSES:
+        await store.forget_idempotent(record_key)  # not an outcome: a retry runs again
+    else:
+        await store.finish_idempotent(
+            record_key, status_code=status_code, body=body, content_type=content_type
+        )
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from app.api.deps import KeyPath, ServiceDep
-from app.api.schemas import KEY_PATTERN, ErrorResponse, PromiseOut, RejectRequest, ResolveRequest
+from app.api.schemas import ErrorResponse, PromiseOut, RejectRequest, ResolveRequest
+from app.config import KEY_PATTERN
 
 router = APIRouter()
 

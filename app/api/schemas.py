@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -17,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.config import KEY_PATTERN
 from app.durable.store import (
     PromiseRow,
     SubscriptionRow,
@@ -25,7 +27,6 @@ from app.durable.store import (
     WorkflowSummary,
 )
 
-KEY_PATTERN = r"^[A-Za-z0-9._~-]{1,256}$"
 KEY_DESCRIPTION = (
     "The workflow's key, chosen by the client: 1 to 256 URL-safe characters "
     "(letters, digits, '.', '_', '~', '-'). Every call with the same key addresses the same "
@@ -166,7 +167,10 @@ SUBSCRIBE_EXAMPLES: dict[str, Any] = {
 
 
 def _json_storable(value: JsonValue) -> JsonValue:
-    """Postgres jsonb holds neither NUL nor lone surrogates, in keys or strings."""
+    """Postgres jsonb holds neither NUL nor lone surrogates, in keys or strings, nor NaN or
+    infinities (which Python's JSON parser lets through)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
     if isinstance(value, str):
         _storable(value)
     elif isinstance(value, list):
@@ -225,6 +229,7 @@ class RunResult(BaseModel):
 class SubscriptionOut(BaseModel):
     id: uuid.UUID
     key: str = Field(examples=["msg-123"])
+    promise: str = Field(examples=["agent_response"], description="The promise it waits for.")
     email: str = Field(examples=["me@example.com"])
     status: SubscriptionState
     message_id: str = Field(
@@ -240,6 +245,7 @@ class SubscriptionOut(BaseModel):
         return cls(
             id=row.id,
             key=row.workflow_key,
+            promise=row.promise_name,
             email=row.email,
             status=row.status,
             message_id=row.message_id,

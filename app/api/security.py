@@ -24,11 +24,13 @@ PUBLIC_PREFIXES = ("/ui", "/static/")
 
 
 def client_identity(scope: Scope) -> str:
-    """Who is calling: a hash of their API token when there is one, else their address."""
-    authorization = Headers(scope=scope).get("authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token:
-        return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    """Who is calling: their API token (once TokenAuth has accepted it), else their address.
+
+    An unchecked token is never an identity: anyone could mint a fresh one per request.
+    """
+    token_identity = scope.get("state", {}).get("token_identity")
+    if token_identity:
+        return str(token_identity)
     client = scope.get("client")
     return f"ip:{client[0]}" if client else "ip:unknown"
 
@@ -57,6 +59,8 @@ class TokenAuth:
         authorization = Headers(scope=scope).get("authorization", "")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and self._valid(token.strip()):
+            digest = hashlib.sha256(token.strip().encode()).hexdigest()[:16]
+            scope.setdefault("state", {})["token_identity"] = f"token:{digest}"
             await self.app(scope, receive, send)
             return
         response = error_response(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,8 +34,11 @@ class LeaseKeeper:
         delivery: Worker[Delivery],
         owner: str,
         lease_seconds: float,
+        answering: Callable[[], int] = lambda: 0,
     ) -> None:
         self._engine = engine
+        # How many Idempotency-Key requests this process is answering (their claims are leased).
+        self._answering = answering
         self._listener = listener
         self._runner = runner
         self._delivery = delivery
@@ -54,7 +58,7 @@ class LeaseKeeper:
                 logger.warning("cannot renew leases (%s: %s)", type(exc).__name__, exc)
 
     async def renew(self) -> None:
-        if not (self._runner.held() or self._delivery.held()):
+        if not (self._runner.held() or self._delivery.held() or self._answering()):
             return
         if self._listener.connected:
             try:
@@ -70,11 +74,13 @@ class LeaseKeeper:
         """Renew on this connection (also the listener's hook right after it reconnects)."""
         run_keys = [key for key in self._runner.held() if isinstance(key, str)]
         subscription_ids = [i for i in self._delivery.held() if isinstance(i, uuid.UUID)]
-        if run_keys or subscription_ids:
+        answering = self._answering() > 0
+        if run_keys or subscription_ids or answering:
             await renew_leases(
                 connection,
                 owner=self._owner,
                 lease_seconds=self._lease_seconds,
                 run_keys=run_keys,
                 subscription_ids=subscription_ids,
+                idempotent_requests=answering,
             )

@@ -105,7 +105,17 @@ class Runner(Worker[WorkflowRow]):
                         woken.cancel()
                     if call.done():
                         return call.result()
-                    current = await self._store.get_workflow(item.key)
+                    try:
+                        current = await self._store.get_workflow(item.key)
+                    except Exception as exc:
+                        # Not knowing is no reason to abandon a call already paid for.
+                        logger.warning(
+                            "cannot check on %s (%s); the call goes on",
+                            item.key,
+                            describe(exc),
+                            extra=self.log_fields(item),
+                        )
+                        continue
                     if current is None or current.lease_owner != self._owner:
                         raise _TakenAway(item.key)
             finally:

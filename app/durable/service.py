@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
+import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 
-from app.config import Settings
+from app.config import KEY_PATTERN, Settings
 from app.durable.delivery import DeliveryWorker
 from app.durable.listener import Listener
 from app.durable.runner import Runner
@@ -58,6 +60,8 @@ class WorkflowService:
         self.settings = settings
         self.owner = owner
         self.shutdown_deadline: float | None = None
+        # Idempotency-Key requests being answered here (their claims are leased).
+        self.answering_idempotent = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -235,6 +239,12 @@ class WorkflowService:
     ) -> PromiseCompletion:
         """Resolve (no `error`) or reject a promise from outside; first writer wins. The same
         outcome again changes nothing; a different one is a Conflict."""
+        if name == AGENT_PROMISE:
+            raise Conflict(
+                f"{AGENT_PROMISE!r} is the agent's own answer: the run completes it. To stop the "
+                f"run, POST /workflows/{key}/cancel",
+                code="agent_promise",
+            )
         try:
             completion = await self.delivery.with_room(
                 lambda reserve: self.store.complete_promise(
@@ -257,7 +267,9 @@ class WorkflowService:
         if not completion.changed:
             wanted = "resolved" if error is None else "rejected"
             same = promise.state == wanted and (
-                promise.value == value if error is None else promise.error == error
+                _canonical(promise.value) == _canonical(value)
+                if error is None
+                else promise.error == error
             )
             if not same:
                 raise Conflict(
@@ -307,16 +319,27 @@ class WorkflowService:
             )
 
 
+def _canonical(value: object) -> str:
+    """JSON values compared as JSON (true is not 1, 1 is not 1.0), whatever the key order."""
+    return json.dumps(value, sort_keys=True)
+
+
 def encode_cursor(created_at: datetime, key: str) -> str:
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{key}".encode()).decode()
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    invalid = InvalidInput(
+        "cursor is not one this service gave out; use next_cursor from the previous page",
+        code="invalid_cursor",
+    )
     try:
-        created_at, key = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created_at), key
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            "cursor is not one this service gave out; use next_cursor from the previous page",
-            code="invalid_cursor",
-        ) from exc
+        text, key = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        created_at = datetime.fromisoformat(text)
+        # Postgres' own range; a naive time or an out-of-range one never came from here.
+        created_at.astimezone(UTC)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
+        raise invalid from exc
+    if created_at.tzinfo is None or not re.fullmatch(KEY_PATTERN, key):
+        raise invalid
+    return created_at, key

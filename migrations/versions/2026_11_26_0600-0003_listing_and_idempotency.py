@@ -40,6 +40,8 @@ def upgrade() -> None:
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("response_body", sa.LargeBinary(), nullable=True),
         sa.Column("content_type", sa.Text(), nullable=True),
+        sa.Column("claimed_by", sa.Text(), nullable=True),
+        sa.Column("claim_expires_at", TZ, nullable=True),
         sa.Column("created_at", TZ, server_default=sa.text("now()"), nullable=False),
         sa.Column("completed_at", TZ, nullable=True),
         sa.CheckConstraint(

@@ -19,16 +19,25 @@ class IdempotentResponse:
 
 
 class IdempotencyKeys(Queries):
-    async def begin_idempotent(self, key: str, fingerprint: str) -> IdempotentResponse | None:
-        """Claim `key` for a request; None if this is its first use, else what is recorded."""
+    async def begin_idempotent(
+        self, key: str, fingerprint: str, *, owner: str, lease_seconds: float
+    ) -> IdempotentResponse | None:
+        """Claim `key` for a request, leased to `owner`; None if the claim is ours (first use,
+        or the same request whose earlier claimant died), else what is recorded."""
         async with self._engine.begin() as connection:
             inserted = await connection.scalar(
                 text("""
-                    INSERT INTO idempotency_key (key, fingerprint) VALUES (:key, :fingerprint)
-                    ON CONFLICT (key) DO NOTHING
+                    INSERT INTO idempotency_key (key, fingerprint, claimed_by, claim_expires_at)
+                    VALUES (:key, :fingerprint, :owner, now() + make_interval(secs => :lease))
+                    ON CONFLICT (key) DO UPDATE
+                    SET claimed_by = excluded.claimed_by,
+                        claim_expires_at = excluded.claim_expires_at, created_at = now()
+                    WHERE idempotency_key.status_code IS NULL
+                      AND idempotency_key.claim_expires_at < now()
+                      AND idempotency_key.fingerprint = excluded.fingerprint
                     RETURNING key
                 """),
-                {"key": key, "fingerprint": fingerprint},
+                {"key": key, "fingerprint": fingerprint, "owner": owner, "lease": lease_seconds},
             )
             if inserted is not None:
                 return None

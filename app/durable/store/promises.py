@@ -14,6 +14,7 @@ from app.durable.store.rows import (
     PromiseRow,
     Queries,
     UnknownWorkflow,
+    lock_promise,
     notify,
     promise_of,
 )
@@ -58,22 +59,7 @@ class Promises(Queries):
             )
             if known is None:
                 raise UnknownWorkflow(key)
-            await connection.execute(
-                text("""
-                    INSERT INTO promise (workflow_key, name, state) VALUES (:key, :name, 'pending')
-                    ON CONFLICT (workflow_key, name) DO NOTHING
-                """),
-                {"key": key, "name": name},
-            )
-            current = (
-                await connection.execute(
-                    text(
-                        f"SELECT {PROMISE_COLUMNS} FROM promise "
-                        "WHERE workflow_key = :key AND name = :name FOR UPDATE"
-                    ),
-                    {"key": key, "name": name},
-                )
-            ).one()
+            current = await lock_promise(connection, key, name, exclusive=True)
             if current.state != "pending":
                 return PromiseCompletion(promise_of(current), changed=False, deliveries=[])
             completed = (
@@ -89,7 +75,7 @@ class Promises(Queries):
                         "key": key,
                         "name": name,
                         "state": "resolved" if resolved else "rejected",
-                        "value": json.dumps(value) if resolved else None,
+                        "value": json.dumps(value, allow_nan=False) if resolved else None,
                         "error": error,
                     },
                 )

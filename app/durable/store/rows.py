@@ -220,6 +220,36 @@ def delivery_of(subscription: Row[Any], promise: Row[Any]) -> Delivery:
     )
 
 
+async def lock_promise(
+    connection: AsyncConnection, key: str, name: str, *, exclusive: bool
+) -> Row[Any]:
+    """Create the promise as pending if absent, and lock its row (FOR UPDATE, or FOR SHARE).
+
+    A concurrent delete (retention, DELETE) can remove the row between the insert and the lock;
+    then it is created again.
+    """
+    mode = "UPDATE" if exclusive else "SHARE"
+    while True:
+        await connection.execute(
+            text("""
+                INSERT INTO promise (workflow_key, name, state) VALUES (:key, :name, 'pending')
+                ON CONFLICT (workflow_key, name) DO NOTHING
+            """),
+            {"key": key, "name": name},
+        )
+        row = (
+            await connection.execute(
+                text(
+                    f"SELECT {PROMISE_COLUMNS} FROM promise "
+                    f"WHERE workflow_key = :key AND name = :name FOR {mode}"
+                ),
+                {"key": key, "name": name},
+            )
+        ).one_or_none()
+        if row is not None:
+            return row
+
+
 async def notify(connection: AsyncConnection, channel: str, payload: str) -> None:
     await connection.execute(
         text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload}

@@ -236,6 +236,11 @@ class Runs(Queries):
         used again. Returns the deleted row; None if it is not finished or has emails still
         being sent (nothing is deleted then). UnknownWorkflow if there is none."""
         async with self._engine.begin() as connection:
+            # Promise rows first, as everywhere: a subscriber waiting on one is not lost to the
+            # cascade, and the checks below see every subscription committed before.
+            await connection.execute(
+                text("SELECT 1 FROM promise WHERE workflow_key = :key FOR UPDATE"), {"key": key}
+            )
             row = (
                 await connection.execute(
                     text(f"""
@@ -267,50 +272,87 @@ class Runs(Queries):
         """Retention: delete workflows finished longer ago than the retention (and their
         promises and subscriptions), and promises no run ever completed whose subscribers have
         all given up; returns how many keys went."""
+        old = {"retention": retention_seconds, "limit": limit}
         async with self._engine.begin() as connection:
-            keys = (
+            candidates = (
                 await connection.scalars(
                     text(f"""
-                        DELETE FROM workflow
-                        WHERE key IN (
-                            SELECT key FROM workflow AS w
-                            WHERE status IN {FINISHED_SQL}
-                              AND finished_at < now() - make_interval(secs => :retention)
-                              AND NOT EXISTS (
-                                  SELECT 1 FROM subscription AS s
-                                  WHERE s.workflow_key = w.key
-                                    AND s.status IN ('waiting', 'ready')
-                              )
-                            ORDER BY finished_at
-                            LIMIT :limit
-                            FOR UPDATE SKIP LOCKED
-                        )
-                        RETURNING key
+                        SELECT key FROM workflow
+                        WHERE status IN {FINISHED_SQL}
+                          AND finished_at < now() - make_interval(secs => :retention)
+                        ORDER BY finished_at
+                        LIMIT :limit
                     """),
-                    {"retention": retention_seconds, "limit": limit},
+                    old,
                 )
             ).all()
             orphans = (
                 await connection.scalars(
                     text("""
-                        DELETE FROM promise AS p
-                        WHERE p.workflow_key = ANY(:keys)
-                           OR (p.created_at < now() - make_interval(secs => :retention)
-                               AND NOT EXISTS (
-                                   SELECT 1 FROM workflow AS w WHERE w.key = p.workflow_key
-                               )
-                               AND NOT EXISTS (
-                                   SELECT 1 FROM subscription AS s
-                                   WHERE s.workflow_key = p.workflow_key
-                                     AND s.promise_name = p.name
-                                     AND s.status IN ('waiting', 'ready')
-                               ))
-                        RETURNING p.workflow_key
+                        SELECT DISTINCT workflow_key FROM promise AS p
+                        WHERE p.created_at < now() - make_interval(secs => :retention)
+                          AND NOT EXISTS (SELECT 1 FROM workflow AS w WHERE w.key = p.workflow_key)
+                        LIMIT :limit
                     """),
-                    {"keys": list(keys), "retention": retention_seconds},
+                    old,
                 )
             ).all()
-            return len(set(keys) | set(orphans))
+            keys = list({*candidates, *orphans})
+            if not keys:
+                return 0
+            # Promise rows first, as everywhere; rows busy elsewhere wait for the next sweep.
+            locked = {
+                (row.workflow_key, row.name)
+                for row in await connection.execute(
+                    text("""
+                        SELECT workflow_key, name FROM promise WHERE workflow_key = ANY(:keys)
+                        FOR UPDATE SKIP LOCKED
+                    """),
+                    {"keys": keys},
+                )
+            }
+            every = {
+                (row.workflow_key, row.name)
+                for row in await connection.execute(
+                    text("SELECT workflow_key, name FROM promise WHERE workflow_key = ANY(:keys)"),
+                    {"keys": keys},
+                )
+            }
+            in_flight = set(
+                (
+                    await connection.scalars(
+                        text("""
+                            SELECT DISTINCT workflow_key FROM subscription
+                            WHERE workflow_key = ANY(:keys) AND status IN ('waiting', 'ready')
+                        """),
+                        {"keys": keys},
+                    )
+                ).all()
+            )
+            busy = {key for key, _name in every - locked} | in_flight
+            doomed = [key for key in keys if key not in busy]
+            await connection.execute(
+                text(f"""
+                    DELETE FROM workflow WHERE key = ANY(:keys) AND status IN {FINISHED_SQL}
+                """),
+                {"keys": doomed},
+            )
+            # Only the rows locked here: a promise created meanwhile stays (and its subscriber).
+            await connection.execute(
+                text("""
+                    DELETE FROM promise
+                    WHERE workflow_key = ANY(:keys) AND (workflow_key, name) IN (
+                        SELECT * FROM unnest(CAST(:locked_keys AS text[]),
+                                             CAST(:locked_names AS text[]))
+                    )
+                """),
+                {
+                    "keys": doomed,
+                    "locked_keys": [key for key, _ in locked],
+                    "locked_names": [name for _, name in locked],
+                },
+            )
+            return len(doomed)
 
     async def release_leases(self, *, owner: str) -> None:
         """Hand back what this process holds but will not finish, so others take it at once."""
@@ -344,6 +386,10 @@ RENEW_LEASES = """
         UPDATE subscription SET lease_expires_at = now() + make_interval(secs => $2)
         WHERE id = ANY($4::uuid[]) AND lease_owner = $1 AND status = 'ready'
         RETURNING 1
+    ), requests AS (
+        UPDATE idempotency_key SET claim_expires_at = now() + make_interval(secs => $2)
+        WHERE $5 AND claimed_by = $1 AND status_code IS NULL
+        RETURNING 1
     )
     SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM deliveries) AS deliveries
 """
@@ -356,16 +402,18 @@ async def renew_leases(
     lease_seconds: float,
     run_keys: list[str],
     subscription_ids: list[uuid.UUID],
+    idempotent_requests: bool = False,
 ) -> tuple[int, int]:
     """Extend the leases of the runs and deliveries this process is working on, in one
     statement; returns how many of each were renewed. (A row the process holds but no longer
-    works on is not renewed: its lease lapses and someone else takes it.)
+    works on is not renewed: its lease lapses and someone else takes it.) With
+    `idempotent_requests`, the claims of the Idempotency-Keys it is answering are renewed too.
 
     It runs on the process's LISTEN connection, not the query pool: a pool saturated by a burst
     of requests must never delay renewals until leases lapse and others take the work over.
     """
     row = await connection.fetchrow(
-        RENEW_LEASES, owner, float(lease_seconds), run_keys, subscription_ids
+        RENEW_LEASES, owner, float(lease_seconds), run_keys, subscription_ids, idempotent_requests
     )
     assert row is not None
     return row["runs"], row["deliveries"]

@@ -19,6 +19,7 @@ from app.durable.store.rows import (
     Subscribed,
     TooManySubscriptions,
     delivery_of,
+    lock_promise,
     notify,
     subscription_of,
 )
@@ -116,22 +117,7 @@ class Subscriptions(Queries):
         Raises TooManySubscriptions when the workflow has `max_per_workflow` already.
         """
         async with self._engine.begin() as connection:
-            await connection.execute(
-                text("""
-                    INSERT INTO promise (workflow_key, name, state) VALUES (:key, :name, 'pending')
-                    ON CONFLICT (workflow_key, name) DO NOTHING
-                """),
-                {"key": key, "name": promise_name},
-            )
-            promise = (
-                await connection.execute(
-                    text(
-                        f"SELECT {PROMISE_COLUMNS} FROM promise "
-                        "WHERE workflow_key = :key AND name = :name FOR SHARE"
-                    ),
-                    {"key": key, "name": promise_name},
-                )
-            ).one()
+            promise = await lock_promise(connection, key, promise_name, exclusive=False)
             if promise.state == "pending":
                 status = "waiting"
             elif promise.state == "rejected" and not notify_on_failure:
