@@ -24,6 +24,15 @@ os.kill(os.getpid(), 9)
 """
 
 
+async def select_one(url: str) -> int:
+    connection = await asyncpg.connect(url)
+    try:
+        value: int = await connection.fetchval("SELECT 1")
+        return value
+    finally:
+        await connection.close()
+
+
 def postmaster_pid(data_dir: Path) -> int | None:
     pid_file = data_dir / "pg" / "postmaster.pid"
     return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
@@ -55,15 +64,7 @@ def test_server_left_running_by_a_killed_process_is_reused(tmp_path: Path) -> No
     try:
         assert postmaster_pid(tmp_path) == orphan  # attached, not started a second time
 
-        async def query() -> int:
-            connection = await asyncpg.connect(server.url)
-            try:
-                value: int = await connection.fetchval("SELECT 1")
-                return value
-            finally:
-                await connection.close()
-
-        assert asyncio.run(query()) == 1
+        assert asyncio.run(select_one(server.url)) == 1
     finally:
         server.stop()
     assert postmaster_pid(tmp_path) is None
@@ -85,16 +86,7 @@ def test_a_start_slower_than_the_librarys_timeout_is_waited_for(
     monkeypatch.setattr(postgres_server, "pg_ctl", pg_ctl_timing_out)
     server = EmbeddedPostgres.start(tmp_path)
     try:
-
-        async def query() -> int:
-            connection = await asyncpg.connect(server.url)
-            try:
-                value: int = await connection.fetchval("SELECT 1")
-                return value
-            finally:
-                await connection.close()
-
-        assert asyncio.run(query()) == 1
+        assert asyncio.run(select_one(server.url)) == 1
     finally:
         server.stop()
     assert postmaster_pid(tmp_path) is None

@@ -8,17 +8,15 @@ from collections.abc import Callable
 from sqlalchemy import text
 
 from app.durable.store.rows import (
-    KEY_CHANNEL,
     PROMISE_COLUMNS,
     PromiseCompletion,
     PromiseRow,
     Queries,
     UnknownWorkflow,
     lock_promise,
-    notify,
     promise_of,
 )
-from app.durable.store.subscriptions import release_waiting
+from app.durable.store.subscriptions import announce_completion
 
 
 class Promises(Queries):
@@ -80,7 +78,7 @@ class Promises(Queries):
                     },
                 )
             ).one()
-            deliveries = await release_waiting(
+            deliveries = await announce_completion(
                 connection,
                 key,
                 name,
@@ -89,5 +87,4 @@ class Promises(Queries):
                 lease_seconds=lease_seconds,
                 notify_on_failure=notify_on_failure,
             )
-            await notify(connection, KEY_CHANNEL, key)
             return PromiseCompletion(promise_of(completed), changed=True, deliveries=deliveries)

@@ -14,7 +14,6 @@ from app.durable.store.rows import (
     AGENT_PROMISE,
     CANCELLED,
     FINISHED_SQL,
-    KEY_CHANNEL,
     WORK_CHANNEL,
     WORKFLOW_COLUMNS,
     Cancellation,
@@ -28,7 +27,7 @@ from app.durable.store.rows import (
     notify,
     workflow_of,
 )
-from app.durable.store.subscriptions import release_waiting
+from app.durable.store.subscriptions import announce_completion
 
 
 class Runs(Queries):
@@ -164,7 +163,7 @@ class Runs(Queries):
                 ).one_or_none()
                 if row is None:
                     raise LeaseLost(key)  # rolls the promise's completion back too
-                deliveries = await release_waiting(
+                deliveries = await announce_completion(
                     connection,
                     key,
                     AGENT_PROMISE,
@@ -173,7 +172,6 @@ class Runs(Queries):
                     lease_seconds=lease_seconds,
                     notify_on_failure=notify_on_failure,
                 )
-                await notify(connection, KEY_CHANNEL, key)
                 return workflow_of(row), deliveries
         except LeaseLost:
             return None
@@ -207,7 +205,7 @@ class Runs(Queries):
                 ).one_or_none()
                 if row is None:
                     raise LeaseLost(key)  # nothing to cancel: roll the promise back
-                deliveries = await release_waiting(
+                deliveries = await announce_completion(
                     connection,
                     key,
                     AGENT_PROMISE,
@@ -216,7 +214,6 @@ class Runs(Queries):
                     lease_seconds=lease_seconds,
                     notify_on_failure=notify_on_failure,
                 )
-                await notify(connection, KEY_CHANNEL, key)
                 return Cancellation(workflow_of(row), cancelled=True, deliveries=deliveries)
         except LeaseLost:
             pass

@@ -94,6 +94,31 @@ async def release_waiting(
     return deliveries
 
 
+async def announce_completion(
+    connection: AsyncConnection,
+    key: str,
+    promise_name: str,
+    *,
+    deliver_to: str,
+    reserve: Callable[[int], int],
+    lease_seconds: float,
+    notify_on_failure: bool,
+) -> list[Delivery]:
+    """After a promise completed in this transaction: ready its subscribers (release_waiting)
+    and NOTIFY the key, so waiters on every replica re-read."""
+    deliveries = await release_waiting(
+        connection,
+        key,
+        promise_name,
+        deliver_to=deliver_to,
+        reserve=reserve,
+        lease_seconds=lease_seconds,
+        notify_on_failure=notify_on_failure,
+    )
+    await notify(connection, KEY_CHANNEL, key)
+    return deliveries
+
+
 class Subscriptions(Queries):
     async def subscribe(
         self,
