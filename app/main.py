@@ -248,6 +248,7 @@ async def _shut_down(service: WorkflowService, supervisor: Supervisor) -> None:
     assert service.shutdown_deadline is not None
     await service.runner.drain(max(0.0, service.shutdown_deadline - loop.time()))
     await service.delivery.drain(max(0.0, service.shutdown_deadline - loop.time()))
+    await service.delivery.close()
     try:
         async with asyncio.timeout(5):
             await service.store.release_leases(owner=service.owner)

@@ -60,6 +60,10 @@ class DeliveryWorker(Worker[Delivery]):
             "subscription_id": str(item.subscription_id),
         }
 
+    async def close(self) -> None:
+        """After the drain: close the mail connections kept for reuse."""
+        await self._mailer.close()
+
     def attempts(self, item: Delivery) -> int:
         return item.attempts
 

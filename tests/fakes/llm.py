@@ -31,6 +31,8 @@ class FakeLLM:
     delay: tuple[float, float] = (0.0, 0.0)
     # Answers other than answer_for(query), per query.
     answers: dict[str, str] = field(default_factory=dict)
+    # When set, every call waits for it (benchmarks hold all runs, then release them at once).
+    held: asyncio.Event | None = None
 
     def queries(self) -> list[str]:
         return [call["messages"][-1]["content"] for call in self.calls]
@@ -65,7 +67,7 @@ class FakeLLM:
                 {"error": {"message": f"fake failure {status}", "type": "fake", "code": status}},
                 status=status,
             )
-        hold = self._holds.get(query)
+        hold = self._holds.get(query) or self.held
         if hold is not None:
             await hold.wait()
         if self.delay[1] > 0:

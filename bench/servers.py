@@ -1,0 +1,116 @@
+"""The benchmark's peers in a process of their own: a fake OpenAI-compatible LLM (with a
+configurable delay) and an SMTP sink that timestamps each arrival, plus a small control API.
+
+    python -m bench.servers --llm-port 0 --smtp-port 0 --control-port 0 --delay 0
+
+prints one JSON line with the ports once everything listens. Control API (HTTP, JSON):
+GET /arrivals?since=N → [[key, recipient, message_id, t], …] from index N (t: time.monotonic(),
+comparable across processes on one machine); GET /stats → {"llm_calls", "emails"};
+POST /hold and POST /release (hold every LLM answer, release them all); POST /reset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import email
+import email.policy
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.llm import FakeLLM
+from tests.fakes.smtp import Inbox
+
+
+class Sink(Inbox):
+    """An SMTP server keeping only (key, recipient, Message-ID, arrival time) per message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrivals: list[tuple[str, str, str, float]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        arrived = time.monotonic()
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.arrivals.append(
+            (
+                str(message["X-Agent-Notify-Key"]),
+                str(message["To"]),
+                str(message["Message-ID"]),
+                arrived,
+            )
+        )
+        return "250 Message accepted"
+
+
+async def serve(llm_port: int, smtp_port: int, control_port: int, delay: float) -> None:
+    llm = FakeLLM(delay=(delay, delay))
+    await _start_llm(llm, llm_port)
+    sink = Sink()
+    await sink.start(smtp_port)
+
+    async def arrivals(request: web.Request) -> web.Response:
+        since = int(request.query.get("since", "0"))
+        return web.json_response(sink.arrivals[since:])
+
+    async def stats(_request: web.Request) -> web.Response:
+        return web.json_response({"llm_calls": len(llm.calls), "emails": len(sink.arrivals)})
+
+    async def hold(_request: web.Request) -> web.Response:
+        llm.held = asyncio.Event()
+        return web.json_response({"held": True})
+
+    async def release(_request: web.Request) -> web.Response:
+        if llm.held is not None:
+            llm.held.set()
+            llm.held = None
+        return web.json_response({"held": False})
+
+    async def reset(_request: web.Request) -> web.Response:
+        sink.arrivals.clear()
+        llm.calls.clear()
+        return web.json_response({})
+
+    control = web.Application()
+    control.router.add_get("/arrivals", arrivals)
+    control.router.add_get("/stats", stats)
+    control.router.add_post("/hold", hold)
+    control.router.add_post("/release", release)
+    control.router.add_post("/reset", reset)
+    runner = web.AppRunner(control, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", control_port).start()
+    ports = {
+        "llm_url": llm.url,
+        "smtp_port": sink.port,
+        "control_url": f"http://127.0.0.1:{runner.addresses[0][1]}",
+    }
+    print(json.dumps(ports), flush=True)
+    await asyncio.Event().wait()
+
+
+async def _start_llm(llm: FakeLLM, port: int) -> None:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", llm._handle)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    llm._runner = runner
+    llm.url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--llm-port", type=int, default=0)
+    parser.add_argument("--smtp-port", type=int, default=0)
+    parser.add_argument("--control-port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds per LLM answer")
+    args = parser.parse_args()
+    asyncio.run(serve(args.llm_port, args.smtp_port, args.control_port, args.delay))
+
+
+if __name__ == "__main__":
+    main()
