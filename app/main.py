@@ -21,7 +21,7 @@ from fastapi.responses import RedirectResponse
 
 from app import __version__, migrate
 from app.agent import Agent
-from app.api import events, health, promises, routes
+from app.api import events, health, promises, routes, ui
 from app.api import metrics as metrics_api
 from app.api.errors import install_error_handlers
 from app.api.idempotency import Idempotency
@@ -64,6 +64,9 @@ Everything is a row in Postgres: a crash or restart anywhere loses nothing. The 
 answer under `/AsyncNotificationsAgent/{key}/…`, the path style of the Restate example, so its
 published curl commands work verbatim. Errors are `{"error": {"code", "message"}}`. When the
 operator sets API tokens, send `Authorization: Bearer <token>` (the Authorize button).
+
+The [live dashboard](/ui) shows every workflow, its promise and its subscribers as they change,
+and acts on them through these same endpoints.
 """
 
 
@@ -188,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(TokenAuth, tokens=settings.tokens, metrics_public=settings.metrics_public)
     app.include_router(health.router)
+    app.include_router(ui.router)
     app.include_router(metrics_api.router)
     app.include_router(
         routes.listing,
@@ -235,7 +239,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:
-        return RedirectResponse("/docs")
+        # The dashboard, which links to /docs.
+        return RedirectResponse("/ui")
 
     return app
 
