@@ -1,0 +1,451 @@
+"""The dashboard (/ui), end to end in a real browser: Debian's chromium driven by Playwright,
+against the service on the real Postgres, SMTP server and fake LLM.
+
+Screenshots go to each test's tmp_path (or to $UI_SCREENSHOTS when set, to collect them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+try:
+    from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+except ImportError:  # without the dev extra the browser tests skip; the others still run
+    async_playwright = None  # type: ignore[assignment]
+    expect = None  # type: ignore[assignment]
+
+from tests.conftest import RunningApp
+from tests.fakes.llm import FakeLLM, answer_for
+from tests.fakes.smtp import Inbox
+from tests.helpers import until_workflow
+
+ASSETS = Path(__file__).resolve().parent.parent / "app" / "ui"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Waits for what the page shows: long enough for a loaded CI machine, far below the refresh
+# intervals' sum, so a test that passes saw the live updates.
+SHOWN_WITHIN_MS = 10_000
+
+StartApp = Callable[..., Awaitable[RunningApp]]
+
+
+# --- without a browser: the routes, headers and links ---
+
+
+async def test_the_root_and_the_docs_lead_to_the_dashboard(client: httpx.AsyncClient) -> None:
+    root = await client.get("/")
+    assert root.status_code == 307
+    assert root.headers["location"] == "/ui"
+    page = await client.get("/ui")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'href="/docs"' in page.text
+    # Nothing from elsewhere: every asset is the service's own, and the policy says so.
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for asset in ASSETS.rglob("*"):
+        if asset.suffix in {".html", ".js", ".css"}:
+            assert "://" not in asset.read_text(), f"{asset} loads something from elsewhere"
+    spec = (await client.get("/openapi.json")).json()
+    assert "(/ui)" in spec["info"]["description"]
+    assert not any(path.startswith("/ui") for path in spec["paths"])
+
+
+async def test_the_assets_are_served_by_the_service(client: httpx.AsyncClient) -> None:
+    for asset, media_type in (
+        ("app.js", "text/javascript"),
+        ("style.css", "text/css"),
+        ("favicon.svg", "image/svg+xml"),
+    ):
+        response = await client.get(f"/ui/static/{asset}")
+        assert response.status_code == 200, asset
+        assert response.headers["content-type"].startswith(media_type), asset
+        assert response.headers["cache-control"] == "no-cache"
+    assert (await client.get("/ui/static/missing.js")).status_code == 404
+    assert (await client.get("/ui/static/../../main.py")).status_code == 404
+    detail = await client.get("/ui/workflows/msg-123")
+    assert detail.status_code == 200
+    assert detail.text == (await client.get("/ui")).text
+    assert (await client.get("/ui/workflows/not%20a%20key")).status_code == 422
+
+
+async def test_the_page_needs_no_token_but_the_api_still_does(start_app: StartApp) -> None:
+    app = await start_app(api_tokens="ui-secret")
+    assert (await app.client.get("/ui")).status_code == 200
+    assert (await app.client.get("/ui/static/app.js")).status_code == 200
+    assert (await app.client.get("/workflows")).status_code == 401
+
+
+# --- in the browser ---
+
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists() or async_playwright is None,
+    reason=(
+        "the dashboard's browser tests need Debian's chromium at /usr/bin/chromium "
+        "(apt-get install chromium; .ci/run installs it when it can) and Playwright "
+        "(pip install -e '.[dev]')"
+    ),
+)
+if expect is not None:
+    expect.set_options(timeout=SHOWN_WITHIN_MS)
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Callable[[str], Path]:
+    folder = Path(os.environ.get("UI_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def path(name: str) -> Path:
+        return folder / f"{name}.png"
+
+    return path
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield page
+    finally:
+        await context.close()
+    assert not errors, f"the page's script failed: {errors}"
+
+
+async def open_page(page: Page, url: str) -> list[str]:
+    """Open `url`, mark the document (a reload would lose the mark) and record the event
+    streams the page reads."""
+    streams: list[str] = []
+    page.on(
+        "request",
+        lambda request: streams.append(request.url) if request.url.endswith("/events") else None,
+    )
+    await page.goto(url)
+    await page.evaluate("window.loadedOnce = true")
+    return streams
+
+
+async def not_reloaded(page: Page) -> bool:
+    return bool(await page.evaluate("window.loadedOnce === true"))
+
+
+def row(page: Page, key: str) -> Locator:
+    return page.locator(f'#workflow-rows tr[data-key="{key}"]')
+
+
+def subscription(page: Page, email: str) -> Locator:
+    return page.locator(f'#subscription-rows tr[data-email="{email}"]')
+
+
+@needs_chromium
+async def test_start_a_run_from_the_page_and_watch_it_finish_live(
+    start_app: StartApp,
+    fake_llm: FakeLLM,
+    inbox: Inbox,
+    page: Page,
+    screenshots: Callable[[str], Path],
+) -> None:
+    app = await start_app()
+    query = "Explain durable promises in one line"
+    release = fake_llm.hold(query)
+    streams = await open_page(page, f"{app.base_url}/ui")
+
+    await page.fill("#start-key", "ui-live")
+    await page.fill("#start-query", query)
+    await page.fill("#start-email", "watcher@example.com")
+    await page.click("#start-form button[type=submit]")
+    await expect(page.locator("#start-result")).to_contain_text("Started ui-live")
+    await expect(page.locator("#start-result")).to_contain_text("watcher@example.com")
+    await expect(row(page, "ui-live").locator(".badge")).to_have_text("running")
+    await expect(row(page, "ui-live").locator(".subscribers")).to_have_text("1")
+    await expect(row(page, "ui-live").locator(".notified")).to_have_text("0")
+    await expect(row(page, "ui-live").locator(".query")).to_have_text(query)
+    await page.screenshot(path=screenshots("list-running"), full_page=True)
+
+    release.set()
+    await expect(row(page, "ui-live").locator(".badge")).to_have_text("succeeded")
+    await expect(row(page, "ui-live").locator(".notified")).to_have_text("1")
+    assert await not_reloaded(page)
+    assert any(url.endswith("/workflows/ui-live/events") for url in streams), streams
+    await inbox.wait_for_arrival("watcher@example.com")
+    # The strip: rates from two samples of /metrics, the median from the histogram.
+    await expect(page.locator("#stat-latency")).to_have_text(re.compile(r"^[0-9.]+ s$"))
+    await expect(page.locator("#stat-workflows")).to_have_text(re.compile(r"^[0-9.]+$"))
+    await page.screenshot(path=screenshots("list-succeeded"), full_page=True)
+
+    await row(page, "ui-live").locator("a").click()
+    await expect(page).to_have_url(f"{app.base_url}/ui/workflows/ui-live")
+    await expect(page.locator("#detail-status")).to_have_text("succeeded")
+    await expect(page.locator("#detail-output")).to_have_text(answer_for(query))
+    watcher = subscription(page, "watcher@example.com")
+    await expect(watcher.locator(".badge")).to_have_text("sent")
+    message_id = inbox.to("watcher@example.com")[0]["Message-ID"]
+    await expect(watcher.locator(".message-id")).to_have_text(message_id)
+    timeline = page.locator("#detail-timeline")
+    for step in ("accepted", "running", "succeeded", "email sent"):
+        await expect(timeline).to_contain_text(step)
+    await expect(timeline).to_contain_text(message_id)
+    assert await not_reloaded(page)
+    await page.screenshot(path=screenshots("detail-succeeded"), full_page=True)
+
+
+@needs_chromium
+async def test_a_workflow_page_follows_the_run_and_completes_a_promise_by_hand(
+    start_app: StartApp,
+    fake_llm: FakeLLM,
+    inbox: Inbox,
+    page: Page,
+    screenshots: Callable[[str], Path],
+) -> None:
+    app = await start_app()
+    query = "Draft the release notes"
+    release = fake_llm.hold(query)
+    assert (await app.client.post("/workflows/ui-approve/run/send", json=query)).status_code == 202
+    await open_page(page, f"{app.base_url}/ui/workflows/ui-approve")
+    await expect(page.locator("#detail-status")).to_have_text("running")
+    await expect(page.locator("#detail-live")).to_contain_text("live")
+    await expect(page.locator("#detail-query")).to_have_text(query)
+    await expect(page.locator("#cancel-button")).to_be_visible()
+
+    # Subscribe through the page: one to the agent's answer, one to a promise a person resolves.
+    await page.fill("#subscribe-email", "reader@example.com")
+    await page.click("#subscribe-form button[type=submit]")
+    await expect(page.locator("#subscribe-result")).to_contain_text("reader@example.com")
+    await page.fill("#subscribe-email", "Boss@Example.com")
+    await page.fill("#subscribe-promise", "approval")
+    await page.click("#subscribe-form button[type=submit]")
+    await expect(subscription(page, "boss@example.com").locator(".badge")).to_have_text("waiting")
+    await expect(page.locator('#promise-rows tr[data-promise="approval"]')).to_contain_text(
+        "pending"
+    )
+    await page.fill("#subscribe-email", "not an address")
+    await page.click("#subscribe-form button[type=submit]")
+    await expect(page.locator("#subscribe-result")).to_contain_text("422 invalid_email")
+
+    release.set()
+    await expect(page.locator("#detail-status")).to_have_text("succeeded")
+    await expect(page.locator("#detail-output")).to_have_text(answer_for(query))
+    await expect(subscription(page, "reader@example.com").locator(".badge")).to_have_text("sent")
+    await expect(page.locator("#cancel-button")).to_be_hidden()
+
+    # The agent's own promise cannot be completed from outside: the refusal is shown as it is.
+    await page.fill("#promise-name", "agent_response")
+    await page.click("#promise-form button[data-action=resolve]")
+    await expect(page.locator("#promise-result")).to_contain_text("409")
+    # A value that is not JSON is caught before anything is sent.
+    await page.fill("#promise-name", "approval")
+    await page.fill("#promise-value", "yes please")
+    await page.click("#promise-form button[data-action=resolve]")
+    await expect(page.locator("#promise-result")).to_contain_text("must be JSON")
+
+    await page.fill("#promise-value", '{"approved": true, "by": "<b>Boss</b>"}')
+    await page.click("#promise-form button[data-action=resolve]")
+    await expect(page.locator("#promise-result")).to_contain_text("approval is resolved")
+    approval = page.locator('#promise-rows tr[data-promise="approval"]')
+    await expect(approval.locator(".badge")).to_have_text("resolved")
+    await expect(approval).to_contain_text('"by": "<b>Boss</b>"')
+    await expect(subscription(page, "boss@example.com").locator(".badge")).to_have_text("sent")
+    await inbox.wait_for_arrival("boss@example.com")
+    body = inbox.to("boss@example.com")[0].get_content()
+    assert json.loads(body) == {"approved": True, "by": "<b>Boss</b>"}
+
+    await page.fill("#promise-name", "legal-review")
+    await page.fill("#promise-error", "legal said no")
+    await page.click("#promise-form button[data-action=reject]")
+    await expect(page.locator('#promise-rows tr[data-promise="legal-review"]')).to_contain_text(
+        "legal said no"
+    )
+    await expect(page.locator("#detail-timeline")).to_contain_text("approval resolved")
+    assert await not_reloaded(page)
+    await page.screenshot(path=screenshots("detail-promises"), full_page=True)
+
+
+@needs_chromium
+async def test_a_failed_workflow_shows_why_and_text_stays_text(
+    start_app: StartApp,
+    fake_llm: FakeLLM,
+    page: Page,
+    screenshots: Callable[[str], Path],
+) -> None:
+    app = await start_app()
+    failing = "Summarise <img src=x onerror=\"window.injected = 'query'\">"
+    fake_llm.fail(failing, 400)
+    marked_up = "A plain question"
+    fake_llm.answers[marked_up] = "<script>window.injected = 'output'</script><b>not bold</b>"
+    await app.client.post("/workflows/ui-failed/run/send", json=failing)
+    await app.client.post("/workflows/ui-markup/run/send", json=marked_up)
+    await until_workflow(app.client, "ui-failed", lambda w: w["status"] == "failed")
+    await until_workflow(app.client, "ui-markup", lambda w: w["status"] == "succeeded")
+
+    await open_page(page, f"{app.base_url}/ui")
+    await page.click('#filters button[data-status="failed"]')
+    await expect(page.locator("#workflow-rows tr")).to_have_count(1)
+    failed = row(page, "ui-failed")
+    await expect(failed.locator(".badge")).to_have_text("failed")
+    await expect(failed.locator(".row-error")).to_contain_text("fake failure 400")
+    await expect(failed.locator(".query-text")).to_have_text(failing)
+    await page.screenshot(path=screenshots("list-failed"), full_page=True)
+
+    await failed.locator("a").click()
+    await expect(page.locator("#detail-status")).to_have_text("failed")
+    await expect(page.locator("#detail-error-card")).to_be_visible()
+    await expect(page.locator("#detail-error")).to_contain_text("fake failure 400")
+    await expect(page.locator("#detail-output")).to_have_text("(no output)")
+    await expect(page.locator("#detail-timeline")).to_contain_text("failed")
+    await expect(page.locator('#promise-rows tr[data-promise="agent_response"]')).to_contain_text(
+        "rejected"
+    )
+    await page.screenshot(path=screenshots("detail-failed"), full_page=True)
+
+    await page.goto(f"{app.base_url}/ui/workflows/ui-markup")
+    await expect(page.locator("#detail-output")).to_have_text(
+        "<script>window.injected = 'output'</script><b>not bold</b>"
+    )
+    assert await page.locator("#detail-output b, #detail-output script").count() == 0
+    assert await page.evaluate("window.injected") is None
+
+
+@needs_chromium
+async def test_cancel_and_plain_errors_from_the_page(
+    start_app: StartApp,
+    fake_llm: FakeLLM,
+    page: Page,
+    screenshots: Callable[[str], Path],
+) -> None:
+    app = await start_app()
+    query = "A long task to cancel"
+    fake_llm.hold(query)
+    await app.client.post("/workflows/ui-cancel/run/send", json=query)
+    await open_page(page, f"{app.base_url}/ui")
+
+    await page.fill("#start-key", "ui-cancel")
+    await page.fill("#start-query", "another input for the same key")
+    await page.click("#start-form button[type=submit]")
+    await expect(page.locator("#start-result")).to_contain_text("409 key_conflict")
+    await page.fill("#start-key", "not a key!")
+    await page.click("#start-form button[type=submit]")
+    await expect(page.locator("#start-result")).to_contain_text("422 invalid_key")
+    await page.fill("#start-key", "ui-blank")
+    await page.fill("#start-query", "   ")
+    await page.click("#start-form button[type=submit]")
+    await expect(page.locator("#start-result")).to_contain_text("must not be empty")
+    await page.screenshot(path=screenshots("list-errors"), full_page=True)
+
+    await page.fill("#search-key", "no-such-workflow")
+    await page.click("#search-form button[type=submit]")
+    await expect(page.locator("#search-result")).to_contain_text("No workflow no-such-workflow")
+    await page.fill("#search-key", "ui-cancel")
+    await page.click("#search-form button[type=submit]")
+    await expect(page).to_have_url(f"{app.base_url}/ui/workflows/ui-cancel")
+    await expect(page.locator("#detail-status")).to_have_text("running")
+    await page.click("#cancel-button")
+    await expect(page.locator("#detail-result")).to_contain_text("Cancelled ui-cancel")
+    await expect(page.locator("#detail-status")).to_have_text("cancelled")
+    await expect(page.locator('#promise-rows tr[data-promise="agent_response"]')).to_contain_text(
+        "rejected"
+    )
+    await expect(page.locator("#cancel-button")).to_be_hidden()
+    assert await not_reloaded(page)
+    await page.go_back()
+    await expect(row(page, "ui-cancel").locator(".badge")).to_have_text("cancelled")
+
+
+@needs_chromium
+async def test_filter_search_and_pages(
+    start_app: StartApp,
+    page: Page,
+    screenshots: Callable[[str], Path],
+) -> None:
+    app = await start_app()
+    for number in range(30):
+        key = f"ui-page-{number:02d}"
+        response = await app.client.post(f"/workflows/{key}/run/send", json=f"question {number}")
+        assert response.status_code == 202
+    await until_workflow(app.client, "ui-page-29", lambda w: w["status"] == "succeeded")
+
+    await open_page(page, f"{app.base_url}/ui")
+    rows = page.locator("#workflow-rows tr")
+    await expect(rows).to_have_count(25)
+    await expect(rows.first).to_have_attribute("data-key", "ui-page-29")
+    await expect(page.locator("#page-newer")).to_be_disabled()
+    await page.click("#page-older")
+    await expect(rows).to_have_count(5)
+    await expect(rows.first).to_have_attribute("data-key", "ui-page-04")
+    await expect(page.locator("#page-label")).to_have_text("Page 2")
+    await expect(page.locator("#page-older")).to_be_disabled()
+    await page.screenshot(path=screenshots("list-page-2"), full_page=True)
+    await page.click("#page-newer")
+    await expect(rows).to_have_count(25)
+
+    await page.fill("#search-key", "page-1")
+    await expect(rows).to_have_count(10)
+    await page.fill("#search-key", "")
+    await page.click('#filters button[data-status="running"]')
+    await expect(page.locator("#list-empty")).to_have_text("No running workflows.")
+    await page.click('#filters button[data-status="succeeded"]')
+    await expect(rows).to_have_count(25)
+    assert await not_reloaded(page)
+
+
+@needs_chromium
+async def test_with_api_tokens_the_page_asks_for_one_and_stays_live(
+    start_app: StartApp,
+    fake_llm: FakeLLM,
+    page: Page,
+    screenshots: Callable[[str], Path],
+) -> None:
+    app = await start_app(api_tokens="ui-secret")
+    query = "A question behind a token"
+    release = fake_llm.hold(query)
+    headers = {"Authorization": "Bearer ui-secret"}
+    await app.client.post("/workflows/ui-token/run/send", json=query, headers=headers)
+    streams = await open_page(page, f"{app.base_url}/ui")
+    await expect(page.locator("#banner")).to_contain_text("needs an API token")
+    await page.screenshot(path=screenshots("token-needed"), full_page=True)
+
+    await page.fill("#token-input", "wrong-token")
+    await page.click("#token-form button[type=submit]")
+    await expect(page.locator("#banner")).to_contain_text("refused the API token")
+    await page.fill("#token-input", "ui-secret")
+    await page.click("#token-form button[type=submit]")
+    await expect(page.locator("#banner")).to_be_hidden()
+    await expect(row(page, "ui-token").locator(".badge")).to_have_text("running")
+    # The stream carries the token in a header (fetch, not EventSource).
+    await expect(page.locator("#live-note")).to_contain_text("following 1")
+
+    release.set()
+    await expect(row(page, "ui-token").locator(".badge")).to_have_text("succeeded")
+    assert any(url.endswith("/workflows/ui-token/events") for url in streams), streams
+    # The token lives in the tab's session storage, never in the address.
+    assert await page.evaluate("sessionStorage.getItem('agent-notify.token')") == "ui-secret"
+    assert "ui-secret" not in page.url
+    # /metrics answered with the token too.
+    await expect(page.locator("#stats")).to_have_attribute("data-state", "ok")
+    assert await not_reloaded(page)
