@@ -73,8 +73,8 @@ def build_message(notification: Notification, *, mail_from: str) -> EmailMessage
 
 
 class Mailer(Protocol):
-    async def send(self, message: EmailMessage) -> None:
-        """Deliver or raise TransientError / PermanentError."""
+    async def send(self, message: EmailMessage, *, recipient: str) -> None:
+        """Deliver to `recipient` or raise TransientError / PermanentError."""
 
     async def close(self) -> None:
         """Release connections (at shutdown)."""
@@ -101,12 +101,16 @@ class SmtpMailer:
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
         # The EHLO name; asking the resolver for our FQDN on every message is slow.
         self._local_hostname = socket.getfqdn()
+        self._sender = parseaddr(settings.mail_from)[1] or settings.mail_from
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, recipient: str) -> None:
+        # The envelope is given, not parsed back out of the headers (which costs more than the
+        # rest of the send).
+        data = message.as_bytes()
         try:
             smtp = await self._connection()
             try:
-                await smtp.send_message(message)
+                await smtp.sendmail(self._sender, [recipient], data)
             except BaseException:
                 smtp.close()
                 raise
@@ -180,7 +184,7 @@ class OutboxMailer:
         self._dir = outbox_dir
         self.description = f"outbox folder {outbox_dir}"
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, recipient: str) -> None:
         await asyncio.to_thread(self._write, message)
 
     async def close(self) -> None:

@@ -73,7 +73,7 @@ class DeliveryWorker(Worker[Delivery]):
         message = build_message(notification, mail_from=self._settings.mail_from)
         started = time.perf_counter()
         try:
-            await self._mailer.send(message)
+            await self._mailer.send(message, recipient=notification.email)
         except PermanentError as exc:
             self._metrics.smtp_seconds.labels("permanent_error").observe(
                 time.perf_counter() - started
