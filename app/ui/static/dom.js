@@ -54,7 +54,8 @@ export function formatSeconds(seconds) {
 /** Whole seconds, for what ticks: "just now", "12 s", "2 min 5 s". */
 export function formatElapsed(seconds) {
   const whole = Math.floor(Math.max(0, seconds));
-  return whole < 1 ? "<1 s" : formatSeconds(whole);
+  if (whole < 1) return "<1 s";
+  return whole < 60 ? `${whole} s` : formatSeconds(whole);
 }
 
 export function secondsSince(timestamp) {
