@@ -21,7 +21,7 @@ from app.durable.store.subscriptions import announce_completion
 
 class Promises(Queries):
     async def get_promise(self, key: str, name: str) -> PromiseRow | None:
-        async with self._engine.connect() as connection:
+        async with self._single.connect() as connection:
             row = (
                 await connection.execute(
                     text(

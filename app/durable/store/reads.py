@@ -51,7 +51,7 @@ class Reads(Queries):
         params: dict[str, object] = {"status": status, "limit": limit}
         if before is not None:
             params.update(before_at=before[0], before_key=before[1])
-        async with self._engine.connect() as connection:
+        async with self._single.connect() as connection:
             rows = await connection.execute(statement, params)
             return [WorkflowSummary(**row._asdict()) for row in rows]
 
@@ -71,7 +71,7 @@ class Reads(Queries):
                   AND (CAST(:since AS timestamptz) IS NULL OR updated_at > :since)
             ) AS changed
         """)
-        async with self._engine.connect() as connection:
+        async with self._single.connect() as connection:
             row = (await connection.execute(statement, {"keys": keys, "since": since})).one()
             return set(row.changed), row.now
 
@@ -91,13 +91,13 @@ class Reads(Queries):
               AND (lease_expires_at IS NULL OR lease_expires_at < now())
         """)
         counts = StateCounts()
-        async with self._engine.connect() as connection:
+        async with self._single.connect() as connection:
             for family, status, n in await connection.execute(statement):
                 getattr(counts, family)[status] = n
         return counts
 
     async def get_workflow(self, key: str) -> WorkflowRow | None:
-        async with self._engine.connect() as connection:
+        async with self._single.connect() as connection:
             row = (
                 await connection.execute(
                     text(f"SELECT {WORKFLOW_COLUMNS} FROM workflow WHERE key = :key"),
@@ -107,7 +107,7 @@ class Reads(Queries):
             return None if row is None else workflow_of(row)
 
     async def get_subscription(self, subscription_id: uuid.UUID) -> SubscriptionRow | None:
-        async with self._engine.connect() as connection:
+        async with self._single.connect() as connection:
             row = (
                 await connection.execute(
                     text(f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscription WHERE id = :id"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -170,6 +170,10 @@ class WorkflowStatus:
     subscriptions: list[SubscriptionRow]
 
 
+WORKFLOW_FIELDS = tuple(f.name for f in fields(WorkflowRow))
+SUBSCRIPTION_FIELDS = tuple(f.name for f in fields(SubscriptionRow))
+
+
 class LeaseLost(Exception):
     """Raised inside a transaction to roll it back: another process holds the row now."""
 
@@ -191,11 +195,14 @@ class InputMismatch(Exception):
 
 
 def workflow_of(row: Row[Any]) -> WorkflowRow:
-    return WorkflowRow(**row._asdict())
+    # Statements may return more (a pg_notify() folded into RETURNING): take the row's fields.
+    data = row._asdict()
+    return WorkflowRow(**{name: data[name] for name in WORKFLOW_FIELDS})
 
 
 def subscription_of(row: Row[Any]) -> SubscriptionRow:
-    return SubscriptionRow(**row._asdict())
+    data = row._asdict()
+    return SubscriptionRow(**{name: data[name] for name in SUBSCRIPTION_FIELDS})
 
 
 def promise_of(row: Row[Any]) -> PromiseRow:
@@ -257,7 +264,12 @@ async def notify(connection: AsyncConnection, channel: str, payload: str) -> Non
 
 
 class Queries:
-    """Base of the store's parts: each public method is one short transaction on the engine."""
+    """Base of the store's parts: each public method is one short transaction on the engine.
+
+    A method that is one statement runs it on `_single`, in autocommit: the statement is its own
+    transaction, and the BEGIN and COMMIT round trips are saved.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._single = engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -43,13 +43,15 @@ class Runs(Queries):
             values = "'running', 1, :owner, now() + make_interval(secs => :lease), now()"
         else:
             values = "'pending', 0, NULL, NULL, NULL"
+        # A run nobody leased is announced to every worker (the NOTIFY goes out at commit).
+        announce = f", pg_notify('{WORK_CHANNEL}', 'run')" if owner is None else ""
         insert = text(f"""
             INSERT INTO workflow
                 (key, query, model, instructions, status, attempts, lease_owner,
                  lease_expires_at, started_at)
             VALUES (:key, :query, :model, :instructions, {values})
             ON CONFLICT (key) DO NOTHING
-            RETURNING {WORKFLOW_COLUMNS}
+            RETURNING {WORKFLOW_COLUMNS} {announce}
         """)
         params = {
             "key": key,
@@ -59,11 +61,9 @@ class Runs(Queries):
             "owner": owner,
             "lease": lease_seconds,
         }
-        async with self._engine.begin() as connection:
+        async with self._single.connect() as connection:
             row = (await connection.execute(insert, params)).one_or_none()
             if row is not None:
-                if owner is None:
-                    await notify(connection, WORK_CHANNEL, "run")
                 return workflow_of(row), True
             existing = (
                 await connection.execute(
@@ -97,7 +97,7 @@ class Runs(Queries):
             FROM claimable WHERE w.key = claimable.key
             RETURNING {", ".join("w." + c.strip() for c in WORKFLOW_COLUMNS.split(","))}
         """)
-        async with self._engine.begin() as connection:
+        async with self._single.connect() as connection:
             rows = await connection.execute(
                 statement, {"owner": owner, "lease": lease_seconds, "limit": limit}
             )
@@ -113,7 +113,7 @@ class Runs(Queries):
                 next_attempt_at = now() + make_interval(secs => :delay), updated_at = now()
             WHERE key = :key AND lease_owner = :owner AND status = 'running'
         """)
-        async with self._engine.begin() as connection:
+        async with self._single.connect() as connection:
             result = await connection.execute(
                 statement, {"key": key, "owner": owner, "error": error, "delay": delay_seconds}
             )

@@ -232,7 +232,7 @@ class Subscriptions(Queries):
             RETURNING s.id, s.workflow_key, s.email, s.message_id, s.attempts,
                       p.state, p.value::text AS value_json, p.error
         """)
-        async with self._engine.begin() as connection:
+        async with self._single.connect() as connection:
             rows = await connection.execute(
                 statement, {"owner": owner, "lease": lease_seconds, "limit": limit}
             )
@@ -271,10 +271,11 @@ class Subscriptions(Queries):
             UPDATE subscription
             SET {assignments}, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
             WHERE id = :id AND lease_owner = :owner AND status = 'ready'
-            RETURNING workflow_key,
-                      extract(epoch FROM now() - coalesce(ready_at, created_at))::float AS waited
+            RETURNING extract(epoch FROM now() - coalesce(ready_at, created_at))::float AS waited,
+                      -- wakes whoever waits on this delivery (sync on_notify, event streams)
+                      pg_notify('{KEY_CHANNEL}', workflow_key || ' ' || id::text)
         """)
-        async with self._engine.begin() as connection:
+        async with self._single.connect() as connection:
             row = (
                 await connection.execute(
                     statement, {"id": subscription_id, "owner": owner, **params}
@@ -282,8 +283,6 @@ class Subscriptions(Queries):
             ).one_or_none()
             if row is None:
                 return None
-            # Wakes whoever waits on this delivery (sync on_notify, status streams) on any replica.
-            await notify(connection, KEY_CHANNEL, f"{row.workflow_key} {subscription_id}")
             waited: float = row.waited
             return waited
 
@@ -297,7 +296,7 @@ class Subscriptions(Queries):
                 next_attempt_at = now() + make_interval(secs => :delay), updated_at = now()
             WHERE id = :id AND lease_owner = :owner AND status = 'ready'
         """)
-        async with self._engine.begin() as connection:
+        async with self._single.connect() as connection:
             result = await connection.execute(
                 statement,
                 {"id": subscription_id, "owner": owner, "error": error, "delay": delay_seconds},
