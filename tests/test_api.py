@@ -333,6 +333,76 @@ async def test_listing_pages_newest_first_while_rows_are_added(
     assert (await client.get("/workflows", params={"status": "odd"})).status_code == 422
 
 
+async def test_listing_by_key_prefix(
+    start_app: Callable[..., Awaitable[RunningApp]], db: asyncpg.Connection
+) -> None:
+    app = await start_app()
+    client = app.client
+    # Oldest first; finished, so that no worker touches them.
+    rows = [
+        ("ord-1", "succeeded"),
+        ("ord-2", "failed"),
+        ("ord-10", "succeeded"),
+        ("ord_1", "succeeded"),
+        ("ordx1", "succeeded"),
+        ("ord", "succeeded"),
+        ("Ord-3", "succeeded"),
+        ("other", "succeeded"),
+    ]
+    for age, (key, status) in zip(range(len(rows), 0, -1), rows, strict=True):
+        await db.execute(
+            """
+            INSERT INTO workflow (key, query, status, created_at, finished_at)
+            VALUES ($1, 'q', $2, now() - make_interval(mins => $3), now())
+            """,
+            key,
+            status,
+            age,
+        )
+
+    async def listed(**params: Any) -> tuple[list[str], str | None]:
+        response = await client.get("/workflows", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        return [item["key"] for item in page["items"]], page["next_cursor"]
+
+    assert await listed(key_prefix="ord-") == (["ord-10", "ord-2", "ord-1"], None)
+    assert await listed(key_prefix="ord-1") == (["ord-10", "ord-1"], None)
+    assert await listed(key_prefix="Ord") == (["Ord-3"], None)  # case-sensitive
+    assert await listed(key_prefix="other") == (["other"], None)  # a whole key
+    assert await listed(key_prefix="ord_") == (["ord_1"], None)  # '_' is no wildcard
+    assert await listed(key_prefix="nothing") == ([], None)
+    assert await listed(key_prefix="x" * 256) == ([], None)
+    assert len((await listed(key_prefix=""))[0]) == len(rows)  # empty: every key
+    assert await listed(key_prefix="ord-", status="failed") == (["ord-2"], None)
+
+    # Pages of one prefix: the cursor stays valid with it, rows added meanwhile shift nothing.
+    first, cursor = await listed(key_prefix="ord", limit=2)
+    assert first == ["ord", "ordx1"]
+    await client.post("/workflows/ord-new/run", json="q")
+    second, cursor = await listed(key_prefix="ord", limit=2, cursor=cursor)
+    assert second == ["ord_1", "ord-10"]
+    third, cursor = await listed(key_prefix="ord", limit=2, cursor=cursor)
+    assert (third, cursor) == (["ord-2", "ord-1"], None)
+    assert (await listed(key_prefix="ord", limit=2))[0] == ["ord-new", "ord"]
+
+    for invalid in ("%", "ord%", "a b", "ord/", "ord*", "x" * 257):
+        response = await client.get("/workflows", params={"key_prefix": invalid})
+        assert response.status_code == 422, invalid
+        assert response.json()["error"]["code"] == "invalid_key_prefix"
+        assert "256 characters" in response.json()["error"]["message"]
+
+    # No key the API accepts holds '%'; the store still never reads it (or '_') as a wildcard.
+    for key in ("p%q", "pxq", "p_q"):
+        await db.execute(
+            "INSERT INTO workflow (key, query, status) VALUES ($1, 'q', 'cancelled')", key
+        )
+    store = app.app.state.service.store
+    for prefix, expected in (("p%", ["p%q"]), ("p_", ["p_q"]), ("p", ["p_q", "pxq", "p%q"])):
+        found = await store.list_workflows(status=None, limit=10, before=None, key_prefix=prefix)
+        assert sorted(row.key for row in found) == sorted(expected), prefix
+
+
 async def test_subscriptions_per_workflow_are_capped(
     start_app: Callable[..., Awaitable[RunningApp]],
 ) -> None:

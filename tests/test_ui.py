@@ -404,9 +404,44 @@ async def test_filter_search_and_pages(
     await page.click("#page-newer")
     await expect(rows).to_have_count(25)
 
-    await page.fill("#search-key", "page-1")
+    # The search asks the service for the keys that start with what was typed: on every page.
+    await page.fill("#search-key", "ui-page-0")
     await expect(rows).to_have_count(10)
+    await expect(rows.first).to_have_attribute("data-key", "ui-page-09")
+    await expect(rows.last).to_have_attribute("data-key", "ui-page-00")  # was on page 2
+    await page.fill("#search-key", "ui-page-02")
+    await page.press("#search-key", "Enter")
+    await expect(rows).to_have_count(1)
+    await expect(row(page, "ui-page-02")).to_be_visible()
+    await page.screenshot(path=screenshots("list-search"), full_page=True)
+    # Pages of a search; a new search starts again at its first page.
+    await page.fill("#search-key", "ui-page-")
+    await expect(rows).to_have_count(25)
+    await page.click("#page-older")
+    await expect(page.locator("#page-label")).to_have_text("Page 2")
+    await expect(rows).to_have_count(5)
+    await expect(rows.first).to_have_attribute("data-key", "ui-page-04")
+    await page.fill("#search-key", "ui-page-1")
+    await expect(page.locator("#page-label")).to_have_text("Page 1")
+    await expect(rows).to_have_count(10)
+    # Combined with the state filter, and kept live: a new match shows up, others do not.
+    await page.click('#filters button[data-status="succeeded"]')
+    await page.fill("#search-key", "ui-late")
+    await expect(page.locator("#list-empty")).to_have_text(
+        'No succeeded workflows with a key starting with "ui-late".'
+    )
+    await app.client.post("/workflows/zz-late/run/send", json="not a match")
+    await app.client.post("/workflows/ui-late/run/send", json="a match")
+    await expect(rows).to_have_count(1)
+    await expect(row(page, "ui-late").locator(".badge")).to_have_text("succeeded")
+    await expect(row(page, "zz-late")).to_have_count(0)
+    await page.click('#filters button[data-status=""]')
+    # What no key can start with is refused, as the API says it.
+    await page.fill("#search-key", "ui page")
+    await expect(page.locator("#search-result")).to_contain_text("422 invalid_key_prefix")
     await page.fill("#search-key", "")
+    await expect(page.locator("#search-result")).to_have_text("")
+    await expect(rows).to_have_count(25)
     await page.click('#filters button[data-status="running"]')
     await expect(page.locator("#list-empty")).to_have_text("No running workflows.")
     await page.click('#filters button[data-status="succeeded"]')

@@ -49,6 +49,13 @@ def describe_validation(errors: Sequence[Any]) -> tuple[int, str, str]:
             "invalid_key",
             "the workflow key must be 1 to 256 characters of letters, digits, '.', '_', '~' or '-'",
         )
+    if loc == ("query", "key_prefix"):
+        return (
+            422,
+            "invalid_key_prefix",
+            "key_prefix must be up to 256 characters of letters, digits, '.', '_', '~' or '-' "
+            "(the start of a workflow key)",
+        )
     if loc == ("body",) and kind == "missing":
         return 422, "missing_body", "a JSON body is required (send it with curl --json)"
     if loc == ("body",) and kind in ("model_type", "model_attributes_type", "dict_type"):

@@ -27,6 +27,9 @@ from app.api.security import SubscribeRateLimit
 from app.durable.store import RunInput, WorkflowRow
 from app.errors import Conflict, DeliveryFailed, NotFound, WorkflowFailed
 
+# A key's first characters: those of KEY_PATTERN, none to all 256 of them.
+KEY_PREFIX_PATTERN = r"^[A-Za-z0-9._~-]*$"
+
 router = APIRouter()
 # GET /workflows: only under /workflows (the seed's path style has no listing).
 listing = APIRouter()
@@ -217,8 +220,8 @@ async def delete(key: KeyPath, service: ServiceDep) -> None:
     "",
     summary="List workflows",
     description=(
-        "Newest first. Pass `next_cursor` back as `cursor` for the next page; pages stay "
-        "correct while workflows are being added."
+        "Newest first. Pass `next_cursor` back as `cursor` for the next page, with the same "
+        "`status` and `key_prefix`; pages stay correct while workflows are being added."
     ),
     responses=_errors(),
 )
@@ -227,8 +230,23 @@ async def list_workflows(
     status_filter: Annotated[
         WorkflowState | None, Query(alias="status", description="Only workflows in this state.")
     ] = None,
+    key_prefix: Annotated[
+        str | None,
+        Query(
+            max_length=256,
+            pattern=KEY_PREFIX_PATTERN,
+            description=(
+                "Only workflows whose key starts with this text (case-sensitive; every "
+                "character matches only itself, `_` included). Up to 256 of the characters a "
+                "key may hold: letters, digits, '.', '_', '~', '-'; empty means every key."
+            ),
+            examples=["msg-"],
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> WorkflowList:
-    rows, next_cursor = await service.list(status=status_filter, limit=limit, cursor=cursor)
+    rows, next_cursor = await service.list(
+        status=status_filter, limit=limit, cursor=cursor, key_prefix=key_prefix
+    )
     return WorkflowList(items=[WorkflowSummaryOut.of(row) for row in rows], next_cursor=next_cursor)

@@ -289,11 +289,14 @@ class WorkflowService:
         return await self.store.workflow_status(key)
 
     async def list(
-        self, *, status: str | None, limit: int, cursor: str | None
+        self, *, status: str | None, limit: int, cursor: str | None, key_prefix: str | None = None
     ) -> tuple[list[WorkflowSummary], str | None]:
-        """A page of workflows, newest first, and the cursor of the next page (None at the end)."""
+        """A page of workflows, newest first, and the cursor of the next page (None at the end).
+        The cursor only marks a position, so it stays valid with the same filters."""
         before = decode_cursor(cursor) if cursor else None
-        rows = await self.store.list_workflows(status=status, limit=limit + 1, before=before)
+        rows = await self.store.list_workflows(
+            status=status, limit=limit + 1, before=before, key_prefix=key_prefix or None
+        )
         page = rows[:limit]
         more = len(rows) > limit
         return page, encode_cursor(page[-1].created_at, page[-1].key) if more else None

@@ -26,13 +26,22 @@ from app.durable.store.rows import (
 
 class Reads(Queries):
     async def list_workflows(
-        self, *, status: str | None, limit: int, before: tuple[datetime, str] | None
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        before: tuple[datetime, str] | None,
+        key_prefix: str | None = None,
     ) -> list[WorkflowSummary]:
         """Newest first; `before` is the (created_at, key) of the last row of the previous page,
-        so rows inserted meanwhile never shift a page."""
+        so rows inserted meanwhile never shift a page. `key_prefix` keeps only the keys that
+        start with it, compared as plain text: no character of it is a wildcard."""
         conditions = []
         if status is not None:
             conditions.append("status = :status")
+        if key_prefix:
+            # starts_with, not LIKE: '%' and '_' in the prefix match only themselves.
+            conditions.append("starts_with(key, :key_prefix)")
         if before is not None:
             conditions.append("(created_at, key) < (:before_at, :before_key)")
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
@@ -48,7 +57,7 @@ class Reads(Queries):
             ORDER BY created_at DESC, key DESC
             LIMIT :limit
         """)
-        params: dict[str, object] = {"status": status, "limit": limit}
+        params: dict[str, object] = {"status": status, "limit": limit, "key_prefix": key_prefix}
         if before is not None:
             params.update(before_at=before[0], before_key=before[1])
         async with self._single.connect() as connection:

@@ -1,12 +1,14 @@
-// The list of workflows: newest first, filtered by state, paged with the API's cursor, kept
-// live by following the unfinished workflows' event streams (a handful at most: each holds a
-// connection) and by refreshing the shown page every few seconds to pick up new workflows.
+// The list of workflows: newest first, filtered by state and by the start of the key (both by
+// the API, across every page), paged with the API's cursor, kept live by following the
+// unfinished workflows' event streams (a handful at most: each holds a connection) and by
+// refreshing the shown page every few seconds to pick up new workflows.
 
 import { ApiError, get, path, post, streamEvents } from "./api.js";
 import { age, badge, byId, formatElapsed, formatSeconds, h, say, secondsSince } from "./dom.js";
 
 const PAGE_SIZE = 25;
 const REFRESH_SECONDS = 5;
+const SEARCH_DELAY_MS = 300; // typing pauses this long before the list is read again
 // Browsers open at most six connections to one server over HTTP/1.1; keep room for the rest.
 const MAX_STREAMS = 4;
 const UNFINISHED = new Set(["pending", "running"]);
@@ -17,7 +19,8 @@ const state = {
   cursors: [null], // the cursor of each page visited; the last one is shown
   items: [],
   nextCursor: null,
-  search: "",
+  search: "", // the key prefix the list is filtered by, as sent
+  searchTimer: null,
   failed: false,
   streams: new Map(), // key -> AbortController
   deliveries: new Map(), // key -> Map(subscription id -> status), from the streams
@@ -67,23 +70,18 @@ function row(item) {
   );
 }
 
-function visibleItems() {
-  const needle = state.search.trim().toLowerCase();
-  return needle ? state.items.filter((item) => item.key.toLowerCase().includes(needle)) : state.items;
+function emptyText() {
+  if (state.failed) return "The list could not be loaded: see the message above.";
+  const which = state.status ? `${state.status} workflows` : "workflows";
+  if (state.search) return `No ${which} with a key starting with "${state.search}".`;
+  return state.status ? `No ${which}.` : "No workflows yet: start one above.";
 }
 
 function render() {
-  const items = visibleItems();
-  byId("workflow-rows").replaceChildren(...items.map(row));
+  byId("workflow-rows").replaceChildren(...state.items.map(row));
   const empty = byId("list-empty");
-  empty.hidden = items.length > 0;
-  empty.textContent = state.failed
-    ? "The list could not be loaded: see the message above."
-    : state.items.length
-    ? `No workflow on this page has a key containing "${state.search.trim()}". Open searches every key exactly.`
-    : state.status
-      ? `No ${state.status} workflows.`
-      : "No workflows yet: start one above.";
+  empty.hidden = state.items.length > 0;
+  empty.textContent = emptyText();
   const page = state.cursors.length;
   byId("page-label").textContent = `Page ${page}`;
   byId("page-newer").disabled = page === 1;
@@ -166,6 +164,7 @@ function syncStreams() {
 async function load() {
   const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
   if (state.status) query.set("status", state.status);
+  if (state.search) query.set("key_prefix", state.search);
   const cursor = state.cursors[state.cursors.length - 1];
   if (cursor) query.set("cursor", cursor);
   const loading = get(`/workflows?${query}`);
@@ -173,6 +172,7 @@ async function load() {
   try {
     const page = await loading;
     if (state.loading !== loading || !state.active) return; // a newer load took over
+    if (state.failed) say(byId("search-result"), ""); // the message was this list's failure
     state.items = page.items;
     state.nextCursor = page.next_cursor;
     state.failed = false;
@@ -183,7 +183,6 @@ async function load() {
     }
     syncStreams();
     render();
-    say(byId("search-result"), "");
   } catch (error) {
     if (state.loading !== loading || !state.active) return;
     state.failed = true;
@@ -193,6 +192,22 @@ async function load() {
     render();
     say(byId("search-result"), `Could not list workflows: ${error}`, "error");
   }
+}
+
+/** Filter by the search box's text now: a new prefix starts again at the first page; the same
+ * one is read again only when `again` (Enter). */
+function search(again = false) {
+  clearTimeout(state.searchTimer);
+  state.searchTimer = null;
+  const prefix = byId("search-key").value.trim();
+  if (prefix !== state.search) {
+    state.search = prefix;
+    state.cursors = [null];
+    say(byId("search-result"), "");
+  } else if (!again) {
+    return;
+  }
+  load();
 }
 
 function setFilter(status) {
@@ -242,6 +257,7 @@ async function startRun(event) {
 
 async function openKey(event) {
   event.preventDefault();
+  search(); // what was typed filters the list too, without waiting for the pause
   const key = byId("search-key").value.trim();
   const result = byId("search-result");
   if (!key) {
@@ -268,9 +284,15 @@ function wire() {
   byId("start-key").value = newKey();
   byId("start-form").addEventListener("submit", startRun);
   byId("search-form").addEventListener("submit", openKey);
-  byId("search-key").addEventListener("input", (event) => {
-    state.search = event.target.value;
-    render();
+  byId("search-key").addEventListener("input", () => {
+    clearTimeout(state.searchTimer);
+    state.searchTimer = setTimeout(() => search(), SEARCH_DELAY_MS);
+  });
+  byId("search-key").addEventListener("keydown", (event) => {
+    // Enter searches at once; the Open button (or its own Enter) opens the exact key.
+    if (event.key !== "Enter" || event.isComposing) return;
+    event.preventDefault();
+    search(true);
   });
   byId("filters").addEventListener("click", (event) => {
     const button = event.target.closest("button[data-status]");
@@ -294,6 +316,12 @@ export const listView = {
     state.navigate = navigate;
     state.active = true;
     wire();
+    // A search typed just before leaving the page, whose pause had not yet passed.
+    const typed = byId("search-key").value.trim();
+    if (typed !== state.search) {
+      state.search = typed;
+      state.cursors = [null];
+    }
     render();
     load();
     state.timer = setInterval(() => {
@@ -304,6 +332,8 @@ export const listView = {
   stop() {
     state.active = false;
     clearInterval(state.timer);
+    clearTimeout(state.searchTimer);
+    state.searchTimer = null;
     for (const controller of state.streams.values()) controller.abort();
     state.streams.clear();
   },
