@@ -86,5 +86,6 @@ class Promises(Queries):
                 reserve=reserve,
                 lease_seconds=lease_seconds,
                 notify_on_failure=notify_on_failure,
+                promise=completed,
             )
             return PromiseCompletion(promise_of(completed), changed=True, deliveries=deliveries)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.durable.store.rows import (
     AGENT_PROMISE,
     CANCELLED,
     FINISHED_SQL,
+    KEY_CHANNEL,
+    PROMISE_COLUMNS,
     WORK_CHANNEL,
     WORKFLOW_COLUMNS,
     Cancellation,
@@ -141,7 +144,7 @@ class Runs(Queries):
         succeeded = error is None
         try:
             async with self._engine.begin() as connection:
-                await _complete_agent_promise(connection, key, output=output, error=error)
+                promise = await _complete_agent_promise(connection, key, output=output, error=error)
                 row = (
                     await connection.execute(
                         text(f"""
@@ -150,7 +153,9 @@ class Runs(Queries):
                                 lease_owner = NULL, lease_expires_at = NULL,
                                 finished_at = now(), updated_at = now()
                             WHERE key = :key AND lease_owner = :owner AND status = 'running'
-                            RETURNING {WORKFLOW_COLUMNS}
+                            RETURNING {WORKFLOW_COLUMNS},
+                                -- wakes the key's waiters on every replica, at commit
+                                pg_notify('{KEY_CHANNEL}', key)
                         """),
                         {
                             "key": key,
@@ -171,6 +176,8 @@ class Runs(Queries):
                     reserve=reserve,
                     lease_seconds=lease_seconds,
                     notify_on_failure=notify_on_failure,
+                    promise=promise,
+                    notified=True,
                 )
                 return workflow_of(row), deliveries
         except LeaseLost:
@@ -190,7 +197,9 @@ class Runs(Queries):
         if there is none. Whoever runs it sees its lease gone and abandons the call."""
         try:
             async with self._engine.begin() as connection:
-                await _complete_agent_promise(connection, key, output=None, error=CANCELLED)
+                promise = await _complete_agent_promise(
+                    connection, key, output=None, error=CANCELLED
+                )
                 row = (
                     await connection.execute(
                         text(f"""
@@ -213,6 +222,7 @@ class Runs(Queries):
                     reserve=reserve,
                     lease_seconds=lease_seconds,
                     notify_on_failure=notify_on_failure,
+                    promise=promise,
                 )
                 return Cancellation(workflow_of(row), cancelled=True, deliveries=deliveries)
         except LeaseLost:
@@ -418,23 +428,28 @@ async def renew_leases(
 
 async def _complete_agent_promise(
     connection: AsyncConnection, key: str, *, output: str | None, error: str | None
-) -> None:
+) -> Row[Any] | None:
     """Resolve (no `error`) or reject the agent's promise unless it is complete already, taking
-    the promise row's lock first, as every transaction does."""
-    await connection.execute(
-        text("""
-            INSERT INTO promise (workflow_key, name, state, value, error, completed_at)
-            VALUES (:key, :name, :state, CAST(:value AS jsonb), :error, now())
-            ON CONFLICT (workflow_key, name) DO UPDATE
-            SET state = excluded.state, value = excluded.value, error = excluded.error,
-                completed_at = excluded.completed_at
-            WHERE promise.state = 'pending'
-        """),
-        {
-            "key": key,
-            "name": AGENT_PROMISE,
-            "state": "resolved" if error is None else "rejected",
-            "value": json.dumps(output) if error is None else None,
-            "error": error,
-        },
-    )
+    the promise row's lock first, as every transaction does. Returns the promise (PROMISE_COLUMNS)
+    if this completed it, None if it was complete already."""
+    row: Row[Any] | None = (
+        await connection.execute(
+            text(f"""
+                INSERT INTO promise (workflow_key, name, state, value, error, completed_at)
+                VALUES (:key, :name, :state, CAST(:value AS jsonb), :error, now())
+                ON CONFLICT (workflow_key, name) DO UPDATE
+                SET state = excluded.state, value = excluded.value, error = excluded.error,
+                    completed_at = excluded.completed_at
+                WHERE promise.state = 'pending'
+                RETURNING {PROMISE_COLUMNS}
+            """),
+            {
+                "key": key,
+                "name": AGENT_PROMISE,
+                "state": "resolved" if error is None else "rejected",
+                "value": json.dumps(output) if error is None else None,
+                "error": error,
+            },
+        )
+    ).one_or_none()
+    return row

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.durable.store.rows import (
@@ -34,21 +35,25 @@ async def release_waiting(
     reserve: Callable[[int], int],
     lease_seconds: float,
     notify_on_failure: bool,
+    promise: Row[Any] | None = None,
 ) -> list[Delivery]:
     """Turn the promise's waiting subscriptions ready (the caller holds the promise lock).
 
     `reserve(n)` is asked for room for the n readied ones in the caller's delivery worker; as
     many as it grants are leased to `deliver_to` and returned, for the caller to send right
     after the commit. The rest are left to whichever worker claims them first.
+    `promise` is the completed promise's row (PROMISE_COLUMNS) when the caller has it.
     """
-    promise = (
-        await connection.execute(
-            text(
-                f"SELECT {PROMISE_COLUMNS} FROM promise WHERE workflow_key = :key AND name = :name"
-            ),
-            {"key": key, "name": promise_name},
-        )
-    ).one()
+    if promise is None:
+        promise = (
+            await connection.execute(
+                text(
+                    f"SELECT {PROMISE_COLUMNS} FROM promise "
+                    "WHERE workflow_key = :key AND name = :name"
+                ),
+                {"key": key, "name": promise_name},
+            )
+        ).one()
     if promise.state == "rejected" and not notify_on_failure:
         await connection.execute(
             text("""
@@ -60,38 +65,37 @@ async def release_waiting(
             {"key": key, "name": promise_name},
         )
         return []
+    # One statement readies them all and leases them all to the caller, the common case (its
+    # delivery worker has room); what reserve() then refuses is handed back below.
     readied = (
         await connection.execute(
             text("""
                 UPDATE subscription
-                SET status = 'ready', ready_at = now(), next_attempt_at = now(), updated_at = now()
+                SET status = 'ready', ready_at = now(), next_attempt_at = now(),
+                    updated_at = now(), lease_owner = :owner, attempts = attempts + 1,
+                    lease_expires_at = now() + make_interval(secs => :lease)
                 WHERE workflow_key = :key AND promise_name = :name AND status = 'waiting'
-                RETURNING id, created_at
+                RETURNING id, workflow_key, email, message_id, attempts, created_at
             """),
-            {"key": key, "name": promise_name},
+            {"key": key, "name": promise_name, "owner": deliver_to, "lease": lease_seconds},
         )
     ).all()
     if not readied:
         return []
     # Oldest subscribers first; the reservation is exactly what this run needs, no more.
-    ids = [row.id for row in sorted(readied, key=lambda row: (row.created_at, row.id))]
-    slots = reserve(len(ids))
-    deliveries: list[Delivery] = []
-    if slots:
-        rows = await connection.execute(
+    readied = sorted(readied, key=lambda row: (row.created_at, row.id))
+    slots = reserve(len(readied))
+    if slots < len(readied):
+        await connection.execute(
             text("""
                 UPDATE subscription
-                SET lease_owner = :owner, attempts = attempts + 1,
-                    lease_expires_at = now() + make_interval(secs => :lease)
+                SET lease_owner = NULL, lease_expires_at = NULL, attempts = attempts - 1
                 WHERE id = ANY(:ids)
-                RETURNING id, workflow_key, email, message_id, attempts
             """),
-            {"owner": deliver_to, "lease": lease_seconds, "ids": ids[:slots]},
+            {"ids": [row.id for row in readied[slots:]]},
         )
-        deliveries = [delivery_of(row, promise) for row in rows]
-    if slots < len(ids):
         await notify(connection, WORK_CHANNEL, "delivery")
-    return deliveries
+    return [delivery_of(row, promise) for row in readied[:slots]]
 
 
 async def announce_completion(
@@ -103,9 +107,12 @@ async def announce_completion(
     reserve: Callable[[int], int],
     lease_seconds: float,
     notify_on_failure: bool,
+    promise: Row[Any] | None = None,
+    notified: bool = False,
 ) -> list[Delivery]:
     """After a promise completed in this transaction: ready its subscribers (release_waiting)
-    and NOTIFY the key, so waiters on every replica re-read."""
+    and NOTIFY the key, so waiters on every replica re-read (unless the caller's statements
+    did: `notified`)."""
     deliveries = await release_waiting(
         connection,
         key,
@@ -114,8 +121,10 @@ async def announce_completion(
         reserve=reserve,
         lease_seconds=lease_seconds,
         notify_on_failure=notify_on_failure,
+        promise=promise,
     )
-    await notify(connection, KEY_CHANNEL, key)
+    if not notified:
+        await notify(connection, KEY_CHANNEL, key)
     return deliveries
 
 
