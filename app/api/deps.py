@@ -11,7 +11,8 @@ from app.config import KEY_PATTERN
 from app.durable.service import WorkflowService
 
 
-def get_service(request: Request) -> WorkflowService:
+async def get_service(request: Request) -> WorkflowService:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a hop per request.
     service: WorkflowService = request.app.state.service
     return service
 

@@ -113,7 +113,7 @@ class RateLimiter:
             self._buckets.popitem(last=False)
 
 
-def limit_subscriptions(request: Request) -> None:
+async def limit_subscriptions(request: Request) -> None:
     limiter: RateLimiter = request.app.state.subscribe_limiter
     limiter.take(client_identity(request.scope))
 
