@@ -51,6 +51,16 @@ def load_litellm() -> Any:
     return litellm
 
 
+def call_options(*, timeout_seconds: float) -> dict[str, Any]:
+    """The keyword arguments every `litellm.acompletion` call of the service carries."""
+    return {
+        "timeout": timeout_seconds,
+        # Retries are ours: durable, with backoff, counted in the workflow row.
+        "num_retries": 0,
+        "max_retries": 0,
+    }
+
+
 def _offline_handler(litellm: Any) -> Any:
     class OfflineModel(litellm.CustomLLM):  # type: ignore[misc]
         async def acompletion(
@@ -141,10 +151,7 @@ class Agent:
         kwargs: dict[str, Any] = {
             "model": model,
             "messages": messages,
-            "timeout": settings.agent_timeout_seconds,
-            # Retries are ours: durable, with backoff, counted in the workflow row.
-            "num_retries": 0,
-            "max_retries": 0,
+            **call_options(timeout_seconds=settings.agent_timeout_seconds),
         }
         if settings.agent_api_base:
             kwargs["api_base"] = settings.agent_api_base
