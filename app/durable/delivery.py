@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Hashable
+import uuid
+from collections.abc import Hashable, Sequence
 
 from app.config import Settings
+from app.durable.batch import Batcher
 from app.durable.listener import Listener
 from app.durable.retry import RetryPolicy, through_outages
 from app.durable.store import Delivery, Store
@@ -45,6 +47,13 @@ class DeliveryWorker(Worker[Delivery]):
         self._metrics = metrics
         self._settings = settings
         self._owner = owner
+        # Under load, many sends finish while one `sent` is being recorded: the next batch
+        # records them together (one statement and one commit), which also shortens the window
+        # in which an accepted email is not yet recorded as sent.
+        self._sent: Batcher[uuid.UUID, float | None] = Batcher(self._mark_sent, missing=None)
+
+    async def _mark_sent(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, float | None]:
+        return dict(await self._store.mark_sent_many(ids, owner=self._owner))
 
     async def claim(self, limit: int) -> list[Delivery]:
         return await self._store.claim_deliveries(
@@ -87,7 +96,7 @@ class DeliveryWorker(Worker[Delivery]):
         else:
             self._metrics.smtp_seconds.labels("ok").observe(time.perf_counter() - started)
             waited = await through_outages(
-                lambda: self._store.mark_sent(subscription_id, owner=self._owner),
+                lambda: self._sent.submit(subscription_id),
                 what=f"record email {notification.message_id} as sent",
             )
             self._metrics.emails.labels("sent").inc()

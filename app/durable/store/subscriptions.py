@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Row, text
@@ -256,6 +256,27 @@ class Subscriptions(Queries):
             assignments="status = 'sent', sent_at = now(), last_error = NULL",
             params={},
         )
+
+    async def mark_sent_many(
+        self, subscription_ids: Sequence[uuid.UUID], *, owner: str
+    ) -> dict[uuid.UUID, float]:
+        """mark_sent for many subscriptions in one statement: seconds since each became ready,
+        for those whose lease `owner` still held."""
+        statement = text(f"""
+            UPDATE subscription
+            SET status = 'sent', sent_at = now(), last_error = NULL, lease_owner = NULL,
+                lease_expires_at = NULL, updated_at = now()
+            WHERE id = ANY(:ids) AND lease_owner = :owner AND status = 'ready'
+            RETURNING id,
+                      extract(epoch FROM now() - coalesce(ready_at, created_at))::float AS waited,
+                      -- wakes whoever waits on this delivery (sync on_notify, event streams)
+                      pg_notify('{KEY_CHANNEL}', workflow_key || ' ' || id::text)
+        """)
+        async with self._single.connect() as connection:
+            rows = await connection.execute(
+                statement, {"ids": list(subscription_ids), "owner": owner}
+            )
+            return {row.id: row.waited for row in rows}
 
     async def fail_delivery(
         self, subscription_id: uuid.UUID, *, owner: str, error: str
