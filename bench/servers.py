@@ -4,8 +4,9 @@ configurable delay) and an SMTP sink that timestamps each arrival, plus a small 
     python -m bench.servers --llm-port 0 --smtp-port 0 --control-port 0 --delay 0
 
 prints one JSON line with the ports once everything listens. Control API (HTTP, JSON):
-GET /arrivals?since=N → [[key, recipient, message_id, t], …] from index N (t: time.monotonic(),
-comparable across processes on one machine); GET /stats → {"llm_calls", "emails"};
+GET /arrivals?since=N[&wait=S] → [[key, recipient, message_id, t], …] from index N (t:
+time.monotonic(), comparable across processes on one machine; with wait, answers at the next
+arrival when there is none yet, or after S seconds); GET /stats → {"llm_calls", "emails"};
 POST /hold and POST /release (hold every LLM answer, release them all); POST /reset.
 """
 
@@ -31,6 +32,7 @@ class Sink(Inbox):
     def __init__(self) -> None:
         super().__init__()
         self.arrivals: list[tuple[str, str, str, float]] = []
+        self.new_arrival = asyncio.Event()  # set and cleared at each arrival
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         arrived = time.monotonic()
@@ -43,6 +45,8 @@ class Sink(Inbox):
                 arrived,
             )
         )
+        self.new_arrival.set()
+        self.new_arrival.clear()
         return "250 Message accepted"
 
 
@@ -54,6 +58,14 @@ async def serve(llm_port: int, smtp_port: int, control_port: int, delay: float) 
 
     async def arrivals(request: web.Request) -> web.Response:
         since = int(request.query.get("since", "0"))
+        wait = float(request.query.get("wait", "0"))
+        if wait and len(sink.arrivals) <= since:  # long poll: answer at the next arrival
+            try:
+                async with asyncio.timeout(wait):
+                    while len(sink.arrivals) <= since:
+                        await sink.new_arrival.wait()
+            except TimeoutError:
+                pass
         return web.json_response(sink.arrivals[since:])
 
     async def stats(_request: web.Request) -> web.Response:
