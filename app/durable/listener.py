@@ -15,11 +15,18 @@ from typing import TypeVar
 
 import asyncpg
 
-from app.durable.store import KEY_CHANNEL, WORK_CHANNEL
+from app.durable.store import KEY_CHANNEL, WORK_CHANNEL, WorkflowRow
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class Wakeup(asyncio.Event):
+    """A waiter's event. `finished` is the finished workflow's row when this process committed
+    the finish itself and handed the row over (it need not be read back); else None."""
+
+    finished: WorkflowRow | None = None
 
 
 class Listener:
@@ -34,7 +41,7 @@ class Listener:
         self._keepalive_seconds = keepalive_seconds
         self._reconnect_max_seconds = reconnect_max_seconds
         # workflow key -> subscription id (None: the workflow itself) -> waiting events
-        self._waiters: dict[str, dict[str | None, set[asyncio.Event]]] = {}
+        self._waiters: dict[str, dict[str | None, set[Wakeup]]] = {}
         self._work_callbacks: list[Callable[[], None]] = []
         self._connected_hooks: list[Callable[[asyncpg.Connection], Awaitable[None]]] = []
         self._reconnected_callbacks: list[Callable[[], None]] = []
@@ -74,10 +81,10 @@ class Listener:
         self._work_callbacks.append(callback)
 
     @contextlib.contextmanager
-    def watch(self, key: str, subscription: str | None = None) -> Iterator[asyncio.Event]:
+    def watch(self, key: str, subscription: str | None = None) -> Iterator[Wakeup]:
         """An event set whenever workflow `key` (or only its `subscription`, if given) may have
         changed; clear it before re-reading the row."""
-        event = asyncio.Event()
+        event = Wakeup()
         topics = self._waiters.setdefault(key, {})
         waiters = topics.setdefault(subscription, set())
         waiters.add(event)
@@ -90,10 +97,13 @@ class Listener:
                 if not topics:
                     self._waiters.pop(key, None)
 
-    def wake(self, key: str, subscription: str | None = None) -> None:
+    def wake(
+        self, key: str, subscription: str | None = None, *, finished: WorkflowRow | None = None
+    ) -> None:
         """Wake this process's waiters on `key`: all of them for a change of the workflow, those
         of the workflow and of that one subscription for a delivery change. Called for
-        notifications, and after a local commit to skip the round trip."""
+        notifications, and after a local commit to skip the round trip; a local commit that
+        finished the workflow hands its row over (`finished`), which saves each waiter a read."""
         topics = self._waiters.get(key)
         if not topics:
             return
@@ -103,6 +113,8 @@ class Listener:
             chosen = [topics.get(None, set()), topics.get(subscription, set())]
         for waiters in chosen:
             for event in waiters:
+                if finished is not None:
+                    event.finished = finished
                 event.set()
 
     def watched_keys(self) -> list[str]:

@@ -152,7 +152,7 @@ class Runner(Worker[WorkflowRow]):
             )
             return
         self._metrics.runs_finished.labels("succeeded" if error is None else "failed").inc()
-        self._listener.wake(item.key)
+        self._listener.wake(item.key, finished=result[0])
         for delivery in result[1]:
             self._delivery.submit(delivery)
 

@@ -150,6 +150,8 @@ class WorkflowService:
                 if workflow.finished:
                     return workflow
                 await self._wait(changed)
+                if changed.finished is not None:  # finished here: the row needs no reading
+                    return changed.finished
 
     async def cancel(self, key: str) -> Cancellation:
         """Cancel a pending or running workflow; its subscribers are told. Whoever executes it
