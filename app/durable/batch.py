@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item", bound=Hashable)
 Result = TypeVar("Result")
+
+logger = logging.getLogger(__name__)
 
 
 class Batcher(Generic[Item, Result]):
@@ -38,7 +41,20 @@ class Batcher(Generic[Item, Result]):
         self._pending.append((item, future))
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._drain())
+            self._flushing.add_done_callback(self._drained)
         return await future
+
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        # Runs however the drain ended, even cancelled before its first step (when its own
+        # `finally` never runs): what it left is failed, retryably, and the next submit starts
+        # a new one.
+        if self._flushing is not None and self._flushing is not task:
+            return  # a new drain started meanwhile: what is pending is its own
+        self._flushing = None
+        for _, future in self._pending:
+            if not future.done():
+                future.set_exception(ConnectionError("the batch was interrupted"))
+        self._pending.clear()
 
     async def _drain(self) -> None:
         try:
@@ -48,9 +64,18 @@ class Batcher(Generic[Item, Result]):
                 try:
                     results = await self._flush([item for item, _ in batch])
                 except BaseException as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    # A cancelled flush (the loop shutting down) is, to its callers, one that
+                    # did not happen: an ordinary error, which they may retry.
+                    error = (
+                        exc
+                        if isinstance(exc, Exception)
+                        else ConnectionError("the batch was interrupted")
+                    )
+                    waiting = [future for _, future in batch if not future.done()]
+                    for future in waiting:
+                        future.set_exception(error)
+                    if not waiting:
+                        logger.warning("a batch failed with no caller left: %r", exc)
                     if not isinstance(exc, Exception):
                         raise
                     continue
@@ -59,7 +84,3 @@ class Batcher(Generic[Item, Result]):
                         future.set_result(results.get(item, self._missing))
         finally:
             self._flushing = None
-            for _, future in self._pending:  # only if cancelled mid-way (shutdown)
-                if not future.done():
-                    future.cancel()
-            self._pending.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -53,7 +54,13 @@ class DeliveryWorker(Worker[Delivery]):
         self._sent: Batcher[uuid.UUID, float | None] = Batcher(self._mark_sent, missing=None)
 
     async def _mark_sent(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, float | None]:
-        return dict(await self._store.mark_sent_many(ids, owner=self._owner))
+        # A statement stuck on a half-open connection must not hold every later send's record:
+        # it is abandoned and retried as an outage would be.
+        try:
+            async with asyncio.timeout(self._settings.lease_seconds):
+                return dict(await self._store.mark_sent_many(ids, owner=self._owner))
+        except TimeoutError as exc:
+            raise ConnectionError("recording sent emails took too long") from exc
 
     async def claim(self, limit: int) -> list[Delivery]:
         return await self._store.claim_deliveries(
@@ -95,10 +102,18 @@ class DeliveryWorker(Worker[Delivery]):
             await self.recover(item, str(exc))
         else:
             self._metrics.smtp_seconds.labels("ok").observe(time.perf_counter() - started)
-            waited = await through_outages(
-                lambda: self._sent.submit(subscription_id),
-                what=f"record email {notification.message_id} as sent",
-            )
+            what = f"record email {notification.message_id} as sent"
+            try:
+                waited = await through_outages(
+                    lambda: self._sent.submit(subscription_id), what=what
+                )
+            except Exception:
+                # The batch's statement failed for a reason other than an outage (it may be
+                # another item's): record this one alone rather than send the email again.
+                logger.exception("cannot %s in a batch; recording it alone", what)
+                waited = await through_outages(
+                    lambda: self._store.mark_sent(subscription_id, owner=self._owner), what=what
+                )
             self._metrics.emails.labels("sent").inc()
             if waited is None:
                 logger.warning(

@@ -150,8 +150,11 @@ class WorkflowService:
                 if workflow.finished:
                     return workflow
                 await self._wait(changed)
-                if changed.finished is not None:  # finished here: the row needs no reading
-                    return changed.finished
+                finished = changed.finished
+                # Finished here, by the run this waiter read (not an earlier one of a key since
+                # deleted and made again): the row needs no reading back.
+                if finished is not None and finished.created_at == workflow.created_at:
+                    return finished
 
     async def cancel(self, key: str) -> Cancellation:
         """Cancel a pending or running workflow; its subscribers are told. Whoever executes it
