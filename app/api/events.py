@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.api.deps import KeyPath, ServiceDep
+from app.api.deps import KeyPath, service_of
 from app.api.schemas import ErrorResponse, WorkflowOut
 from app.durable.service import WorkflowService
 from app.durable.store import AGENT_PROMISE
@@ -34,7 +34,8 @@ router = APIRouter()
         404: {"model": ErrorResponse},
     },
 )
-async def events(key: KeyPath, service: ServiceDep) -> EventSourceResponse:
+async def events(key: KeyPath, request: Request) -> EventSourceResponse:
+    service = service_of(request)
     current = await service.status(key)
     if current.workflow is None and current.promise is None:
         raise NotFound(f"no workflow {key!r}")

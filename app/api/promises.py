@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 
-from app.api.deps import KeyPath, ServiceDep
+from app.api.deps import KeyPath, service_of
 from app.api.schemas import ErrorResponse, PromiseOut, RejectRequest, ResolveRequest
 from app.config import KEY_PATTERN
 
@@ -40,7 +40,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     description="Its state (`pending`, `resolved`, `rejected`) and its value or error.",
     responses=_errors(404),
 )
-async def get_promise(key: KeyPath, name: NamePath, service: ServiceDep) -> PromiseOut:
+async def get_promise(key: KeyPath, name: NamePath, request: Request) -> PromiseOut:
+    service = service_of(request)
     return PromiseOut.of(await service.promise(key, name))
 
 
@@ -51,8 +52,9 @@ async def get_promise(key: KeyPath, name: NamePath, service: ServiceDep) -> Prom
     responses=_errors(404, 409),
 )
 async def resolve_promise(
-    key: KeyPath, name: NamePath, body: ResolveRequest, service: ServiceDep
+    key: KeyPath, name: NamePath, body: ResolveRequest, request: Request
 ) -> PromiseOut:
+    service = service_of(request)
     completion = await service.complete_promise(key, name, value=body.value)
     return PromiseOut.of(completion.promise)
 
@@ -64,7 +66,8 @@ async def resolve_promise(
     responses=_errors(404, 409),
 )
 async def reject_promise(
-    key: KeyPath, name: NamePath, body: RejectRequest, service: ServiceDep
+    key: KeyPath, name: NamePath, body: RejectRequest, request: Request
 ) -> PromiseOut:
+    service = service_of(request)
     completion = await service.complete_promise(key, name, error=body.error)
     return PromiseOut.of(completion.promise)

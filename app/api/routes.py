@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import APIRouter, Body, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from app.api.deps import KeyPath, ServiceDep
+from app.api.deps import KeyPath, service_of
 from app.api.schemas import (
     RUN_EXAMPLES,
     SUBSCRIBE_EXAMPLES,
@@ -63,8 +63,9 @@ def _result(workflow: WorkflowRow) -> RunResult:
 async def run(
     key: KeyPath,
     body: Annotated[RunBody, Body(openapi_examples=RUN_EXAMPLES)],
-    service: ServiceDep,
+    request: Request,
 ) -> RunResult:
+    service = service_of(request)
     workflow, _created = await service.start(key, _run_input(body))
     finished = await service.wait_finished(workflow.key)
     assert finished is not None
@@ -84,8 +85,9 @@ async def run(
 async def run_send(
     key: KeyPath,
     body: Annotated[RunBody, Body(openapi_examples=RUN_EXAMPLES)],
-    service: ServiceDep,
+    request: Request,
 ) -> RunAccepted:
+    service = service_of(request)
     _workflow, created = await service.start(key, _run_input(body))
     return RunAccepted(key=key, status="accepted" if created else "previously_accepted")
 
@@ -102,9 +104,10 @@ async def run_send(
 async def on_notify(
     key: KeyPath,
     body: Annotated[SubscribeBody, Body(openapi_examples=SUBSCRIBE_EXAMPLES)],
-    service: ServiceDep,
+    request: Request,
     _rate_limit: SubscribeRateLimit,
 ) -> SubscriptionOut:
+    service = service_of(request)
     subscribed = await service.subscribe(key, body.email, body.promise)
     delivered = await service.wait_delivered(subscribed.subscription)
     if delivered.status != "sent":
@@ -128,9 +131,10 @@ async def on_notify(
 async def on_notify_send(
     key: KeyPath,
     body: Annotated[SubscribeBody, Body(openapi_examples=SUBSCRIBE_EXAMPLES)],
-    service: ServiceDep,
+    request: Request,
     _rate_limit: SubscribeRateLimit,
 ) -> SubscriptionOut:
+    service = service_of(request)
     subscribed = await service.subscribe(key, body.email, body.promise)
     return SubscriptionOut.of(subscribed.subscription)
 
@@ -144,7 +148,8 @@ async def on_notify_send(
     ),
     responses=_errors(404),
 )
-async def get_workflow(key: KeyPath, service: ServiceDep) -> WorkflowOut:
+async def get_workflow(key: KeyPath, request: Request) -> WorkflowOut:
+    service = service_of(request)
     current = await service.status(key)
     if current.workflow is None and current.promise is None:
         raise NotFound(f"no workflow {key!r}: start one with POST /workflows/{key}/run/send")
@@ -164,11 +169,12 @@ async def get_workflow(key: KeyPath, service: ServiceDep) -> WorkflowOut:
 )
 async def output(
     key: KeyPath,
-    service: ServiceDep,
+    request: Request,
     timeout: Annotated[
         float, Query(ge=0, le=86400, description="Seconds to wait; 0 answers at once.")
     ] = 30,
 ) -> Any:
+    service = service_of(request)
     current = await service.workflow(key)
     wait = min(timeout, service.settings.max_wait_seconds)
     if not current.finished and wait > 0:
@@ -191,7 +197,8 @@ async def output(
     ),
     responses=_errors(404, 409),
 )
-async def cancel(key: KeyPath, service: ServiceDep) -> WorkflowOut:
+async def cancel(key: KeyPath, request: Request) -> WorkflowOut:
+    service = service_of(request)
     cancellation = await service.cancel(key)
     if not cancellation.cancelled:
         raise Conflict(
@@ -212,7 +219,8 @@ async def cancel(key: KeyPath, service: ServiceDep) -> WorkflowOut:
     status_code=status.HTTP_204_NO_CONTENT,
     responses=_errors(404, 409),
 )
-async def delete(key: KeyPath, service: ServiceDep) -> None:
+async def delete(key: KeyPath, request: Request) -> None:
+    service = service_of(request)
     await service.delete(key)
 
 
@@ -226,7 +234,7 @@ async def delete(key: KeyPath, service: ServiceDep) -> None:
     responses=_errors(),
 )
 async def list_workflows(
-    service: ServiceDep,
+    request: Request,
     status_filter: Annotated[
         WorkflowState | None, Query(alias="status", description="Only workflows in this state.")
     ] = None,
@@ -246,7 +254,7 @@ async def list_workflows(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> WorkflowList:
-    rows, next_cursor = await service.list(
+    rows, next_cursor = await service_of(request).list(
         status=status_filter, limit=limit, cursor=cursor, key_prefix=key_prefix
     )
     return WorkflowList(items=[WorkflowSummaryOut.of(row) for row in rows], next_cursor=next_cursor)
