@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint pytest format migrate lock clean
+.PHONY: help run test lint pytest format migrate lock clean bench
 
 help:
 	@echo "make run      start the service on 127.0.0.1:8080 (embedded Postgres unless DATABASE_URL)"
 	@echo "make test     lint (ruff, ruff format --check, mypy) and run the test suite"
 	@echo "make migrate  apply database migrations and exit"
+	@echo "make bench    run the benchmark suite (~8 minutes) and draw its figures"
 	@echo "make format   apply ruff's fixes and formatting"
 	@echo "make lock     re-pin requirements.lock from a fresh resolution of pyproject.toml"
 	@echo "make clean    remove .venv and .data"
@@ -38,6 +39,14 @@ lint: $(INSTALLED)
 
 pytest: $(INSTALLED)
 	$(BIN)/pytest
+
+# Postgres is DATABASE_URL's server when set (a fresh database is made on it), else embedded.
+bench: $(INSTALLED)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,bench]'
+	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.floor
+	$(BIN)/python -m bench.litellm_cost
+	$(BIN)/python -m bench.plot
 
 format: $(INSTALLED)
 	$(BIN)/ruff check --fix .

@@ -44,6 +44,15 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.jsonl"
 
 
+SAMPLES = ROOT / "bench" / "samples"
+
+
+def save_samples(scenario: str, seconds: list[float]) -> None:
+    """Every latency of the scenario's last run, for bench/plot.py (bench/samples/, ignored)."""
+    SAMPLES.mkdir(exist_ok=True)
+    (SAMPLES / f"{scenario}.json").write_text(json.dumps([round(s * 1000, 3) for s in seconds]))
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -215,6 +224,16 @@ def cpu_seconds(service: ServiceProcess) -> float:
     return float(times.user + times.system)
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time of every Postgres process on this machine (the server is local)."""
+    total = 0.0
+    for process in psutil.process_iter(["name", "cpu_times"]):
+        times = process.info["cpu_times"]
+        if process.info["name"] in ("postgres", "postmaster") and times is not None:
+            total += times.user + times.system
+    return total
+
+
 def rss_mb(service: ServiceProcess) -> float:
     assert service.process is not None
     return psutil.Process(service.process.pid).memory_info().rss / 2**20
@@ -246,6 +265,7 @@ async def early(bench: Bench, n: int = 200) -> dict[str, Any]:
             assert response.status_code == 202, response.text
             [arrival] = await _next_email(bench.peers, seen)
             latencies.append(arrival[3] - started)
+    save_samples("early", latencies[10:])
     return {"scenario": "early", "n": n, **summary_ms(latencies[10:])}
 
 
@@ -272,6 +292,7 @@ async def late(bench: Bench, n: int = 200) -> dict[str, Any]:
             assert response.status_code == 202, response.text
             [arrival] = await _next_email(bench.peers, seen)
             latencies.append(arrival[3] - started)
+    save_samples("late", latencies[10:])
     return {"scenario": "late", "n": n, **summary_ms(latencies[10:])}
 
 
@@ -290,6 +311,7 @@ async def sync(bench: Bench, n: int = 200) -> dict[str, Any]:
             response = await http.post(f"/workflows/s{i}/run", json=f"sync {i}")
             assert response.status_code == 200, response.text
             latencies.append(time.monotonic() - started)
+    save_samples("sync", latencies[10:])
     return {"scenario": "sync", "n": n, **summary_ms(latencies[10:])}
 
 
@@ -302,6 +324,7 @@ async def throughput(
     async with bench.services(replicas) as services:
         clients = [client(s.base_url, in_flight) for s in services]
         cpu_before = [cpu_seconds(s) for s in services]
+        postgres_before, machine_before = postgres_cpu_seconds(), psutil.cpu_times()
         started = time.monotonic()
 
         async def one(i: int) -> None:
@@ -313,6 +336,9 @@ async def throughput(
         arrivals = await bench.peers.wait_for_emails(n, timeout=600)
         elapsed = max(a[3] for a in arrivals) - started
         cpu = sum(cpu_seconds(s) - b for s, b in zip(services, cpu_before, strict=True))
+        postgres = postgres_cpu_seconds() - postgres_before
+        machine = psutil.cpu_times()
+        idle = (machine.idle - machine_before.idle) / (psutil.cpu_count() * elapsed)
         for http in clients:
             await http.aclose()
         rss = max(rss_mb(s) for s in services)
@@ -327,8 +353,20 @@ async def throughput(
         "failed": n - len({a[2] for a in arrivals}),
         "duplicates": duplicates,
         "service_cpu_ms_per_workflow": round(cpu * 1000 / n, 2),
+        # Where the bottleneck is: Postgres' share, and what the machine had left.
+        "postgres_cpu_ms_per_workflow": round(postgres * 1000 / n, 2),
+        "machine_idle_share": round(max(0.0, idle), 2),
         "service_rss_mb": round(rss, 1),
     }
+
+
+async def sweep(bench: Bench) -> dict[str, Any]:
+    """Throughput against the number of workflows in flight (1,000 workflows at each)."""
+    points = []
+    for in_flight in (1, 4, 16, 64, 256):
+        figures = await throughput(bench, n=1000, in_flight=in_flight)
+        points.append({k: figures[k] for k in ("in_flight", "workflows_per_s", "failed")})
+    return {"scenario": "sweep", "points": points}
 
 
 async def replicas(bench: Bench) -> dict[str, Any]:
@@ -446,6 +484,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict[str, Any]]]] = {
     "many-waiters": many_waiters,
     "attach": attach,
     "replicas": replicas,
+    "sweep": sweep,
 }
 
 
