@@ -13,11 +13,14 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from app import __version__, migrate
 from app.agent import Agent
@@ -43,6 +46,8 @@ from app.metrics import Metrics
 from app.supervisor import Supervisor
 
 logger = logging.getLogger("app")
+
+SWAGGER_UI = Path(__file__).resolve().parent / "vendor" / "swagger-ui"
 
 DESCRIPTION = """
 Run long AI-agent tasks durably and get an email the moment the answer is ready.
@@ -183,6 +188,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served below, from the service's own copy of Swagger UI
     )
     install_error_handlers(app)
     app.state.subscribe_limiter = RateLimiter(settings.subscribe_rate_per_minute)
@@ -236,6 +242,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi_with_bearer  # type: ignore[method-assign]
+
+    # Swagger UI from this service, not a CDN: the docs page works without internet.
+    app.mount("/static/swagger-ui", StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/ui/static/favicon.svg",
+        )
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:

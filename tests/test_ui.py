@@ -484,3 +484,36 @@ async def test_with_api_tokens_the_page_asks_for_one_and_stays_live(
     # /metrics answered with the token too.
     await expect(page.locator("#stats")).to_have_attribute("data-state", "ok")
     assert await not_reloaded(page)
+
+
+async def test_the_api_docs_page_needs_nothing_from_elsewhere(client: httpx.AsyncClient) -> None:
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "/static/swagger-ui/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower()
+    for asset, media_type in (
+        ("swagger-ui-bundle.js", "text/javascript"),
+        ("swagger-ui.css", "text/css"),
+    ):
+        response = await client.get(f"/static/swagger-ui/{asset}")
+        assert response.status_code == 200, asset
+        assert response.headers["content-type"].startswith(media_type), asset
+
+
+@needs_chromium
+async def test_the_api_docs_render_in_the_browser_from_the_service_alone(
+    start_app: StartApp, page: Page, screenshots: Callable[[str], Path]
+) -> None:
+    app = await start_app()
+    elsewhere: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            None if request.url.startswith(app.base_url) else elsewhere.append(request.url)
+        ),
+    )
+    await page.goto(f"{app.base_url}/docs")
+    await expect(page.locator(".swagger-ui .info .title")).to_contain_text("agent-notify")
+    await expect(page.locator("#operations-workflows-workflows_run_send")).to_be_visible()
+    await page.screenshot(path=screenshots("api-docs"))
+    assert elsewhere == [], f"the docs page loaded from elsewhere: {elsewhere}"
