@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import math
+import socket
 import sys
 from types import FrameType
 
@@ -31,6 +33,14 @@ def _serve(args: argparse.Namespace) -> None:
         def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
             super().__init__(config)
             self._app = app
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            # What is loaded by now (litellm alone is ~400,000 objects) lives as long as the
+            # process: out of the collector's sight, a full collection under load takes
+            # microseconds instead of pausing the event loop ~150 ms (docs/benchmarks.md).
+            gc.collect()
+            gc.freeze()
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             super().handle_exit(sig, frame)
