@@ -15,6 +15,7 @@ from app.durable.store.rows import (
     UnknownWorkflow,
     lock_promise,
     promise_of,
+    select_promise,
 )
 from app.durable.store.subscriptions import announce_completion
 
@@ -22,15 +23,7 @@ from app.durable.store.subscriptions import announce_completion
 class Promises(Queries):
     async def get_promise(self, key: str, name: str) -> PromiseRow | None:
         async with self._single.connect() as connection:
-            row = (
-                await connection.execute(
-                    text(
-                        f"SELECT {PROMISE_COLUMNS} FROM promise "
-                        "WHERE workflow_key = :key AND name = :name"
-                    ),
-                    {"key": key, "name": name},
-                )
-            ).one_or_none()
+            row = await select_promise(connection, key, name)
             return None if row is None else promise_of(row)
 
     async def complete_promise(

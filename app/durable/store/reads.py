@@ -9,7 +9,6 @@ from sqlalchemy import text
 
 from app.durable.store.rows import (
     AGENT_PROMISE,
-    PROMISE_COLUMNS,
     SUBSCRIPTION_COLUMNS,
     WORKFLOW_COLUMNS,
     Queries,
@@ -19,6 +18,7 @@ from app.durable.store.rows import (
     WorkflowStatus,
     WorkflowSummary,
     promise_of,
+    select_promise,
     subscription_of,
     workflow_of,
 )
@@ -135,15 +135,7 @@ class Reads(Queries):
                     {"key": key},
                 )
             ).one_or_none()
-            promise = (
-                await connection.execute(
-                    text(
-                        f"SELECT {PROMISE_COLUMNS} FROM promise "
-                        "WHERE workflow_key = :key AND name = :name"
-                    ),
-                    {"key": key, "name": AGENT_PROMISE},
-                )
-            ).one_or_none()
+            promise = await select_promise(connection, key, AGENT_PROMISE)
             subscriptions = await connection.execute(
                 text(f"""
                     SELECT {SUBSCRIPTION_COLUMNS} FROM subscription

@@ -257,6 +257,19 @@ async def lock_promise(
             return row
 
 
+async def select_promise(connection: AsyncConnection, key: str, name: str) -> Row[Any] | None:
+    """The promise's row (PROMISE_COLUMNS), or None."""
+    row: Row[Any] | None = (
+        await connection.execute(
+            text(
+                f"SELECT {PROMISE_COLUMNS} FROM promise WHERE workflow_key = :key AND name = :name"
+            ),
+            {"key": key, "name": name},
+        )
+    ).one_or_none()
+    return row
+
+
 async def notify(connection: AsyncConnection, channel: str, payload: str) -> None:
     await connection.execute(
         text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload}

@@ -30,7 +30,7 @@ from app.durable.store.rows import (
     notify,
     workflow_of,
 )
-from app.durable.store.subscriptions import announce_completion
+from app.durable.store.subscriptions import announce_completion, release_waiting
 
 
 class Runs(Queries):
@@ -168,7 +168,8 @@ class Runs(Queries):
                 ).one_or_none()
                 if row is None:
                     raise LeaseLost(key)  # rolls the promise's completion back too
-                deliveries = await announce_completion(
+                # The key's NOTIFY went out with the workflow's UPDATE above.
+                deliveries = await release_waiting(
                     connection,
                     key,
                     AGENT_PROMISE,
@@ -177,7 +178,6 @@ class Runs(Queries):
                     lease_seconds=lease_seconds,
                     notify_on_failure=notify_on_failure,
                     promise=promise,
-                    notified=True,
                 )
                 return workflow_of(row), deliveries
         except LeaseLost:

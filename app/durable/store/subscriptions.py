@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.durable.store.rows import (
     AGENT_PROMISE,
     KEY_CHANNEL,
-    PROMISE_COLUMNS,
     SUBSCRIPTION_COLUMNS,
     WORK_CHANNEL,
     Delivery,
@@ -22,6 +21,7 @@ from app.durable.store.rows import (
     delivery_of,
     lock_promise,
     notify,
+    select_promise,
     subscription_of,
 )
 
@@ -45,15 +45,8 @@ async def release_waiting(
     `promise` is the completed promise's row (PROMISE_COLUMNS) when the caller has it.
     """
     if promise is None:
-        promise = (
-            await connection.execute(
-                text(
-                    f"SELECT {PROMISE_COLUMNS} FROM promise "
-                    "WHERE workflow_key = :key AND name = :name"
-                ),
-                {"key": key, "name": promise_name},
-            )
-        ).one()
+        promise = await select_promise(connection, key, promise_name)
+        assert promise is not None  # the caller holds its lock
     if promise.state == "rejected" and not notify_on_failure:
         await connection.execute(
             text("""
@@ -108,11 +101,9 @@ async def announce_completion(
     lease_seconds: float,
     notify_on_failure: bool,
     promise: Row[Any] | None = None,
-    notified: bool = False,
 ) -> list[Delivery]:
     """After a promise completed in this transaction: ready its subscribers (release_waiting)
-    and NOTIFY the key, so waiters on every replica re-read (unless the caller's statements
-    did: `notified`)."""
+    and NOTIFY the key, so waiters on every replica re-read."""
     deliveries = await release_waiting(
         connection,
         key,
@@ -123,8 +114,7 @@ async def announce_completion(
         notify_on_failure=notify_on_failure,
         promise=promise,
     )
-    if not notified:
-        await notify(connection, KEY_CHANNEL, key)
+    await notify(connection, KEY_CHANNEL, key)
     return deliveries
 
 
