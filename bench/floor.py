@@ -18,10 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import secrets
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,9 +34,7 @@ import psutil
 from aiohttp import web
 
 from app.db import asyncpg_dsn
-from app.embedded import EmbeddedPostgres
 from bench import run
-from tests.conftest import create_database, drop_database
 
 SCHEMA = """
 CREATE TABLE run (key text PRIMARY KEY, query text NOT NULL, status text NOT NULL, output text);
@@ -211,29 +206,15 @@ async def main() -> None:
     chosen = args.scenarios or list(SCENARIOS)
     if unknown := set(chosen) - set(SCENARIOS):
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
-    embedded = None
-    server_url = os.environ.get("DATABASE_URL")
-    if server_url is None:
-        workdir = Path(tempfile.mkdtemp(prefix="agent-notify-floor-"))
-        embedded = await asyncio.to_thread(EmbeddedPostgres.start, workdir)
-        server_url = embedded.url
-    database = f"agent_notify_floor_{secrets.token_hex(3)}"
-    dsn = asyncpg_dsn(await create_database(server_url, database))
     commit = (await asyncio.to_thread(run._git_commit)).strip()
-    try:
+    async with run.scratch_database("agent-notify-floor") as database_url:
+        dsn = asyncpg_dsn(database_url)
         await execute(dsn, SCHEMA)
         async with run.peers(0.0) as servers:
             for name in chosen:
                 figures = await SCENARIOS[name](dsn, servers)
                 figures.update(when=datetime.now().isoformat(timespec="seconds"), commit=commit)
-                line = json.dumps(figures)
-                print(line, flush=True)
-                with args.results.open("a") as results:
-                    results.write(line + "\n")
-    finally:
-        await drop_database(server_url, database)
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
+                run.report(figures, args.results)
 
 
 if __name__ == "__main__":

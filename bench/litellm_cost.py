@@ -22,8 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.run import RESULTS, report
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results.jsonl"
 
 # name → what it is; the child applies it in `configure`.
 CONFIGURATIONS = {
@@ -118,10 +119,7 @@ def main() -> None:
             )
             figures = json.loads(child.stdout.strip().splitlines()[-1])
             figures["when"] = datetime.now().isoformat(timespec="seconds")
-            line = json.dumps(figures)
-            print(line, flush=True)
-            with args.results.open("a") as results:
-                results.write(line + "\n")
+            report(figures, args.results)
     finally:
         peers.kill()
         peers.wait()

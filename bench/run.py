@@ -466,6 +466,35 @@ async def _finished_at(database_url: str) -> dict[str, datetime]:
         await connection.close()
 
 
+@asynccontextmanager
+async def scratch_database(prefix: str) -> AsyncIterator[str]:
+    """A fresh database on DATABASE_URL's server, else on an embedded one; dropped after."""
+    embedded = None
+    server_url = os.environ.get("DATABASE_URL")
+    if server_url is None:
+        data = Path(tempfile.mkdtemp(prefix=f"{prefix}-postgres-"))
+        embedded = await asyncio.to_thread(EmbeddedPostgres.start, data)
+        server_url = embedded.url
+    try:
+        database = f"{prefix.replace('-', '_')}_{secrets.token_hex(3)}"
+        database_url = await create_database(server_url, database)
+        try:
+            yield database_url
+        finally:
+            await drop_database(server_url, database)
+    finally:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+def report(figures: dict[str, Any], results: Path) -> None:
+    """Print the figures as one JSON line and append it to the results file."""
+    line = json.dumps(figures)
+    print(line, flush=True)
+    with results.open("a") as file:
+        file.write(line + "\n")
+
+
 def _git_commit() -> str:
     return subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],
@@ -499,18 +528,11 @@ async def main() -> None:
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     workdir = Path(tempfile.mkdtemp(prefix="agent-notify-bench-"))
-    embedded = None
-    server_url = os.environ.get("DATABASE_URL")
-    if server_url is None:
-        embedded = await asyncio.to_thread(EmbeddedPostgres.start, workdir)
-        server_url = embedded.url
-    database = f"agent_notify_bench_{secrets.token_hex(3)}"
-    database_url = await create_database(server_url, database)
-    engine = create_engine(database_url, pool_size=1)
-    await migrate.upgrade(engine)
-    await engine.dispose()
     commit = (await asyncio.to_thread(_git_commit)).strip()
-    try:
+    async with scratch_database("agent-notify-bench") as database_url:
+        engine = create_engine(database_url, pool_size=1)
+        await migrate.upgrade(engine)
+        await engine.dispose()
         async with peers(args.delay) as servers:
             bench = Bench(database_url, servers, workdir)
             for name in chosen:
@@ -520,14 +542,7 @@ async def main() -> None:
                     llm_delay_s=args.delay,
                     commit=commit,
                 )
-                line = json.dumps(figures)
-                print(line, flush=True)
-                with args.results.open("a") as results:
-                    results.write(line + "\n")
-    finally:
-        await drop_database(server_url, database)
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
+                report(figures, args.results)
 
 
 if __name__ == "__main__":
