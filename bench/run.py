@@ -125,12 +125,13 @@ class Bench:
     database_url: str
     peers: Peers
     workdir: Path
+    model: str = "openai/fake-model"
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "database_url": self.database_url,
             "data_dir": self.workdir / "data",
-            "agent_model": "openai/fake-model",
+            "agent_model": self.model,
             "agent_api_base": self.peers.llm_url,
             "agent_api_key": "bench",
             "smtp_host": "127.0.0.1",
@@ -521,6 +522,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenarios", nargs="*", help=f"some of: {', '.join(SCENARIOS)}")
     parser.add_argument("--delay", type=float, default=0.0, help="the fake LLM's answer time")
+    parser.add_argument(
+        "--model",
+        default="openai/fake-model",
+        help="AGENT_MODEL for the service; any litellm provider that speaks to an "
+        "OpenAI-compatible server (e.g. aiohttp_openai/fake-model)",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     chosen = args.scenarios or list(SCENARIOS)
@@ -534,12 +541,13 @@ async def main() -> None:
         await migrate.upgrade(engine)
         await engine.dispose()
         async with peers(args.delay) as servers:
-            bench = Bench(database_url, servers, workdir)
+            bench = Bench(database_url, servers, workdir, args.model)
             for name in chosen:
                 figures = await SCENARIOS[name](bench)
                 figures.update(
                     when=datetime.now().isoformat(timespec="seconds"),
                     llm_delay_s=args.delay,
+                    model=args.model,
                     commit=commit,
                 )
                 report(figures, args.results)
