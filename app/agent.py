@@ -6,11 +6,14 @@ provider, so the same code path runs) answers deterministically.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import os
 import textwrap
 from typing import Any
+
+import aiohttp
 
 from app.config import OFFLINE_MODEL, Settings
 from app.errors import PermanentError, TransientError
@@ -82,11 +85,29 @@ def _offline_handler(litellm: Any) -> Any:
     return OfflineModel()
 
 
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status behind a litellm exception.
+
+    litellm's aiohttp handler (the aiohttp_openai/ provider) reports every HTTP error as a 500:
+    it reads `status_code`, which aiohttp's ClientResponseError spells `status`. The real one
+    is on the aiohttp error it was raised from.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, aiohttp.ClientResponseError):
+            return cause.status
+        cause = cause.__cause__ or cause.__context__
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
 def classify(exc: BaseException) -> TransientError | PermanentError:
     """Sort a litellm (openai-style) exception: retry timeouts, 429 and 5xx; fail on the rest."""
-    status = getattr(exc, "status_code", None)
+    status = http_status(exc)
     message = f"{type(exc).__name__}: {exc}"
-    if isinstance(status, int) and 400 <= status < 500 and status not in RETRYABLE_STATUSES:
+    if status is not None and 400 <= status < 500 and status not in RETRYABLE_STATUSES:
         return PermanentError(message)
     return TransientError(message)
 
@@ -158,7 +179,13 @@ class Agent:
         if settings.agent_api_key:
             kwargs["api_key"] = settings.agent_api_key.get_secret_value()
         try:
-            response = await self._litellm.acompletion(**kwargs)
+            # litellm passes `timeout` to most providers, not all (aiohttp_openai/ drops it).
+            async with asyncio.timeout(settings.agent_timeout_seconds):
+                response = await self._litellm.acompletion(**kwargs)
+        except TimeoutError as exc:
+            raise TransientError(
+                f"Timeout: no answer within {settings.agent_timeout_seconds:g} s"
+            ) from exc
         except Exception as exc:
             raise classify(exc) from exc
         try:

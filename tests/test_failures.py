@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 
+from app.agent import Agent
+from app.config import Settings
+from app.errors import PermanentError, TransientError
 from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
@@ -172,3 +176,28 @@ async def test_an_expired_subscriber_can_subscribe_again(
     assert again.json()["status"] == "sent"
     [message] = inbox.messages
     assert message["Message-ID"] == first.json()["message_id"]
+
+
+async def test_aiohttp_openai_errors_are_sorted_by_their_real_status(fake_llm: FakeLLM) -> None:
+    """litellm's aiohttp_openai/ provider reports every HTTP error as a 500; the agent finds the
+    real status, so a 400 fails at once instead of being retried. Its deadline holds too,
+    though that provider drops litellm's `timeout`. (One test: litellm keeps that provider's
+    aiohttp session for the first event loop that used it.)"""
+    settings = Settings(
+        agent_model="aiohttp_openai/fake-model",
+        agent_api_base=fake_llm.url,
+        agent_api_key="k",
+        agent_timeout_seconds=0.5,
+    )
+    agent = Agent(settings)
+    assert await agent.answer("fine", model=None, instructions=None) == answer_for("fine")
+    expected = {400: PermanentError, 401: PermanentError, 404: PermanentError}
+    expected |= {429: TransientError, 500: TransientError, 503: TransientError}
+    for status, error in expected.items():
+        fake_llm.fail(f"status {status}", status)
+        with pytest.raises(error, match=f"InternalServerError|{status}"):
+            await agent.answer(f"status {status}", model=None, instructions=None)
+        assert fake_llm.calls_for(f"status {status}") == 1
+    fake_llm.hold("slow")
+    with pytest.raises(TransientError, match=r"no answer within 0\.5 s"):
+        await agent.answer("slow", model=None, instructions=None)
