@@ -283,6 +283,50 @@ async def test_delete_frees_the_key(client: httpx.AsyncClient, fake_llm: FakeLLM
     assert (await client.delete("/workflows/nobody")).status_code == 404
 
 
+async def test_a_run_cancelled_unheard_cannot_finish_the_next_run_of_its_key(
+    start_app: Callable[..., Awaitable[RunningApp]], fake_llm: FakeLLM, db: asyncpg.Connection
+) -> None:
+    # No fallback poll and no lease lapsing during the test: only a notification could tell the
+    # worker that its run was cancelled.
+    worker = await start_app(poll_interval_seconds=60, lease_seconds=60)
+    other = await start_app()  # cancel and delete come through another replica
+    release = fake_llm.hold("old question")
+    await worker.client.post("/workflows/reused/run/send", json="old question")
+    await fake_llm.wait_for_calls("old question")
+
+    # The worker's LISTEN connection hears nothing while it waits for a lock the test holds:
+    # Postgres delivers notifications only between transactions.
+    await db.execute("SELECT pg_advisory_lock(1)")
+    listener = worker.app.state.service.listener
+    deaf = asyncio.create_task(
+        listener.run_on_connection(
+            lambda connection: connection.execute("SELECT pg_advisory_xact_lock(1)"), timeout=60
+        )
+    )
+    try:
+        await eventually(
+            lambda: db.fetchval("""
+                SELECT count(*) FROM pg_stat_activity
+                WHERE datname = current_database() AND wait_event_type = 'Lock'
+                  AND application_name = 'agent-notify-listener'
+            """),
+            lambda blocked: blocked == 1,
+        )
+        assert (await other.client.post("/workflows/reused/cancel")).status_code == 200
+        assert (await other.client.delete("/workflows/reused")).status_code == 204
+        again = await worker.client.post("/workflows/reused/run/send", json="new question")
+        assert again.status_code == 202
+        leased_to = await db.fetchval("SELECT lease_owner FROM workflow WHERE key = 'reused'")
+        assert leased_to == worker.app.state.service.owner  # the same process runs both
+        release.set()  # the cancelled run's answer arrives only now
+        status = await until_workflow(worker.client, "reused", lambda s: s["status"] == "succeeded")
+    finally:
+        await db.execute("SELECT pg_advisory_unlock(1)")
+        await deaf
+    assert status["output"] == answer_for("new question")
+    assert fake_llm.calls_for("new question") == 1
+
+
 async def test_finished_workflows_are_deleted_after_the_retention(
     start_app: Callable[..., Awaitable[RunningApp]], inbox: Inbox, db: asyncpg.Connection
 ) -> None:

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from app.db import asyncpg_dsn, create_engine
-from app.durable.store import Delivery, RunInput, Store, Subscribed
+from app.durable.store import Delivery, RunInput, Store, Subscribed, WorkflowRow
 from tests.helpers import eventually
 
 OWNER = "test-owner"
@@ -53,9 +53,10 @@ def subscribe(store: Store, key: str, email: str) -> Awaitable[Subscribed]:
     )
 
 
-def complete(store: Store, key: str, *, slots: int = 10) -> Awaitable[Any]:
+def complete(store: Store, run: WorkflowRow, *, slots: int = 10) -> Awaitable[Any]:
     return store.complete_run(
-        key,
+        run.key,
+        created_at=run.created_at,
         owner=OWNER,
         output="the answer",
         error=None,
@@ -74,7 +75,7 @@ async def test_subscribe_and_resolve_contending_for_the_promise_row(
     """Whichever gets the promise row first (or creates it), the subscription is delivered
     exactly once. A third transaction holds the row (or an uncommitted insert of it) until both
     contenders wait for it, so each interleaving happens every time."""
-    await store.accept_run("k", RunInput("q"), owner=OWNER, lease_seconds=30)
+    run, _ = await store.accept_run("k", RunInput("q"), owner=OWNER, lease_seconds=30)
     create_promise = (
         "INSERT INTO promise (workflow_key, name, state) VALUES ('k', 'agent_response', 'pending')"
     )
@@ -91,7 +92,7 @@ async def test_subscribe_and_resolve_contending_for_the_promise_row(
 
         starters: dict[str, Callable[[], Awaitable[Any]]] = {
             "subscriber": lambda: subscribe(store, "k", "a@example.com"),
-            "resolver": lambda: complete(store, "k"),
+            "resolver": lambda: complete(store, run),
         }
         order = [first, *(name for name in starters if name != first)]
         tasks: dict[str, asyncio.Task[Any]] = {}
@@ -118,12 +119,36 @@ async def test_subscribe_and_resolve_contending_for_the_promise_row(
 async def test_completing_without_the_lease_changes_nothing(
     store: Store, db: asyncpg.Connection
 ) -> None:
-    await store.accept_run("k", RunInput("q"), owner="someone-else", lease_seconds=30)
+    run, _ = await store.accept_run("k", RunInput("q"), owner="someone-else", lease_seconds=30)
     await subscribe(store, "k", "a@example.com")
-    assert await complete(store, "k") is None
+    assert await complete(store, run) is None
     assert await db.fetchval("SELECT state FROM promise") == "pending"
     assert await db.fetchval("SELECT status FROM subscription") == "waiting"
     assert await db.fetchval("SELECT status FROM workflow") == "running"
+
+
+async def test_an_earlier_run_of_a_reused_key_cannot_finish_or_retry_the_new_one(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    # Cancelled, deleted and started again, the new run leased to the same process as the old.
+    old, _ = await store.accept_run("k", RunInput("old"), owner=OWNER, lease_seconds=30)
+    await store.cancel_workflow(
+        "k", deliver_to=OWNER, reserve=lambda wanted: 0, lease_seconds=30, notify_on_failure=True
+    )
+    assert await store.delete_workflow("k") is not None
+    new, _ = await store.accept_run("k", RunInput("new"), owner=OWNER, lease_seconds=30)
+    assert new.created_at != old.created_at
+
+    assert await complete(store, old) is None
+    assert not await store.retry_run_later(
+        "k", created_at=old.created_at, owner=OWNER, error="late", delay_seconds=60
+    )
+    row = await db.fetchrow("SELECT status, error, lease_owner FROM workflow")
+    assert (row["status"], row["error"], row["lease_owner"]) == ("running", None, OWNER)
+    assert await db.fetchval("SELECT count(*) FROM promise WHERE state <> 'pending'") == 0
+    completed = await complete(store, new)
+    assert completed is not None
+    assert completed[0].output == "the answer"
 
 
 async def test_claims_skip_live_leases_and_take_expired_ones(
@@ -145,10 +170,10 @@ async def test_claims_skip_live_leases_and_take_expired_ones(
 async def test_the_caller_leases_no_more_deliveries_than_it_has_slots_for(
     store: Store, db: asyncpg.Connection
 ) -> None:
-    await store.accept_run("k", RunInput("q"), owner=OWNER, lease_seconds=30)
+    run, _ = await store.accept_run("k", RunInput("q"), owner=OWNER, lease_seconds=30)
     for i in range(5):
         await subscribe(store, "k", f"user{i}@example.com")
-    completed = await complete(store, "k", slots=2)
+    completed = await complete(store, run, slots=2)
     assert completed is not None
     handed_over = completed[1]
     # The oldest subscribers get the room.

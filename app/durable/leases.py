@@ -72,7 +72,8 @@ class LeaseKeeper:
 
     async def renew_on(self, connection: asyncpg.Connection) -> None:
         """Renew on this connection (also the listener's hook right after it reconnects)."""
-        run_keys = [key for key in self._runner.held() if isinstance(key, str)]
+        # The runner holds runs by (key, created_at); a run's lease is renewed by its key.
+        run_keys = [run[0] for run in self._runner.held() if isinstance(run, tuple)]
         subscription_ids = [i for i in self._delivery.held() if isinstance(i, uuid.UUID)]
         answering = self._answering() > 0
         if run_keys or subscription_ids or answering:

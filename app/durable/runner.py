@@ -56,7 +56,8 @@ class Runner(Worker[WorkflowRow]):
         )
 
     def identity(self, item: WorkflowRow) -> Hashable:
-        return item.key
+        # A key deleted and used again names another run: created_at tells the two apart.
+        return item.key, item.created_at
 
     def log_fields(self, item: WorkflowRow) -> dict[str, str]:
         return {"workflow_key": item.key}
@@ -116,7 +117,11 @@ class Runner(Worker[WorkflowRow]):
                             extra=self.log_fields(item),
                         )
                         continue
-                    if current is None or current.lease_owner != self._owner:
+                    if (
+                        current is None
+                        or current.created_at != item.created_at
+                        or current.lease_owner != self._owner
+                    ):
                         raise _TakenAway(item.key)
             finally:
                 call.cancel()
@@ -124,7 +129,11 @@ class Runner(Worker[WorkflowRow]):
     async def retry_later(self, item: WorkflowRow, error: str, delay_seconds: float) -> bool:
         self._metrics.runs_finished.labels("retried").inc()
         return await self._store.retry_run_later(
-            item.key, owner=self._owner, error=error, delay_seconds=delay_seconds
+            item.key,
+            created_at=item.created_at,
+            owner=self._owner,
+            error=error,
+            delay_seconds=delay_seconds,
         )
 
     async def give_up(self, item: WorkflowRow, error: str) -> None:
@@ -146,7 +155,7 @@ class Runner(Worker[WorkflowRow]):
             result = await self._complete(item, output=None, error=error)
         if result is None:
             logger.warning(
-                "workflow %s was taken over by another process; outcome dropped",
+                "workflow %s was taken over by another process (or cancelled); outcome dropped",
                 item.key,
                 extra=self.log_fields(item),
             )
@@ -166,6 +175,7 @@ class Runner(Worker[WorkflowRow]):
             lambda reserve: through_outages(
                 lambda: self._store.complete_run(
                     item.key,
+                    created_at=item.created_at,
                     owner=self._owner,
                     output=output,
                     error=error,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -107,25 +108,35 @@ class Runs(Queries):
             return [workflow_of(row) for row in rows]
 
     async def retry_run_later(
-        self, key: str, *, owner: str, error: str, delay_seconds: float
+        self, key: str, *, created_at: datetime, owner: str, error: str, delay_seconds: float
     ) -> bool:
-        """Give the run back, due again after the delay, with the last error recorded."""
+        """Give the run back, due again after the delay, with the last error recorded.
+
+        The run is the one of `key` created at `created_at`: once a key is deleted and used
+        again, a late retry of its earlier run leaves the new one alone."""
         statement = text("""
             UPDATE workflow
             SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, error = :error,
                 next_attempt_at = now() + make_interval(secs => :delay), updated_at = now()
-            WHERE key = :key AND lease_owner = :owner AND status = 'running'
+            WHERE key = :key AND created_at = :created_at AND lease_owner = :owner
+              AND status = 'running'
         """)
+        params = {
+            "key": key,
+            "created_at": created_at,
+            "owner": owner,
+            "error": error,
+            "delay": delay_seconds,
+        }
         async with self._single.connect() as connection:
-            result = await connection.execute(
-                statement, {"key": key, "owner": owner, "error": error, "delay": delay_seconds}
-            )
+            result = await connection.execute(statement, params)
             return result.rowcount == 1
 
     async def complete_run(
         self,
         key: str,
         *,
+        created_at: datetime,
         owner: str,
         output: str | None,
         error: str | None,
@@ -139,7 +150,9 @@ class Runs(Queries):
         `output` for success, `error` for a terminal failure. As many of the subscriptions made
         ready as `reserve(n)` grants room for are leased to `deliver_to` (the caller's delivery
         worker) and returned; the rest are left for any worker.
-        Returns None when `owner` no longer holds the lease (another process took the run over).
+        Returns None when `owner` no longer holds the lease of the run of `key` created at
+        `created_at` (another process took it over, or it was cancelled, and perhaps the key
+        deleted and run again: the answer must not finish that new run).
         """
         succeeded = error is None
         try:
@@ -152,13 +165,15 @@ class Runs(Queries):
                             SET status = :status, output = :output, error = :error,
                                 lease_owner = NULL, lease_expires_at = NULL,
                                 finished_at = now(), updated_at = now()
-                            WHERE key = :key AND lease_owner = :owner AND status = 'running'
+                            WHERE key = :key AND created_at = :created_at
+                              AND lease_owner = :owner AND status = 'running'
                             RETURNING {WORKFLOW_COLUMNS},
                                 -- wakes the key's waiters on every replica, at commit
                                 pg_notify('{KEY_CHANNEL}', key)
                         """),
                         {
                             "key": key,
+                            "created_at": created_at,
                             "owner": owner,
                             "status": "succeeded" if succeeded else "failed",
                             "output": output,
