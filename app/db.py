@@ -22,6 +22,23 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
 OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "25006")
 
 
+def sqlstate_of(exc: BaseException) -> str | None:
+    """The SQLSTATE of the Postgres error behind `exc` (through SQLAlchemy's wrapping), if any."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate
+        orig = getattr(error, "orig", None)
+        pending += [error.__cause__, orig if isinstance(orig, BaseException) else None]
+    return None
+
+
 def is_outage(exc: BaseException) -> bool:
     """True when `exc` means Postgres is unreachable or restarting: worth waiting out.
 

@@ -170,23 +170,29 @@ async def test_claims_skip_live_leases_and_take_expired_ones(
 async def test_the_caller_leases_no_more_deliveries_than_it_has_slots_for(
     store: Store, db: asyncpg.Connection
 ) -> None:
-    run, _ = await store.accept_run("k", RunInput("q"), owner=OWNER, lease_seconds=30)
-    for i in range(5):
-        await subscribe(store, "k", f"user{i}@example.com")
-    completed = await complete(store, run, slots=2)
-    assert completed is not None
-    handed_over = completed[1]
-    # The oldest subscribers get the room.
-    assert sorted(d.notification.email for d in handed_over) == [
-        "user0@example.com",
-        "user1@example.com",
-    ]
-    rows = await db.fetch("SELECT email, status, lease_owner FROM subscription ORDER BY email")
-    assert {r["status"] for r in rows} == {"ready"}
-    assert [r["lease_owner"] for r in rows] == [OWNER, OWNER, None, None, None]
+    """The finishing run leases its oldest subscriber to the caller, if it has a slot (most runs
+    have one subscriber); the rest are readied for any worker to claim."""
+    for key, slots, leased in (("k", 10, 1), ("full", 0, 0)):
+        run, _ = await store.accept_run(key, RunInput("q"), owner=OWNER, lease_seconds=30)
+        for i in range(5):
+            await subscribe(store, key, f"user{i}@{key}.example.com")
+        completed = await complete(store, run, slots=slots)
+        assert completed is not None
+        handed_over = completed[1]
+        assert [d.notification.email for d in handed_over] == [f"user0@{key}.example.com"][:leased]
+        assert [d.attempts for d in handed_over] == [1][:leased]
+        rows = await db.fetch(
+            "SELECT status, lease_owner, attempts FROM subscription WHERE workflow_key = $1 "
+            "ORDER BY email",
+            key,
+        )
+        assert {r["status"] for r in rows} == {"ready"}
+        assert [r["lease_owner"] for r in rows] == [OWNER] * leased + [None] * (5 - leased)
+        assert [r["attempts"] for r in rows] == [1] * leased + [0] * (5 - leased)
     # The rest are any worker's to claim.
     claimed = await store.claim_deliveries(owner="other", lease_seconds=30, limit=10)
-    assert sorted(d.notification.email for d in claimed) == [
-        f"user{i}@example.com" for i in (2, 3, 4)
-    ]
+    assert sorted(d.notification.email for d in claimed) == sorted(
+        [f"user{i}@k.example.com" for i in (1, 2, 3, 4)]
+        + [f"user{i}@full.example.com" for i in range(5)]
+    )
     assert {d.notification.value for d in claimed} == {"the answer"}

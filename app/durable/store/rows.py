@@ -174,6 +174,10 @@ WORKFLOW_FIELDS = tuple(f.name for f in fields(WorkflowRow))
 SUBSCRIPTION_FIELDS = tuple(f.name for f in fields(SubscriptionRow))
 
 
+# What agent_notify_complete_run() raises when the run is no longer the caller's.
+LEASE_LOST_SQLSTATE = "AN409"
+
+
 class LeaseLost(Exception):
     """Raised inside a transaction to roll it back: another process holds the row now."""
 

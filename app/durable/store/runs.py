@@ -10,13 +10,16 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import Row, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.db import sqlstate_of
 from app.durable.store.rows import (
     AGENT_PROMISE,
     CANCELLED,
     FINISHED_SQL,
     KEY_CHANNEL,
+    LEASE_LOST_SQLSTATE,
     PROMISE_COLUMNS,
     WORK_CHANNEL,
     WORKFLOW_COLUMNS,
@@ -31,7 +34,8 @@ from app.durable.store.rows import (
     notify,
     workflow_of,
 )
-from app.durable.store.subscriptions import announce_completion, release_waiting
+from app.durable.store.subscriptions import announce_completion
+from app.mailer import Notification
 
 
 class Runs(Queries):
@@ -147,56 +151,69 @@ class Runs(Queries):
     ) -> tuple[WorkflowRow, list[Delivery]] | None:
         """Finish a leased run: record it, complete its promise, make its subscribers ready.
 
-        `output` for success, `error` for a terminal failure. As many of the subscriptions made
-        ready as `reserve(n)` grants room for are leased to `deliver_to` (the caller's delivery
-        worker) and returned; the rest are left for any worker.
-        Returns None when `owner` no longer holds the lease of the run of `key` created at
-        `created_at` (another process took it over, or it was cancelled, and perhaps the key
-        deleted and run again: the answer must not finish that new run).
+        `output` for success, `error` for a terminal failure. The oldest of the subscriptions
+        made ready, as many as `reserve(1)` grants room for (one: most runs have one subscriber),
+        are leased to `deliver_to` (the caller's delivery worker) and returned; the rest are
+        left for any worker, woken by a NOTIFY. `created_at` names the run: an earlier run of
+        a key since deleted and started again cannot finish the new one.
+        Returns None when `owner` no longer holds the lease (another process took the run over,
+        or it was cancelled); then nothing changed.
+
+        One statement: agent_notify_complete_run() (migration 0004) runs the transaction that
+        this did in five round trips, in the same lock order.
         """
-        succeeded = error is None
+        room = reserve(1)
         try:
-            async with self._engine.begin() as connection:
-                promise = await _complete_agent_promise(connection, key, output=output, error=error)
+            async with self._single.connect() as connection:
                 row = (
                     await connection.execute(
-                        text(f"""
-                            UPDATE workflow
-                            SET status = :status, output = :output, error = :error,
-                                lease_owner = NULL, lease_expires_at = NULL,
-                                finished_at = now(), updated_at = now()
-                            WHERE key = :key AND created_at = :created_at
-                              AND lease_owner = :owner AND status = 'running'
-                            RETURNING {WORKFLOW_COLUMNS},
-                                -- wakes the key's waiters on every replica, at commit
-                                pg_notify('{KEY_CHANNEL}', key)
+                        text("""
+                            SELECT * FROM agent_notify_complete_run(
+                                :key, :created_at, :owner, :output, :error, :deliver_to,
+                                :room, :lease, :notify_on_failure, :promise, :key_channel,
+                                :work_channel)
                         """),
                         {
                             "key": key,
                             "created_at": created_at,
                             "owner": owner,
-                            "status": "succeeded" if succeeded else "failed",
                             "output": output,
                             "error": error,
+                            "deliver_to": deliver_to,
+                            "room": room,
+                            "lease": lease_seconds,
+                            "notify_on_failure": notify_on_failure,
+                            "promise": AGENT_PROMISE,
+                            "key_channel": KEY_CHANNEL,
+                            "work_channel": WORK_CHANNEL,
                         },
                     )
-                ).one_or_none()
-                if row is None:
-                    raise LeaseLost(key)  # rolls the promise's completion back too
-                # The key's NOTIFY went out with the workflow's UPDATE above.
-                deliveries = await release_waiting(
-                    connection,
-                    key,
-                    AGENT_PROMISE,
-                    deliver_to=deliver_to,
-                    reserve=reserve,
-                    lease_seconds=lease_seconds,
-                    notify_on_failure=notify_on_failure,
-                    promise=promise,
-                )
-                return workflow_of(row), deliveries
-        except LeaseLost:
-            return None
+                ).one()
+        except DBAPIError as exc:
+            if sqlstate_of(exc) == LEASE_LOST_SQLSTATE:
+                return None
+            raise
+        notification = {
+            "workflow_key": key,
+            "resolved": row.promise_state == "resolved",
+            "value": None if row.promise_value_json is None else json.loads(row.promise_value_json),
+            "error": row.promise_error,
+        }
+        deliveries = [
+            Delivery(
+                subscription_id=subscription_id,
+                attempts=attempts,
+                notification=Notification(email=email, message_id=message_id, **notification),
+            )
+            for subscription_id, email, message_id, attempts in zip(
+                row.delivery_ids,
+                row.delivery_emails,
+                row.delivery_message_ids,
+                row.delivery_attempts,
+                strict=True,
+            )
+        ]
+        return workflow_of(row), deliveries
 
     async def cancel_workflow(
         self,
