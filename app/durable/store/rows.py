@@ -217,16 +217,40 @@ def promise_of(row: Row[Any]) -> PromiseRow:
 
 def delivery_of(subscription: Row[Any], promise: Row[Any]) -> Delivery:
     """A delivery from a subscription row and its promise's state, value_json and error."""
+    return leased_delivery(
+        subscription.id,
+        subscription.attempts,
+        email=subscription.email,
+        message_id=subscription.message_id,
+        workflow_key=subscription.workflow_key,
+        promise_state=promise.state,
+        promise_value_json=promise.value_json,
+        promise_error=promise.error,
+    )
+
+
+def leased_delivery(
+    subscription_id: uuid.UUID,
+    attempts: int,
+    *,
+    email: str,
+    message_id: str,
+    workflow_key: str,
+    promise_state: str,
+    promise_value_json: str | None,
+    promise_error: str | None,
+) -> Delivery:
+    """A delivery from a subscription's fields and its promise's state, value (JSON) and error."""
     return Delivery(
-        subscription_id=subscription.id,
-        attempts=subscription.attempts,
+        subscription_id=subscription_id,
+        attempts=attempts,
         notification=Notification(
-            email=subscription.email,
-            message_id=subscription.message_id,
-            workflow_key=subscription.workflow_key,
-            resolved=promise.state == "resolved",
-            value=None if promise.value_json is None else json.loads(promise.value_json),
-            error=promise.error,
+            email=email,
+            message_id=message_id,
+            workflow_key=workflow_key,
+            resolved=promise_state == "resolved",
+            value=None if promise_value_json is None else json.loads(promise_value_json),
+            error=promise_error,
         ),
     )
 

@@ -31,11 +31,11 @@ from app.durable.store.rows import (
     RunInput,
     UnknownWorkflow,
     WorkflowRow,
+    leased_delivery,
     notify,
     workflow_of,
 )
 from app.durable.store.subscriptions import announce_completion
-from app.mailer import Notification
 
 
 class Runs(Queries):
@@ -193,17 +193,16 @@ class Runs(Queries):
             if sqlstate_of(exc) == LEASE_LOST_SQLSTATE:
                 return None
             raise
-        notification = {
-            "workflow_key": key,
-            "resolved": row.promise_state == "resolved",
-            "value": None if row.promise_value_json is None else json.loads(row.promise_value_json),
-            "error": row.promise_error,
-        }
         deliveries = [
-            Delivery(
-                subscription_id=subscription_id,
-                attempts=attempts,
-                notification=Notification(email=email, message_id=message_id, **notification),
+            leased_delivery(
+                subscription_id,
+                attempts,
+                email=email,
+                message_id=message_id,
+                workflow_key=key,
+                promise_state=row.promise_state,
+                promise_value_json=row.promise_value_json,
+                promise_error=row.promise_error,
             )
             for subscription_id, email, message_id, attempts in zip(
                 row.delivery_ids,

@@ -12,14 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.durable.store.rows import (
     AGENT_PROMISE,
     KEY_CHANNEL,
-    SUBSCRIPTION_COLUMNS,
     WORK_CHANNEL,
     Delivery,
     Queries,
     Subscribed,
     TooManySubscriptions,
     delivery_of,
-    lock_promise,
+    leased_delivery,
     notify,
     select_promise,
     subscription_of,
@@ -118,6 +117,13 @@ async def announce_completion(
     return deliveries
 
 
+SUBSCRIBE = text("""
+    SELECT * FROM agent_notify_subscribe(
+        :key, :promise, :email, :id, :message_id, :deliver_to, :room, :lease,
+        :notify_on_failure, :max, :work_channel)
+""")
+
+
 class Subscriptions(Queries):
     async def subscribe(
         self,
@@ -139,75 +145,45 @@ class Subscriptions(Queries):
         sees this subscription (and readies it) or is seen by it (and it is inserted ready).
         A subscription made ready here is leased to `deliver_to` if reserve(1) grants room.
         Raises TooManySubscriptions when the workflow has `max_per_workflow` already.
+
+        One statement: agent_notify_subscribe() (migration 0005) runs the transaction that this
+        did in five round trips, in the same lock order.
         """
-        async with self._engine.begin() as connection:
-            promise = await lock_promise(connection, key, promise_name, exclusive=False)
-            if promise.state == "pending":
-                status = "waiting"
-            elif promise.state == "rejected" and not notify_on_failure:
-                status = "failed"
-            else:
-                status = "ready"
-            owner = deliver_to if status == "ready" and reserve(1) else None
-            # A new subscription, or one that expired coming back to life (same id and
-            # Message-ID: nothing was ever sent for it); any other existing one is left alone.
+        room = reserve(1)
+        async with self._single.connect() as connection:
             row = (
                 await connection.execute(
-                    text(f"""
-                        INSERT INTO subscription
-                            (id, workflow_key, promise_name, email, message_id, status, attempts,
-                             lease_owner, lease_expires_at, ready_at, last_error)
-                        SELECT
-                            :id, :key, :name, :email, :message_id, CAST(:status AS text),
-                            CASE WHEN CAST(:owner AS text) IS NULL THEN 0 ELSE 1 END,
-                            CAST(:owner AS text),
-                            CASE WHEN CAST(:owner AS text) IS NOT NULL
-                                 THEN now() + make_interval(secs => :lease) END,
-                            CASE WHEN CAST(:status AS text) = 'ready' THEN now() END,
-                            CASE WHEN CAST(:status AS text) = 'failed' THEN
-                                'not notified: the task failed and NOTIFY_ON_FAILURE is off' END
-                        -- The cap is checked in the same statement; concurrent subscribers of one
-                        -- workflow may overshoot it by a few.
-                        WHERE (SELECT count(*) FROM subscription WHERE workflow_key = :key) < :max
-                        ON CONFLICT (workflow_key, promise_name, email) DO UPDATE
-                        SET status = excluded.status, attempts = excluded.attempts,
-                            lease_owner = excluded.lease_owner,
-                            lease_expires_at = excluded.lease_expires_at,
-                            ready_at = excluded.ready_at, last_error = excluded.last_error,
-                            next_attempt_at = now(), created_at = now(), updated_at = now()
-                        WHERE subscription.status = 'expired'
-                        RETURNING {SUBSCRIPTION_COLUMNS}
-                    """),
+                    SUBSCRIBE,
                     {
-                        "id": subscription_id,
                         "key": key,
-                        "name": promise_name,
+                        "promise": promise_name,
                         "email": email,
+                        "id": subscription_id,
                         "message_id": message_id,
-                        "status": status,
-                        "owner": owner,
+                        "deliver_to": deliver_to,
+                        "room": room,
                         "lease": lease_seconds,
+                        "notify_on_failure": notify_on_failure,
                         "max": max_per_workflow,
+                        "work_channel": WORK_CHANNEL,
                     },
                 )
             ).one_or_none()
-            if row is None:
-                existing = (
-                    await connection.execute(
-                        text(f"""
-                            SELECT {SUBSCRIPTION_COLUMNS} FROM subscription
-                            WHERE workflow_key = :key AND promise_name = :name AND email = :email
-                        """),
-                        {"key": key, "name": promise_name, "email": email},
-                    )
-                ).one_or_none()
-                if existing is None:
-                    raise TooManySubscriptions(key)
-                return Subscribed(subscription_of(existing), created=False, delivery=None)
-            if status == "ready" and owner is None:
-                await notify(connection, WORK_CHANNEL, "delivery")
-        delivery = delivery_of(row, promise) if owner is not None else None
-        return Subscribed(subscription_of(row), created=True, delivery=delivery)
+        if row is None:
+            raise TooManySubscriptions(key)
+        delivery = None
+        if row.leased:
+            delivery = leased_delivery(
+                row.id,
+                row.attempts,
+                email=row.email,
+                message_id=row.message_id,
+                workflow_key=row.workflow_key,
+                promise_state=row.promise_state,
+                promise_value_json=row.promise_value_json,
+                promise_error=row.promise_error,
+            )
+        return Subscribed(subscription_of(row), created=row.created, delivery=delivery)
 
     async def claim_deliveries(
         self, *, owner: str, lease_seconds: float, limit: int
