@@ -29,6 +29,12 @@ class Wakeup(asyncio.Event):
     finished: WorkflowRow | None = None
 
 
+class Handover:
+    """What a local commit hands its key's waiters: the finished row, if it finished the run."""
+
+    finished: WorkflowRow | None = None
+
+
 class Listener:
     def __init__(
         self,
@@ -42,6 +48,8 @@ class Listener:
         self._reconnect_max_seconds = reconnect_max_seconds
         # workflow key -> subscription id (None: the workflow itself) -> waiting events
         self._waiters: dict[str, dict[str | None, set[Wakeup]]] = {}
+        # Keys this process is committing a change to, with how many commits are under way.
+        self._committing: dict[str, int] = {}
         self._work_callbacks: list[Callable[[], None]] = []
         self._connected_hooks: list[Callable[[asyncpg.Connection], Awaitable[None]]] = []
         self._reconnected_callbacks: list[Callable[[], None]] = []
@@ -117,6 +125,27 @@ class Listener:
                     event.finished = finished
                 event.set()
 
+    @contextlib.contextmanager
+    def committing(self, key: str) -> Iterator[Handover]:
+        """Around this process's own commit of a change to `key`: the key's notifications are
+        not passed on meanwhile, and at the end its waiters are woken once, with the finished
+        row if the committer handed it over.
+
+        Without this, the commit's NOTIFY (on the LISTEN connection) often reaches the waiters
+        before the committer gets its result back, and each of them reads the row again: under
+        a burst of finishing runs, thousands of reads queued for the pool.
+        """
+        handover = Handover()
+        self._committing[key] = self._committing.get(key, 0) + 1
+        try:
+            yield handover
+        finally:
+            if self._committing[key] == 1:
+                del self._committing[key]
+            else:
+                self._committing[key] -= 1
+            self.wake(key, finished=handover.finished)
+
     def watched_keys(self) -> list[str]:
         return list(self._waiters)
 
@@ -142,7 +171,8 @@ class Listener:
         if channel == KEY_CHANNEL:
             # "<key>" for a workflow change, "<key> <subscription id>" for a delivery change.
             key, _, subscription = payload.partition(" ")
-            self.wake(key, subscription or None)
+            if key not in self._committing:  # else committing() wakes them all when it ends
+                self.wake(key, subscription or None)
         else:
             self._wake_work()
 

@@ -141,27 +141,30 @@ class Runner(Worker[WorkflowRow]):
         await self._finish(item, output=None, error=error)
 
     async def _finish(self, item: WorkflowRow, *, output: str | None, error: str | None) -> None:
-        try:
-            result = await self._complete(item, output=output, error=error)
-        except Exception as exc:
-            if error is not None:
-                raise
-            # Not an outage (through_outages waited those out): this answer cannot be stored.
-            # Fail the run with the reason rather than pay for the same answer again and again.
-            logger.exception(
-                "cannot record the answer of %s", item.key, extra=self.log_fields(item)
-            )
-            error = f"the answer could not be stored: {describe(exc)}"
-            result = await self._complete(item, output=None, error=error)
-        if result is None:
-            logger.warning(
-                "workflow %s was taken over by another process (or cancelled); outcome dropped",
-                item.key,
-                extra=self.log_fields(item),
-            )
-            return
+        # The key's waiters are woken when this ends, with the finished row: none reads it back.
+        with self._listener.committing(item.key) as handover:
+            try:
+                result = await self._complete(item, output=output, error=error)
+            except Exception as exc:
+                if error is not None:
+                    raise
+                # Not an outage (through_outages waited those out): this answer cannot be
+                # stored. Fail the run with the reason rather than pay for the same answer
+                # again and again.
+                logger.exception(
+                    "cannot record the answer of %s", item.key, extra=self.log_fields(item)
+                )
+                error = f"the answer could not be stored: {describe(exc)}"
+                result = await self._complete(item, output=None, error=error)
+            if result is None:
+                logger.warning(
+                    "workflow %s was taken over by another process (or cancelled); outcome dropped",
+                    item.key,
+                    extra=self.log_fields(item),
+                )
+                return
+            handover.finished = result[0]
         self._metrics.runs_finished.labels("succeeded" if error is None else "failed").inc()
-        self._listener.wake(item.key, finished=result[0])
         for delivery in result[1]:
             self._delivery.submit(delivery)
 
