@@ -436,7 +436,9 @@ async def attach(bench: Bench, n: int = 5000) -> dict[str, Any]:
         await bench.peers.post("/release")
         await asyncio.gather(*waiters)
     finished = await _finished_at(bench.database_url)
-    delays = [woken[key] - finished[key].timestamp() for key in woken]
+    # In the order the runs finished, to see where in the release the slow ones are.
+    delays = [woken[key] - finished[key].timestamp() for key in sorted(woken, key=finished.get)]
+    save_samples("attach", delays)
     return {
         "scenario": "attach",
         "clients": n,

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import event
 
 from app.db import asyncpg_dsn, create_engine
 from app.durable.store import Delivery, RunInput, Store, Subscribed, WorkflowRow
@@ -196,3 +197,28 @@ async def test_the_caller_leases_no_more_deliveries_than_it_has_slots_for(
         + [f"user{i}@full.example.com" for i in range(5)]
     )
     assert {d.notification.value for d in claimed} == {"the answer"}
+
+
+async def test_concurrent_workflow_reads_share_statements(store: Store) -> None:
+    """A burst of reads (waiters woken together) takes a few statements, not one each, and
+    each gets its own row, or None."""
+    for i in range(50):
+        await store.accept_run(f"r{i}", RunInput(f"q{i}"), owner=None, lease_seconds=30)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM workflow WHERE key = ANY" in statement:
+            statements.append(statement)
+
+    event.listen(store._engine.sync_engine, "before_cursor_execute", count)
+    try:
+        keys = [f"r{i}" for i in range(50)] + ["absent", "r7"]
+        rows = await asyncio.gather(*(store.get_workflow(key) for key in keys))
+    finally:
+        event.remove(store._engine.sync_engine, "before_cursor_execute", count)
+    assert [row.query if row else None for row in rows] == [f"q{i}" for i in range(50)] + [
+        None,
+        "q7",
+    ]
+    # All were asked for before the first statement went out: they went in it together.
+    assert len(statements) == 1

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.durable.batch import Batcher
 from app.durable.store.rows import (
     AGENT_PROMISE,
     SUBSCRIPTION_COLUMNS,
@@ -23,8 +26,19 @@ from app.durable.store.rows import (
     workflow_of,
 )
 
+READ_WORKFLOWS = text(f"SELECT {WORKFLOW_COLUMNS} FROM workflow WHERE key = ANY(:keys)")
+
 
 class Reads(Queries):
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
+        # Workflow reads made while one is running go together in the next statement: a burst
+        # of woken waiters (the fallback poll, a reconnect) reads in a few statements instead of
+        # one each, and never holds up the pool for the runs finishing meanwhile.
+        self._workflow_reads: Batcher[str, WorkflowRow | None] = Batcher(
+            self._read_workflows, missing=None, max_batch=500
+        )
+
     async def list_workflows(
         self,
         *,
@@ -106,14 +120,13 @@ class Reads(Queries):
         return counts
 
     async def get_workflow(self, key: str) -> WorkflowRow | None:
+        """The workflow's row as of a statement begun after this call, or None."""
+        return await self._workflow_reads.submit(key)
+
+    async def _read_workflows(self, keys: Sequence[str]) -> dict[str, WorkflowRow | None]:
         async with self._single.connect() as connection:
-            row = (
-                await connection.execute(
-                    text(f"SELECT {WORKFLOW_COLUMNS} FROM workflow WHERE key = :key"),
-                    {"key": key},
-                )
-            ).one_or_none()
-            return None if row is None else workflow_of(row)
+            rows = await connection.execute(READ_WORKFLOWS, {"keys": list(set(keys))})
+            return {row.key: workflow_of(row) for row in rows}
 
     async def get_subscription(self, subscription_id: uuid.UUID) -> SubscriptionRow | None:
         async with self._single.connect() as connection:
