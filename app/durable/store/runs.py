@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Row, text
+from sqlalchemy import Row, TextClause, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -38,6 +38,28 @@ from app.durable.store.rows import (
 from app.durable.store.subscriptions import announce_completion
 
 
+def _accept(values: str, announce: str) -> TextClause:
+    return text(f"""
+        INSERT INTO workflow
+            (key, query, model, instructions, status, attempts, lease_owner,
+             lease_expires_at, started_at)
+        VALUES (:key, :query, :model, :instructions, {values})
+        ON CONFLICT (key) DO NOTHING
+        RETURNING {WORKFLOW_COLUMNS} {announce}
+    """)
+
+
+# Statements of the hot path are made once (text() parses its bind parameters each time).
+ACCEPT_LEASED = _accept("'running', 1, :owner, now() + make_interval(secs => :lease), now()", "")
+# A run nobody leased is announced to every worker (the NOTIFY goes out at commit).
+ACCEPT_FOR_ANY = _accept("'pending', 0, NULL, NULL, NULL", f", pg_notify('{WORK_CHANNEL}', 'run')")
+COMPLETE_RUN = text("""
+    SELECT * FROM agent_notify_complete_run(
+        :key, :created_at, :owner, :output, :error, :deliver_to, :room, :lease,
+        :notify_on_failure, :promise, :key_channel, :work_channel)
+""")
+
+
 class Runs(Queries):
     async def accept_run(
         self, key: str, run: RunInput, *, owner: str | None, lease_seconds: float
@@ -47,20 +69,7 @@ class Runs(Queries):
         Returns the row and whether it was created. Raises InputMismatch when the key exists
         with another input.
         """
-        if owner is not None:
-            values = "'running', 1, :owner, now() + make_interval(secs => :lease), now()"
-        else:
-            values = "'pending', 0, NULL, NULL, NULL"
-        # A run nobody leased is announced to every worker (the NOTIFY goes out at commit).
-        announce = f", pg_notify('{WORK_CHANNEL}', 'run')" if owner is None else ""
-        insert = text(f"""
-            INSERT INTO workflow
-                (key, query, model, instructions, status, attempts, lease_owner,
-                 lease_expires_at, started_at)
-            VALUES (:key, :query, :model, :instructions, {values})
-            ON CONFLICT (key) DO NOTHING
-            RETURNING {WORKFLOW_COLUMNS} {announce}
-        """)
+        insert = ACCEPT_LEASED if owner is not None else ACCEPT_FOR_ANY
         params = {
             "key": key,
             "query": run.query,
@@ -167,12 +176,7 @@ class Runs(Queries):
             async with self._single.connect() as connection:
                 row = (
                     await connection.execute(
-                        text("""
-                            SELECT * FROM agent_notify_complete_run(
-                                :key, :created_at, :owner, :output, :error, :deliver_to,
-                                :room, :lease, :notify_on_failure, :promise, :key_channel,
-                                :work_channel)
-                        """),
+                        COMPLETE_RUN,
                         {
                             "key": key,
                             "created_at": created_at,
