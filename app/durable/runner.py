@@ -59,6 +59,9 @@ class Runner(Worker[WorkflowRow]):
         # A key deleted and used again names another run: created_at tells the two apart.
         return item.key, item.created_at
 
+    def describe(self, item: WorkflowRow) -> str:
+        return item.key
+
     def log_fields(self, item: WorkflowRow) -> dict[str, str]:
         return {"workflow_key": item.key}
 

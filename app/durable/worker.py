@@ -60,6 +60,10 @@ class Worker(Generic[Item]):
     def identity(self, item: Item) -> Hashable:
         raise NotImplementedError
 
+    def describe(self, item: Item) -> str:
+        """The item in a log line or task name (its identity, unless that reads badly)."""
+        return str(self.identity(item))
+
     def log_fields(self, item: Item) -> dict[str, str]:
         """Fields that tie a log record to its workflow (and subscription)."""
         raise NotImplementedError
@@ -89,7 +93,7 @@ class Worker(Generic[Item]):
         logger.info(
             "%s %s: attempt %d failed (%s); retrying in %.1fs",
             self.name,
-            self.identity(item),
+            self.describe(item),
             attempts,
             error,
             delay,
@@ -97,7 +101,7 @@ class Worker(Generic[Item]):
         )
         if await through_outages(
             lambda: self.retry_later(item, error, delay),
-            what=f"schedule the retry of {self.identity(item)}",
+            what=f"schedule the retry of {self.describe(item)}",
         ):
             self.wake_later(delay)
 
@@ -169,7 +173,7 @@ class Worker(Generic[Item]):
         identity = self.identity(item)
         if identity in self._inflight:
             return
-        task = asyncio.create_task(self._guarded(item), name=f"{self.name}:{identity}")
+        task = asyncio.create_task(self._guarded(item), name=f"{self.name}:{self.describe(item)}")
         self._inflight[identity] = task
         task.add_done_callback(lambda _task: self._done(identity))
 
@@ -197,7 +201,7 @@ class Worker(Generic[Item]):
             logger.exception(
                 "%s failed unexpectedly on %s",
                 self.name,
-                self.identity(item),
+                self.describe(item),
                 extra=self.log_fields(item),
             )
             try:
@@ -207,7 +211,7 @@ class Worker(Generic[Item]):
                 logger.exception(
                     "%s could not record the failure of %s; its lease will lapse",
                     self.name,
-                    self.identity(item),
+                    self.describe(item),
                     extra=self.log_fields(item),
                 )
 
