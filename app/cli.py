@@ -53,6 +53,8 @@ def _serve(args: argparse.Namespace) -> None:
     settings = Settings(**overrides)
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
+    # loop and http stay "auto": uvloop and httptools, which pyproject.toml installs (the
+    # asyncio loop and h11 where they are missing).
     config = uvicorn.Config(
         app,
         host=settings.host,
