@@ -66,8 +66,8 @@ async def run(
     request: Request,
 ) -> RunResult:
     service = service_of(request)
-    workflow, _created = await service.start(key, _run_input(body))
-    finished = await service.wait_finished(workflow.key)
+    workflow, created = await service.start(key, _run_input(body))
+    finished = await service.wait_finished(workflow.key, started=workflow if created else None)
     assert finished is not None
     return _result(finished)
 

@@ -130,21 +130,29 @@ class WorkflowService:
             raise NotFound(f"no workflow {key!r}")
         return workflow
 
-    async def wait_finished(self, key: str, timeout: float | None = None) -> WorkflowRow | None:
-        """The workflow once it has finished; None if `timeout` seconds pass first."""
+    async def wait_finished(
+        self, key: str, timeout: float | None = None, *, started: WorkflowRow | None = None
+    ) -> WorkflowRow | None:
+        """The workflow once it has finished; None if `timeout` seconds pass first.
+
+        `started` is the row start() has just created, with no await since: when it is leased
+        to this process it is still current (the runner cannot have run yet), so it is not
+        read again."""
+        current = started if started is not None and started.lease_owner == self.owner else None
         try:
             async with asyncio.timeout(timeout) as deadline:
-                return await self._wait_finished(key)
+                return await self._wait_finished(key, current)
         except TimeoutError:
             if deadline.expired():
                 return None
             raise
 
-    async def _wait_finished(self, key: str) -> WorkflowRow:
+    async def _wait_finished(self, key: str, current: WorkflowRow | None) -> WorkflowRow:
         with self.listener.watch(key) as changed:
             while True:
                 changed.clear()
-                workflow = await self.store.get_workflow(key)
+                workflow = current or await self.store.get_workflow(key)
+                current = None
                 if workflow is None:
                     raise NotFound(f"no workflow {key!r}")
                 if workflow.finished:
