@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -22,8 +24,8 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
 OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "25006")
 
 
-def sqlstate_of(exc: BaseException) -> str | None:
-    """The SQLSTATE of the Postgres error behind `exc` (through SQLAlchemy's wrapping), if any."""
+def _behind(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every error behind it (causes, contexts, SQLAlchemy's `orig`), each once."""
     seen: set[int] = set()
     pending: list[BaseException | None] = [exc]
     while pending:
@@ -31,11 +33,21 @@ def sqlstate_of(exc: BaseException) -> str | None:
         if error is None or id(error) in seen:
             continue
         seen.add(id(error))
+        yield error
+        orig = getattr(error, "orig", None)
+        pending += [
+            error.__cause__,
+            error.__context__,
+            orig if isinstance(orig, BaseException) else None,
+        ]
+
+
+def sqlstate_of(exc: BaseException) -> str | None:
+    """The SQLSTATE of the Postgres error behind `exc` (through SQLAlchemy's wrapping), if any."""
+    for error in _behind(exc):
         sqlstate = getattr(error, "sqlstate", None)
         if isinstance(sqlstate, str):
             return sqlstate
-        orig = getattr(error, "orig", None)
-        pending += [error.__cause__, orig if isinstance(orig, BaseException) else None]
     return None
 
 
@@ -45,13 +57,7 @@ def is_outage(exc: BaseException) -> bool:
     False for errors no retry can fix (invalid data, constraint violations, bugs), which must
     surface instead of being retried forever.
     """
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        error = pending.pop()
-        if error is None or id(error) in seen:
-            continue
-        seen.add(id(error))
+    for error in _behind(exc):
         if isinstance(error, OSError | PoolTimeoutError | asyncpg.ConnectionDoesNotExistError):
             return True
         if isinstance(error, asyncpg.InterfaceError) and "closed" in str(error):
@@ -61,12 +67,6 @@ def is_outage(exc: BaseException) -> bool:
         sqlstate = getattr(error, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate.startswith(OUTAGE_SQLSTATES):
             return True
-        orig = getattr(error, "orig", None)
-        pending += [
-            error.__cause__,
-            error.__context__,
-            orig if isinstance(orig, BaseException) else None,
-        ]
     return False
 
 
