@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,17 +40,24 @@ def with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Postgres server: TEST_DATABASE_URL's, or an embedded one for this session."""
+def postgres_url() -> Iterator[str]:
+    """A Postgres server: TEST_DATABASE_URL's, or an embedded one for this session.
+
+    Its data lives outside pytest's temporary root: run as root, the server runs as another
+    user, which must traverse every folder above its data, and any other pytest session
+    starting meanwhile makes /tmp/pytest-of-root private again (0700), killing this server.
+    """
     configured = os.environ.get("TEST_DATABASE_URL")
     if configured:
         yield configured
         return
-    server = EmbeddedPostgres.start(tmp_path_factory.mktemp("embedded"))
+    data_dir = Path(tempfile.mkdtemp(prefix="agent-notify-test-pg-"))
+    server = EmbeddedPostgres.start(data_dir)
     try:
         yield server.url
     finally:
         server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def create_database(server_url: str, name: str) -> str:
