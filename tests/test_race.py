@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
 from tests.helpers import all_sent, until_workflow
@@ -50,3 +53,33 @@ async def test_concurrent_subscribers_while_the_run_resolves(
     assert received == Counter(emails)
     assert all(m.get_content().strip() == answer_for(query) for m in inbox.messages)
     assert fake_llm.calls_for(query) == 1
+
+
+async def test_a_sync_run_hears_a_cancel_made_just_after_its_insert(
+    start_app: Callable[..., Awaitable[RunningApp]], fake_llm: FakeLLM
+) -> None:
+    """Another replica cancels the run the moment its INSERT commits, before the sync request
+    reads anything more: the request is answered at once (not at the next fallback poll),
+    because it watched the key from before the insert."""
+    worker = await start_app(poll_interval_seconds=60, lease_seconds=60)
+    other = await start_app(poll_interval_seconds=60, lease_seconds=60)
+    release = fake_llm.hold("q")
+    service = worker.app.state.service
+    accept_run = service.store.accept_run
+
+    async def accept_then_cancel_elsewhere(*args: Any, **kwargs: Any) -> Any:
+        accepted = await accept_run(*args, **kwargs)
+        # The cancel's NOTIFY reaches this process before the request goes on.
+        with service.listener.watch("k") as notified:
+            assert (await other.client.post("/workflows/k/cancel")).status_code == 200
+            await notified.wait()
+        return accepted
+
+    service.store.accept_run = accept_then_cancel_elsewhere
+    try:
+        # Well under the 60 s fallback poll: only the NOTIFY can answer it in time.
+        response = await worker.client.post("/workflows/k/run", json="q", timeout=20)
+    finally:
+        release.set()
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "workflow_cancelled"

@@ -66,10 +66,7 @@ async def run(
     request: Request,
 ) -> RunResult:
     service = service_of(request)
-    workflow, created = await service.start(key, _run_input(body))
-    finished = await service.wait_finished(workflow.key, started=workflow if created else None)
-    assert finished is not None
-    return _result(finished)
+    return _result(await service.run(key, _run_input(body)))
 
 
 @router.post(

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from app.config import KEY_PATTERN, Settings
 from app.durable.delivery import DeliveryWorker
-from app.durable.listener import Listener
+from app.durable.listener import Listener, Wakeup
 from app.durable.runner import Runner
 from app.durable.store import (
     AGENT_PROMISE,
@@ -130,39 +130,48 @@ class WorkflowService:
             raise NotFound(f"no workflow {key!r}")
         return workflow
 
-    async def wait_finished(
-        self, key: str, timeout: float | None = None, *, started: WorkflowRow | None = None
-    ) -> WorkflowRow | None:
-        """The workflow once it has finished; None if `timeout` seconds pass first.
-
-        `started` is the row start() has just created, with no await since: when it is leased
-        to this process it is still current (the runner cannot have run yet), so it is not
-        read again."""
-        current = started if started is not None and started.lease_owner == self.owner else None
+    async def wait_finished(self, key: str, timeout: float | None = None) -> WorkflowRow | None:
+        """The workflow once it has finished; None if `timeout` seconds pass first."""
         try:
             async with asyncio.timeout(timeout) as deadline:
-                return await self._wait_finished(key, current)
+                with self.listener.watch(key) as changed:
+                    return await self._until_finished(key, changed)
         except TimeoutError:
             if deadline.expired():
                 return None
             raise
 
-    async def _wait_finished(self, key: str, current: WorkflowRow | None) -> WorkflowRow:
+    async def run(self, key: str, run: RunInput) -> WorkflowRow:
+        """Start the run (or attach to the key's) and wait until it has finished.
+
+        The waiter watches the key from before the insert, so whatever happens to the run once
+        start() has read or written its row (a cancel on another replica, say) wakes it; that
+        row then stands for the first read."""
         with self.listener.watch(key) as changed:
-            while True:
+            workflow, _created = await self.start(key, run)
+            return await self._until_finished(key, changed, workflow)
+
+    async def _until_finished(
+        self, key: str, changed: Wakeup, current: WorkflowRow | None = None
+    ) -> WorkflowRow:
+        """Wait on `changed` (a watch of `key`) until the workflow has finished. `current`, if
+        given, is a row read after the watch began: any change since has set `changed`."""
+        while True:
+            if current is None:
                 changed.clear()
-                workflow = current or await self.store.get_workflow(key)
-                current = None
-                if workflow is None:
-                    raise NotFound(f"no workflow {key!r}")
-                if workflow.finished:
-                    return workflow
-                await self._wait(changed)
-                finished = changed.finished
-                # Finished here, by the run this waiter read (not an earlier one of a key since
-                # deleted and made again): the row needs no reading back.
-                if finished is not None and finished.created_at == workflow.created_at:
-                    return finished
+                workflow = await self.store.get_workflow(key)
+            else:
+                workflow, current = current, None
+            if workflow is None:
+                raise NotFound(f"no workflow {key!r}")
+            if workflow.finished:
+                return workflow
+            await self._wait(changed)
+            finished = changed.finished
+            # Finished here, by the run this waiter read (not an earlier one of a key since
+            # deleted and made again): the row needs no reading back.
+            if finished is not None and finished.created_at == workflow.created_at:
+                return finished
 
     async def cancel(self, key: str) -> Cancellation:
         """Cancel a pending or running workflow; its subscribers are told. Whoever executes it
