@@ -54,7 +54,7 @@ def subscribe(store: Store, key: str, email: str) -> Awaitable[Subscribed]:
     )
 
 
-def complete(store: Store, run: WorkflowRow, *, slots: int = 10) -> Awaitable[Any]:
+def complete(store: Store, run: WorkflowRow, *, room: int = 1) -> Awaitable[Any]:
     return store.complete_run(
         run.key,
         created_at=run.created_at,
@@ -62,7 +62,7 @@ def complete(store: Store, run: WorkflowRow, *, slots: int = 10) -> Awaitable[An
         output="the answer",
         error=None,
         deliver_to=OWNER,
-        reserve=lambda wanted: min(wanted, slots),
+        room=room,
         lease_seconds=30,
         notify_on_failure=True,
     )
@@ -171,25 +171,26 @@ async def test_claims_skip_live_leases_and_take_expired_ones(
 async def test_the_caller_leases_no_more_deliveries_than_it_has_slots_for(
     store: Store, db: asyncpg.Connection
 ) -> None:
-    """The finishing run leases its oldest subscriber to the caller, if it has a slot (most runs
-    have one subscriber); the rest are readied for any worker to claim."""
-    for key, slots, leased in (("k", 10, 1), ("full", 0, 0)):
+    """The finishing run leases its oldest subscribers to the caller, as many as it has room
+    for (the runner reserves one: most runs have one subscriber); the rest are readied for any
+    worker to claim."""
+    for key, room in (("k", 1), ("full", 0)):
         run, _ = await store.accept_run(key, RunInput("q"), owner=OWNER, lease_seconds=30)
         for i in range(5):
             await subscribe(store, key, f"user{i}@{key}.example.com")
-        completed = await complete(store, run, slots=slots)
+        completed = await complete(store, run, room=room)
         assert completed is not None
         handed_over = completed[1]
-        assert [d.notification.email for d in handed_over] == [f"user0@{key}.example.com"][:leased]
-        assert [d.attempts for d in handed_over] == [1][:leased]
+        assert [d.notification.email for d in handed_over] == [f"user0@{key}.example.com"][:room]
+        assert [d.attempts for d in handed_over] == [1][:room]
         rows = await db.fetch(
             "SELECT status, lease_owner, attempts FROM subscription WHERE workflow_key = $1 "
             "ORDER BY email",
             key,
         )
         assert {r["status"] for r in rows} == {"ready"}
-        assert [r["lease_owner"] for r in rows] == [OWNER] * leased + [None] * (5 - leased)
-        assert [r["attempts"] for r in rows] == [1] * leased + [0] * (5 - leased)
+        assert [r["lease_owner"] for r in rows] == [OWNER] * room + [None] * (5 - room)
+        assert [r["attempts"] for r in rows] == [1] * room + [0] * (5 - room)
     # The rest are any worker's to claim.
     claimed = await store.claim_deliveries(owner="other", lease_seconds=30, limit=10)
     assert sorted(d.notification.email for d in claimed) == sorted(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from app.agent import Agent
 from app.config import Settings
@@ -177,8 +177,12 @@ class Runner(Worker[WorkflowRow]):
         # Subscribers readied by this run are sent from here, as many as the delivery worker
         # has room for. If the lease expires during a database outage, whoever took the run
         # over wins.
-        return await self._delivery.with_room(
-            lambda reserve: through_outages(
+        async def complete(
+            reserve: Callable[[int], int],
+        ) -> tuple[WorkflowRow, list[Delivery]] | None:
+            # Reserved once for every attempt: a retry through an outage must not take more.
+            room = reserve(1)
+            return await through_outages(
                 lambda: self._store.complete_run(
                     item.key,
                     created_at=item.created_at,
@@ -186,10 +190,11 @@ class Runner(Worker[WorkflowRow]):
                     output=output,
                     error=error,
                     deliver_to=self._owner,
-                    reserve=reserve,
+                    room=room,
                     lease_seconds=self._settings.lease_seconds,
                     notify_on_failure=self._settings.notify_on_failure,
                 ),
                 what=f"record the outcome of {item.key}",
             )
-        )
+
+        return await self._delivery.with_room(complete)

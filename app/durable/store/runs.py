@@ -154,16 +154,16 @@ class Runs(Queries):
         output: str | None,
         error: str | None,
         deliver_to: str,
-        reserve: Callable[[int], int],
+        room: int,
         lease_seconds: float,
         notify_on_failure: bool,
     ) -> tuple[WorkflowRow, list[Delivery]] | None:
         """Finish a leased run: record it, complete its promise, make its subscribers ready.
 
-        `output` for success, `error` for a terminal failure. The oldest of the subscriptions
-        made ready, as many as `reserve(1)` grants room for (one: most runs have one subscriber),
-        are leased to `deliver_to` (the caller's delivery worker) and returned; the rest are
-        left for any worker, woken by a NOTIFY. `created_at` names the run: an earlier run of
+        `output` for success, `error` for a terminal failure. The oldest `room` of the
+        subscriptions made ready (the room the caller's delivery worker reserved: one, as most
+        runs have one subscriber) are leased to `deliver_to` and returned; the rest are left
+        for any worker, woken by a NOTIFY. `created_at` names the run: an earlier run of
         a key since deleted and started again cannot finish the new one.
         Returns None when `owner` no longer holds the lease (another process took the run over,
         or it was cancelled); then nothing changed.
@@ -171,7 +171,6 @@ class Runs(Queries):
         One statement: agent_notify_complete_run() (migration 0004) runs the transaction that
         this did in five round trips, in the same lock order.
         """
-        room = reserve(1)
         try:
             async with self._single.connect() as connection:
                 row = (
