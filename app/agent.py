@@ -180,9 +180,11 @@ class Agent:
             kwargs["api_key"] = settings.agent_api_key.get_secret_value()
         try:
             # litellm passes `timeout` to most providers, not all (aiohttp_openai/ drops it).
-            async with asyncio.timeout(settings.agent_timeout_seconds):
+            async with asyncio.timeout(settings.agent_timeout_seconds) as deadline:
                 response = await self._litellm.acompletion(**kwargs)
         except TimeoutError as exc:
+            if not deadline.expired():  # a timeout of the provider's own, from inside
+                raise classify(exc) from exc
             raise TransientError(
                 f"Timeout: no answer within {settings.agent_timeout_seconds:g} s"
             ) from exc

@@ -437,7 +437,8 @@ async def attach(bench: Bench, n: int = 5000) -> dict[str, Any]:
         await asyncio.gather(*waiters)
     finished = await _finished_at(bench.database_url)
     # In the order the runs finished, to see where in the release the slow ones are.
-    delays = [woken[key] - finished[key].timestamp() for key in sorted(woken, key=finished.get)]
+    in_order = sorted(woken, key=lambda key: finished[key])
+    delays = [woken[key] - finished[key].timestamp() for key in in_order]
     save_samples("attach", delays)
     return {
         "scenario": "attach",

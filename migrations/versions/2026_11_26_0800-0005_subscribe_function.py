@@ -18,8 +18,9 @@ down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Its body is app/durable/store/subscriptions.py's subscribe: keep the two in step (a change to
-# it is a new migration that replaces the function).
+# Its body is app/durable/store/subscriptions.py's subscribe: keep the two in step. A change is
+# a new migration that drops and re-creates the function (CREATE OR REPLACE cannot change the
+# columns it returns), and a new column of the table it returns must be added to it here.
 SUBSCRIBE = r"""
 CREATE OR REPLACE FUNCTION agent_notify_subscribe(
     p_key text,
