@@ -63,6 +63,11 @@ def _serve(args: argparse.Namespace) -> None:
         # JSON logs: uvicorn's lines go through our handler instead of its own text ones.
         log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace_seconds)),
+        # An idle keep-alive connection is closed by the client or the proxy in front, never
+        # by us first: at uvicorn's default (5 s, the same as httpx's and many clients'), a
+        # request sent on a connection just as we close it fails with a reset (seen in CI).
+        # Longer than the common proxies' idle timeouts (60 s).
+        timeout_keep_alive=75,
         proxy_headers=True,
     )
     Server(config, app).run()
