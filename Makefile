@@ -46,7 +46,7 @@ bench: $(INSTALLED)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,bench]'
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.floor
-	$(BIN)/python -m bench.litellm_cost default service aiohttp_openai
+	$(BIN)/python -m bench.litellm_cost default lean service aiohttp_openai
 	$(BIN)/python -m bench.plot
 
 format: $(INSTALLED)

@@ -1,19 +1,33 @@
-"""The agent step: one `litellm.acompletion` call, with errors sorted into transient and permanent.
+"""The agent step: one litellm call, with errors sorted into transient and permanent.
 
 With no AGENT_MODEL configured, a built-in offline model (registered with litellm as a custom
 provider, so the same code path runs) answers deterministically.
+
+Models on litellm's plain OpenAI chat configuration (`openai/gpt-4o-mini`, or any model name on
+an OpenAI-compatible AGENT_API_BASE) take a lean call when AGENT_LEAN_CALLS is on (the default):
+litellm's own configuration builds the URL, the headers and the request body and turns the reply
+into its ModelResponse, and the request goes out on the agent's aiohttp session. What it skips is
+the work `litellm.acompletion` wraps around every call and this service never reads: its
+call-time bookkeeping, the cost calculation and the success logging (four fifths of its CPU per
+call; docs/benchmarks.md). Every other model, and every model with AGENT_LEAN_CALLS=false, goes
+through `litellm.acompletion`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 import os
+import ssl
 import textwrap
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import certifi
+import httpx
 
 from app.config import OFFLINE_MODEL, Settings
 from app.errors import PermanentError, TransientError
@@ -62,6 +76,72 @@ def call_options(*, timeout_seconds: float) -> dict[str, Any]:
         "num_retries": 0,
         "max_retries": 0,
     }
+
+
+@dataclass(frozen=True)
+class LeanRoute:
+    """How a lean call reaches its model: litellm's configuration and where it points."""
+
+    model: str  # the provider's own name for it (no `openai/` prefix)
+    config: Any  # litellm's OpenAIGPTConfig (or its unknown-model twin)
+    url: str
+    api_key: str | None
+
+
+class _NoLogging:
+    """Stands in for litellm's per-call Logging object, which the lean call does not keep."""
+
+    def pre_call(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def post_call(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def lean_route(litellm: Any, model: str, settings: Settings) -> LeanRoute | None:
+    """The lean route for `model`, or None when it must go through `litellm.acompletion`.
+
+    Only models litellm serves with its plain OpenAI chat configuration qualify: the o-series and
+    gpt-5 configurations rewrite parameters, and `openai/responses/…`-style names switch APIs.
+    """
+    try:
+        name, provider, dynamic_key, dynamic_base = litellm.get_llm_provider(
+            model, api_base=settings.agent_api_base
+        )
+        if provider != "openai" or "/" in name:
+            return None
+        from litellm.llms.openai.chat.gpt_transformation import (
+            OpenAIGPTConfig,
+            OpenAIUnknownModelConfig,
+        )
+
+        config = litellm.ProviderConfigManager.get_provider_chat_config(
+            model=name, provider=litellm.LlmProviders.OPENAI
+        )
+    except Exception:  # a model litellm cannot map, or a litellm without these: acompletion
+        return None
+    if type(config) not in (OpenAIGPTConfig, OpenAIUnknownModelConfig):
+        return None
+    # The api_base and key litellm's OpenAI path would use, in its order.
+    api_base = (
+        settings.agent_api_base
+        or dynamic_base
+        or litellm.api_base
+        or os.environ.get("OPENAI_BASE_URL")
+        or os.environ.get("OPENAI_API_BASE")
+        or "https://api.openai.com/v1"
+    )
+    api_key = (
+        (settings.agent_api_key.get_secret_value() if settings.agent_api_key else None)
+        or dynamic_key
+        or litellm.api_key
+        or litellm.openai_key
+        or os.environ.get("OPENAI_API_KEY")
+    )
+    url = config.get_complete_url(
+        api_base=api_base, api_key=api_key, model=name, optional_params={}, litellm_params={}
+    )
+    return LeanRoute(model=name, config=config, url=url, api_key=api_key)
 
 
 def _offline_handler(litellm: Any) -> Any:
@@ -119,6 +199,17 @@ class Agent:
         self._settings = settings
         self._litellm = load_litellm()
         self._missing: dict[str, list[str]] = {}
+        self._routes: dict[str, LeanRoute | None] = {}
+        self._session: aiohttp.ClientSession | None = None
+        # Sent on lean calls as litellm's OpenAI path sends them.
+        self._lean_headers = {
+            header: value
+            for header, value in (
+                ("OpenAI-Organization", os.environ.get("OPENAI_ORGANIZATION")),
+                ("OpenAI-Project", os.environ.get("OPENAI_PROJECT_ID")),
+            )
+            if value
+        }
         if settings.offline:
             logger.warning(
                 "AGENT_MODEL is not set: answers come from the built-in offline model %s. "
@@ -178,10 +269,14 @@ class Agent:
             kwargs["api_base"] = settings.agent_api_base
         if settings.agent_api_key:
             kwargs["api_key"] = settings.agent_api_key.get_secret_value()
+        route = self.lean_route(model)
         try:
             # litellm passes `timeout` to most providers, not all (aiohttp_openai/ drops it).
             async with asyncio.timeout(settings.agent_timeout_seconds) as deadline:
-                response = await self._litellm.acompletion(**kwargs)
+                if route is not None:
+                    response = await self._lean_call(route, messages)
+                else:
+                    response = await self._litellm.acompletion(**kwargs)
         except TimeoutError as exc:
             if not deadline.expired():  # a timeout of the provider's own, from inside
                 raise classify(exc) from exc
@@ -199,3 +294,85 @@ class Agent:
         # Postgres text holds neither NUL nor lone surrogates: a model emitting one must not
         # make its answer unstorable.
         return content.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+    def lean_route(self, model: str) -> LeanRoute | None:
+        """How `model` is called lean, or None when it goes through `litellm.acompletion`."""
+        if not self._settings.agent_lean_calls:
+            return None
+        if model not in self._routes:
+            self._routes[model] = lean_route(self._litellm, model, self._settings)
+        return self._routes[model]
+
+    async def _lean_call(self, route: LeanRoute, messages: list[dict[str, str]]) -> Any:
+        """One chat completion through litellm's OpenAI configuration, sent on our session."""
+        config = route.config
+        headers = config.validate_environment(
+            headers=dict(self._lean_headers),
+            model=route.model,
+            messages=messages,
+            optional_params={},
+            litellm_params={},
+            api_key=route.api_key,
+            api_base=route.url,
+        )
+        data = config.transform_request(
+            model=route.model,
+            messages=messages,
+            optional_params={},
+            litellm_params={},
+            headers=headers,
+        )
+        async with self._http().post(route.url, data=json.dumps(data), headers=headers) as reply:
+            body = await reply.read()
+            status, reply_headers = reply.status, list(reply.headers.items())
+        raw = httpx.Response(
+            status,
+            headers=reply_headers,
+            content=body,
+            request=httpx.Request("POST", route.url),
+        )
+        if not 200 <= status < 300:
+            # The exception litellm.acompletion would raise (BadRequestError, RateLimitError, …,
+            # with the provider's error text and the status that classify reads): litellm maps
+            # its provider error to it by raising.
+            error = config.get_error_class(
+                error_message=raw.text, status_code=status, headers=raw.headers
+            )
+            self._litellm.exception_type(
+                model=route.model, original_exception=error, custom_llm_provider="openai"
+            )
+            raise error
+        return config.transform_response(
+            model=route.model,
+            raw_response=raw,
+            model_response=self._litellm.ModelResponse(),
+            logging_obj=_NoLogging(),
+            request_data=data,
+            messages=messages,
+            optional_params={},
+            litellm_params={},
+            encoding=None,
+            api_key=route.api_key,
+        )
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The lean calls' session: made in the running loop on first use, kept until aclose."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=0,  # the runner's concurrency is the limit
+                    ssl=ssl.create_default_context(
+                        cafile=os.environ.get("SSL_CERT_FILE") or certifi.where()
+                    ),
+                ),
+                # The call's deadline is the agent's own (asyncio.timeout in answer).
+                timeout=aiohttp.ClientTimeout(total=None),
+                trust_env=True,  # HTTPS_PROXY and NO_PROXY, as the openai SDK honours them
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the lean calls' HTTP connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

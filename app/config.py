@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     agent_api_key: SecretStr | None = None
     agent_instructions: str = "You are a helpful assistant."
     agent_timeout_seconds: float = Field(default=600.0, gt=0)
+    # OpenAI-protocol models skip litellm.acompletion's logging and cost calculation
+    # (app/agent.py); false: every call goes through litellm.acompletion.
+    agent_lean_calls: bool = True
     # Models a run may choose besides AGENT_MODEL (comma-separated, * wildcards); the operator's
     # keys pay for them, so none by default.
     agent_allowed_models: str = ""

@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store = Store(engine)
             listener = Listener(asyncpg_dsn(database_url))
             agent = await asyncio.to_thread(Agent, settings)
+            stack.push_async_callback(agent.aclose)
             mailer = create_mailer(settings)
             metrics = Metrics()
             delivery = DeliveryWorker(

@@ -1,5 +1,6 @@
-"""What one `litellm.acompletion` call costs in CPU, by configuration: litellm's defaults against
-the call the service makes (app/agent.py), against the fake LLM of bench/servers.py.
+"""What one litellm call costs in CPU, by configuration: litellm's defaults against the calls
+the service makes (app/agent.py: the lean call, and litellm.acompletion), against the fake LLM of
+bench/servers.py.
 
     .venv/bin/python -m bench.litellm_cost [configuration ...] [--calls 400] [--rounds 3]
 
@@ -33,7 +34,9 @@ MODEL = "gpt-4o-mini"
 # name → what it is; the child applies it in `configure`.
 CONFIGURATIONS = {
     "default": "litellm.acompletion(model, messages, api_base, api_key), as its docs show",
-    "service": "the call app/agent.py makes, with the settings app/agent.py applies",
+    "lean": "the service's lean call (AGENT_LEAN_CALLS on, the default): Agent.answer",
+    "service": "the service's litellm.acompletion call (AGENT_LEAN_CALLS=false), as app/agent.py "
+    "makes it",
     "no-log": "the service's call with litellm's per-call `no-log` flag",
     "zero-prices": "the service's call with input/output_cost_per_token=0 given per call",
     "httpx-transport": "the service's call with litellm.disable_aiohttp_transport (httpx's own)",
@@ -63,21 +66,35 @@ def configure(name: str) -> tuple[Any, str, dict[str, Any]]:
 
 
 async def measure(name: str, llm_url: str, calls: int) -> dict[str, Any]:
-    litellm, model, extra = configure(name)
-    messages = [
-        {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": "Write a poem about Postgres"},
-    ]
+    if name == "lean":
+        from app.agent import Agent
+        from app.config import Settings
 
-    async def call() -> None:
-        response = await litellm.acompletion(
-            model=model,
-            messages=messages,
-            api_base=llm_url,
-            api_key="bench",
-            **extra,
-        )
-        assert response.choices[0].message.content
+        model = f"openai/{MODEL}"
+        settings = Settings(agent_model=model, agent_api_base=llm_url, agent_api_key="bench")
+        agent = Agent(settings)
+        assert agent.lean_route(model) is not None
+
+        async def call() -> None:
+            query = "Write a poem about Postgres"
+            assert await agent.answer(query, model=None, instructions=None)
+
+    else:
+        litellm, model, extra = configure(name)
+        messages = [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Write a poem about Postgres"},
+        ]
+
+        async def call() -> None:
+            response = await litellm.acompletion(
+                model=model,
+                messages=messages,
+                api_base=llm_url,
+                api_key="bench",
+                **extra,
+            )
+            assert response.choices[0].message.content
 
     for _ in range(20):  # warm-up: imports, connection pools, caches
         await call()

@@ -23,6 +23,8 @@ def answer_for(query: str) -> str:
 class FakeLLM:
     url: str = ""
     calls: list[dict[str, Any]] = field(default_factory=list)
+    # Each call's request headers (names lower-cased), in the order of `calls`.
+    headers: list[dict[str, str]] = field(default_factory=list)
     _holds: dict[str, asyncio.Event] = field(default_factory=dict)
     _failures: dict[str, list[int]] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -58,6 +60,7 @@ class FakeLLM:
         body = await request.json()
         query = body["messages"][-1]["content"]
         self.calls.append(body)
+        self.headers.append({name.lower(): value for name, value in request.headers.items()})
         async with self._changed:
             self._changed.notify_all()
         statuses = self._failures.get(query)
