@@ -22,6 +22,8 @@ import logging
 import os
 import ssl
 import textwrap
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +88,7 @@ class LeanRoute:
     config: Any  # litellm's OpenAIGPTConfig (or its unknown-model twin)
     url: str
     api_key: str | None
+    proxy: str | None  # from HTTPS_PROXY/HTTP_PROXY and NO_PROXY, read once
 
 
 class _NoLogging:
@@ -141,7 +144,17 @@ def lean_route(litellm: Any, model: str, settings: Settings) -> LeanRoute | None
     url = config.get_complete_url(
         api_base=api_base, api_key=api_key, model=name, optional_params={}, litellm_params={}
     )
-    return LeanRoute(model=name, config=config, url=url, api_key=api_key)
+    return LeanRoute(model=name, config=config, url=url, api_key=api_key, proxy=env_proxy(url))
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), as httpx
+    and the openai SDK honour them. Read once per route: aiohttp's trust_env would read the
+    environment and ~/.netrc again in a thread for every request."""
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 def _offline_handler(litellm: Any) -> Any:
@@ -201,6 +214,10 @@ class Agent:
         self._missing: dict[str, list[str]] = {}
         self._routes: dict[str, LeanRoute | None] = {}
         self._session: aiohttp.ClientSession | None = None
+        # Made here, in start-up's thread: loading the CA bundle takes tens of milliseconds.
+        self._ssl = ssl.create_default_context(
+            cafile=os.environ.get("SSL_CERT_FILE") or certifi.where()
+        )
         # Sent on lean calls as litellm's OpenAI path sends them.
         self._lean_headers = {
             header: value
@@ -322,7 +339,9 @@ class Agent:
             litellm_params={},
             headers=headers,
         )
-        async with self._http().post(route.url, data=json.dumps(data), headers=headers) as reply:
+        async with self._http().post(
+            route.url, data=json.dumps(data), headers=headers, proxy=route.proxy
+        ) as reply:
             body = await reply.read()
             status, reply_headers = reply.status, list(reply.headers.items())
         raw = httpx.Response(
@@ -361,13 +380,10 @@ class Agent:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     limit=0,  # the runner's concurrency is the limit
-                    ssl=ssl.create_default_context(
-                        cafile=os.environ.get("SSL_CERT_FILE") or certifi.where()
-                    ),
+                    ssl=self._ssl,
                 ),
                 # The call's deadline is the agent's own (asyncio.timeout in answer).
                 timeout=aiohttp.ClientTimeout(total=None),
-                trust_env=True,  # HTTPS_PROXY and NO_PROXY, as the openai SDK honours them
             )
         return self._session
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.agent import Agent
+from app.agent import Agent, env_proxy
 from app.config import OFFLINE_MODEL, Settings
 from app.errors import PermanentError, TransientError
 from tests.fakes.llm import FakeLLM, answer_for
@@ -145,3 +145,20 @@ def test_the_lean_call_goes_where_agent_api_base_says_and_can_be_turned_off() ->
     assert route.url == "http://llm.internal:8000/v1/chat/completions"
     off = Agent(Settings(agent_model="openai/local", agent_api_base=base, agent_lean_calls=False))
     assert off.lean_route("openai/local") is None
+
+
+def test_lean_calls_take_the_proxy_the_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,llm.internal")
+    for name in ("HTTP_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_proxy("https://api.openai.com/v1/chat/completions") == (
+        "http://user:pw@proxy.internal:3128"
+    )
+    assert env_proxy("https://llm.internal/v1/chat/completions") is None
+    assert env_proxy("http://gpu-box:8000/v1/chat/completions") is None  # no HTTP_PROXY
+    route = Agent(Settings(agent_model="openai/gpt-4o-mini", agent_api_key="k")).lean_route(
+        "openai/gpt-4o-mini"
+    )
+    assert route is not None
+    assert route.proxy == "http://user:pw@proxy.internal:3128"
