@@ -3,14 +3,17 @@
 With no AGENT_MODEL configured, a built-in offline model (registered with litellm as a custom
 provider, so the same code path runs) answers deterministically.
 
-Models on litellm's plain OpenAI chat configuration (`openai/gpt-4o-mini`, or any model name on
-an OpenAI-compatible AGENT_API_BASE) take a lean call when AGENT_LEAN_CALLS is on (the default):
+Models on litellm's plain OpenAI chat configuration and its Chat Completions API
+(`openai/gpt-4o-mini`, `gpt-4o-mini`, or an `openai/<name>` without a further `/` on an
+OpenAI-compatible AGENT_API_BASE) take a lean call when AGENT_LEAN_CALLS is on (the default):
 litellm's own configuration builds the URL, the headers and the request body and turns the reply
-into its ModelResponse, and the request goes out on the agent's aiohttp session. What it skips is
-the work `litellm.acompletion` wraps around every call and this service never reads: its
-call-time bookkeeping, the cost calculation and the success logging (four fifths of its CPU per
-call; docs/benchmarks.md). Every other model, and every model with AGENT_LEAN_CALLS=false, goes
-through `litellm.acompletion`.
+into its ModelResponse, litellm maps a failure to its exception, and the request goes out on the
+agent's aiohttp session with litellm's TLS settings. What it skips is the work
+`litellm.acompletion` wraps around every call and this service never reads: its call-time
+bookkeeping, the cost calculation and the success logging (about three quarters of its CPU per
+call; docs/benchmarks.md). Every other model (o-series, gpt-5, models litellm sends to the
+Responses API, other providers), and every model with AGENT_LEAN_CALLS=false, goes through
+`litellm.acompletion`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import certifi
 import httpx
 
 from app.config import OFFLINE_MODEL, Settings
@@ -37,6 +39,9 @@ from app.errors import PermanentError, TransientError
 logger = logging.getLogger(__name__)
 
 OFFLINE_PROVIDER = OFFLINE_MODEL.split("/", 1)[0]
+# Reply headers describing the bytes on the wire, which aiohttp has already undone (a gzip
+# body arrives unzipped): handed on, httpx would undo them a second time.
+UNDONE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 # HTTP statuses worth another attempt; any other 4xx means the request itself is wrong.
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
 
@@ -80,6 +85,10 @@ def call_options(*, timeout_seconds: float) -> dict[str, Any]:
     }
 
 
+# A provider's error text kept in a workflow row and its logs: its message, not a whole page.
+MAX_ERROR_TEXT = 500
+
+
 @dataclass(frozen=True)
 class LeanRoute:
     """How a lean call reaches its model: litellm's configuration and where it points."""
@@ -88,7 +97,9 @@ class LeanRoute:
     config: Any  # litellm's OpenAIGPTConfig (or its unknown-model twin)
     url: str
     api_key: str | None
-    proxy: str | None  # from HTTPS_PROXY/HTTP_PROXY and NO_PROXY, read once
+    headers: dict[str, str]  # besides those the configuration adds (Authorization, …)
+    proxy: str | None  # from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY, read once
+    ssl: ssl.SSLContext | bool  # litellm's TLS settings (SSL_VERIFY, SSL_CERT_FILE, …)
 
 
 class _NoLogging:
@@ -104,8 +115,10 @@ class _NoLogging:
 def lean_route(litellm: Any, model: str, settings: Settings) -> LeanRoute | None:
     """The lean route for `model`, or None when it must go through `litellm.acompletion`.
 
-    Only models litellm serves with its plain OpenAI chat configuration qualify: the o-series and
-    gpt-5 configurations rewrite parameters, and `openai/responses/…`-style names switch APIs.
+    Only models litellm serves with its plain OpenAI chat configuration on the Chat Completions
+    API qualify: the o-series and gpt-5 configurations rewrite parameters, some models (and
+    every model under litellm.route_all_chat_openai_to_responses) go to the Responses API, and
+    `openai/responses/…`-style names switch APIs.
     """
     try:
         name, provider, dynamic_key, dynamic_base = litellm.get_llm_provider(
@@ -113,48 +126,95 @@ def lean_route(litellm: Any, model: str, settings: Settings) -> LeanRoute | None
         )
         if provider != "openai" or "/" in name:
             return None
+        from litellm.llms.custom_httpx.http_handler import get_ssl_configuration
         from litellm.llms.openai.chat.gpt_transformation import (
             OpenAIGPTConfig,
             OpenAIUnknownModelConfig,
         )
+        from litellm.responses.bridge_check import responses_api_bridge_check
 
         config = litellm.ProviderConfigManager.get_provider_chat_config(
             model=name, provider=litellm.LlmProviders.OPENAI
         )
+        if type(config) not in (OpenAIGPTConfig, OpenAIUnknownModelConfig):
+            return None
+        # The api_base and key litellm's OpenAI path would use, in its order.
+        api_base = (
+            settings.agent_api_base
+            or dynamic_base
+            or litellm.api_base
+            or os.environ.get("OPENAI_BASE_URL")
+            or os.environ.get("OPENAI_API_BASE")
+            or "https://api.openai.com/v1"
+        )
+        mode, _ = responses_api_bridge_check(
+            model=name, custom_llm_provider="openai", api_base=api_base
+        )
+        if mode.get("mode") == "responses":
+            return None
+        api_key = (
+            (settings.agent_api_key.get_secret_value() if settings.agent_api_key else None)
+            or dynamic_key
+            or litellm.api_key
+            or litellm.openai_key
+            or os.environ.get("OPENAI_API_KEY")
+        )
+        url = config.get_complete_url(
+            api_base=api_base, api_key=api_key, model=name, optional_params={}, litellm_params={}
+        )
+        tls = get_ssl_configuration()
     except Exception:  # a model litellm cannot map, or a litellm without these: acompletion
+        logger.debug("model %s goes through litellm.acompletion", model, exc_info=True)
         return None
-    if type(config) not in (OpenAIGPTConfig, OpenAIUnknownModelConfig):
-        return None
-    # The api_base and key litellm's OpenAI path would use, in its order.
-    api_base = (
-        settings.agent_api_base
-        or dynamic_base
-        or litellm.api_base
-        or os.environ.get("OPENAI_BASE_URL")
-        or os.environ.get("OPENAI_API_BASE")
-        or "https://api.openai.com/v1"
+    # Sent as litellm's OpenAI path and the openai SDK under it send them.
+    organization = (
+        litellm.organization
+        or os.environ.get("OPENAI_ORGANIZATION")
+        or os.environ.get("OPENAI_ORG_ID")
     )
-    api_key = (
-        (settings.agent_api_key.get_secret_value() if settings.agent_api_key else None)
-        or dynamic_key
-        or litellm.api_key
-        or litellm.openai_key
-        or os.environ.get("OPENAI_API_KEY")
+    project = os.environ.get("OPENAI_PROJECT_ID")
+    headers = {
+        **(litellm.headers or {}),
+        **({"OpenAI-Organization": organization} if organization else {}),
+        **({"OpenAI-Project": project} if project else {}),
+    }
+    return LeanRoute(
+        model=name,
+        config=config,
+        url=url,
+        api_key=api_key,
+        headers=headers,
+        proxy=env_proxy(url),
+        ssl=tls if isinstance(tls, ssl.SSLContext) else tls is not False,
     )
-    url = config.get_complete_url(
-        api_base=api_base, api_key=api_key, model=name, optional_params={}, litellm_params={}
-    )
-    return LeanRoute(model=name, config=config, url=url, api_key=api_key, proxy=env_proxy(url))
 
 
 def env_proxy(url: str) -> str | None:
-    """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), as httpx
-    and the openai SDK honour them. Read once per route: aiohttp's trust_env would read the
-    environment and ~/.netrc again in a thread for every request."""
+    """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY,
+    NO_PROXY), as httpx and the openai SDK honour them. Read once per route: aiohttp's
+    trust_env would read the environment and ~/.netrc again in a thread for every request."""
     parts = urllib.parse.urlsplit(url)
     if urllib.request.proxy_bypass(parts.hostname or ""):
         return None
-    return urllib.request.getproxies().get(parts.scheme)
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
+def provider_error_text(status: int, body: str) -> str:
+    """What a failed call records: the provider's error message when its body has one (as the
+    openai SDK reports it), else the status; never a whole HTML error page."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        error = error["message"]
+    if isinstance(error, str) and error:
+        return error[:MAX_ERROR_TEXT]
+    if parsed is not None:
+        return f"Error code: {status} - {body[:MAX_ERROR_TEXT]}"
+    return f"Error code: {status}"
 
 
 def _offline_handler(litellm: Any) -> Any:
@@ -214,19 +274,7 @@ class Agent:
         self._missing: dict[str, list[str]] = {}
         self._routes: dict[str, LeanRoute | None] = {}
         self._session: aiohttp.ClientSession | None = None
-        # Made here, in start-up's thread: loading the CA bundle takes tens of milliseconds.
-        self._ssl = ssl.create_default_context(
-            cafile=os.environ.get("SSL_CERT_FILE") or certifi.where()
-        )
-        # Sent on lean calls as litellm's OpenAI path sends them.
-        self._lean_headers = {
-            header: value
-            for header, value in (
-                ("OpenAI-Organization", os.environ.get("OPENAI_ORGANIZATION")),
-                ("OpenAI-Project", os.environ.get("OPENAI_PROJECT_ID")),
-            )
-            if value
-        }
+        self._session_loop: asyncio.AbstractEventLoop | None = None
         if settings.offline:
             logger.warning(
                 "AGENT_MODEL is not set: answers come from the built-in offline model %s. "
@@ -286,8 +334,8 @@ class Agent:
             kwargs["api_base"] = settings.agent_api_base
         if settings.agent_api_key:
             kwargs["api_key"] = settings.agent_api_key.get_secret_value()
-        route = self.lean_route(model)
         try:
+            route = self.lean_route(model)
             # litellm passes `timeout` to most providers, not all (aiohttp_openai/ drops it).
             async with asyncio.timeout(settings.agent_timeout_seconds) as deadline:
                 if route is not None:
@@ -324,7 +372,7 @@ class Agent:
         """One chat completion through litellm's OpenAI configuration, sent on our session."""
         config = route.config
         headers = config.validate_environment(
-            headers=dict(self._lean_headers),
+            headers=dict(route.headers),
             model=route.model,
             messages=messages,
             optional_params={},
@@ -340,10 +388,19 @@ class Agent:
             headers=headers,
         )
         async with self._http().post(
-            route.url, data=json.dumps(data), headers=headers, proxy=route.proxy
+            route.url,
+            data=json.dumps(data),
+            headers=headers,
+            proxy=route.proxy,
+            ssl=route.ssl,
         ) as reply:
-            body = await reply.read()
-            status, reply_headers = reply.status, list(reply.headers.items())
+            body = await reply.read()  # decompressed by aiohttp
+            status = reply.status
+            reply_headers = [
+                (name, value)
+                for name, value in reply.headers.items()
+                if name.lower() not in UNDONE_HEADERS
+            ]
         raw = httpx.Response(
             status,
             headers=reply_headers,
@@ -352,10 +409,12 @@ class Agent:
         )
         if not 200 <= status < 300:
             # The exception litellm.acompletion would raise (BadRequestError, RateLimitError, …,
-            # with the provider's error text and the status that classify reads): litellm maps
-            # its provider error to it by raising.
+            # with the provider's error message and the status that classify reads): litellm
+            # maps its provider error to it by raising.
             error = config.get_error_class(
-                error_message=raw.text, status_code=status, headers=raw.headers
+                error_message=provider_error_text(status, raw.text),
+                status_code=status,
+                headers=raw.headers,
             )
             self._litellm.exception_type(
                 model=route.model, original_exception=error, custom_llm_provider="openai"
@@ -375,20 +434,21 @@ class Agent:
         )
 
     def _http(self) -> aiohttp.ClientSession:
-        """The lean calls' session: made in the running loop on first use, kept until aclose."""
-        if self._session is None or self._session.closed:
+        """The lean calls' session: made in the running loop on first use, kept until aclose
+        (a session belongs to its loop: an agent used from another loop gets a new one)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=0,  # the runner's concurrency is the limit
-                    ssl=self._ssl,
-                ),
+                # The runner's concurrency is the limit.
+                connector=aiohttp.TCPConnector(limit=0),
                 # The call's deadline is the agent's own (asyncio.timeout in answer).
                 timeout=aiohttp.ClientTimeout(total=None),
             )
+            self._session_loop = loop
         return self._session
 
     async def aclose(self) -> None:
         """Close the lean calls' HTTP connections."""
-        if self._session is not None:
+        if self._session is not None and self._session_loop is asyncio.get_running_loop():
             await self._session.close()
-            self._session = None
+        self._session = self._session_loop = None

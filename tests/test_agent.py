@@ -4,14 +4,23 @@ against the fake OpenAI-compatible server and must be indistinguishable to the s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import queue
+import ssl
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
+from aiohttp import web
 
-from app.agent import Agent, env_proxy
+from app.agent import Agent, env_proxy, load_litellm, provider_error_text
 from app.config import OFFLINE_MODEL, Settings
 from app.errors import PermanentError, TransientError
 from tests.fakes.llm import FakeLLM, answer_for
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 # Status → (the litellm exception either path reports, how the service treats it).
 STATUSES = {
@@ -76,36 +85,141 @@ async def test_both_call_paths_answer_and_fail_alike(
         assert fake_llm.calls_for(f"status {status}") == 1
 
     fake_llm.hold("slow")
-    with pytest.raises(TransientError, match=r"no answer within 0\.5 s|Timeout"):
+    # The lean call's deadline is the agent's own; acompletion's may be the SDK's timeout.
+    deadline = r"no answer within 0\.5 s" if lean else r"no answer within 0\.5 s|Timeout"
+    with pytest.raises(TransientError, match=deadline):
         await agent.answer("slow", model=None, instructions=None)
 
 
-async def test_a_reply_that_is_not_json_is_a_transient_error(
-    agent_for: type[Agent],
-) -> None:
-    from aiohttp import web
-
-    async def garbage(_request: web.Request) -> web.Response:
-        return web.Response(text="<html>bad gateway page</html>", content_type="text/html")
-
+@asynccontextmanager
+async def llm_server(handler: Handler) -> AsyncIterator[str]:
+    """An OpenAI-style server of one handler; yields its base URL."""
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", garbage)
+    app.router.add_post("/v1/chat/completions", handler)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        port = runner.addresses[0][1]
-        agent = agent_for(
-            Settings(
-                agent_model="openai/fake-model",
-                agent_api_base=f"http://127.0.0.1:{port}/v1",
-                agent_api_key="k",
-            )
-        )
-        with pytest.raises(TransientError, match="json"):
-            await agent.answer("q", model=None, instructions=None)
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
     finally:
         await runner.cleanup()
+
+
+def settings_for(url: str, **overrides: Any) -> Settings:
+    return Settings(
+        agent_model="openai/fake-model", agent_api_base=url, agent_api_key="k", **overrides
+    )
+
+
+async def test_a_reply_that_is_not_json_is_a_transient_error(agent_for: type[Agent]) -> None:
+    async def garbage(_request: web.Request) -> web.Response:
+        return web.Response(text="<html>bad gateway page</html>", content_type="text/html")
+
+    async with llm_server(garbage) as url:
+        with pytest.raises(TransientError, match="json"):
+            await agent_for(settings_for(url)).answer("q", model=None, instructions=None)
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "acompletion"])
+async def test_compressed_replies_are_read_on_both_paths(
+    agent_for: type[Agent], lean: bool
+) -> None:
+    """A server (or proxy) that gzips its JSON: aiohttp unzips it, and the lean call must not
+    let litellm's httpx unzip it again."""
+
+    async def gzipped(request: web.Request) -> web.Response:
+        body = await request.json()
+        query = body["messages"][-1]["content"]
+        if query == "bad":
+            reply = web.json_response({"error": {"message": "bad thing"}}, status=400)
+        else:
+            reply = web.json_response(
+                {
+                    "id": "c",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": answer_for(query)},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                }
+            )
+        reply.enable_compression(web.ContentCoding.gzip)
+        return reply
+
+    async with llm_server(gzipped) as url:
+        agent = agent_for(settings_for(url, agent_lean_calls=lean))
+        assert await agent.answer("q", model=None, instructions=None) == answer_for("q")
+        with pytest.raises(PermanentError, match=r"^BadRequestError: .*bad thing"):
+            await agent.answer("bad", model=None, instructions=None)
+
+
+async def test_the_lean_call_records_the_providers_message_not_its_page(
+    agent_for: type[Agent],
+) -> None:
+    async def gateway(_request: web.Request) -> web.Response:
+        return web.Response(status=502, text="<html>" + "x" * 5000, content_type="text/html")
+
+    async with llm_server(gateway) as url:
+        with pytest.raises(TransientError) as failure:
+            await agent_for(settings_for(url)).answer("q", model=None, instructions=None)
+    assert "Error code: 502" in str(failure.value)
+    assert "xxx" not in str(failure.value)
+    assert provider_error_text(400, '{"error": {"message": "boom"}}') == "boom"
+    assert provider_error_text(400, '{"error": "plain"}') == "plain"
+    assert provider_error_text(500, '{"detail": "odd"}') == 'Error code: 500 - {"detail": "odd"}'
+    assert len(provider_error_text(400, '{"error": "' + "y" * 9000 + '"}')) == 500
+
+
+async def test_the_lean_call_goes_through_the_proxy_the_environment_names(
+    fake_llm: FakeLLM, agent_for: type[Agent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fake LLM plays the proxy: a name that resolves nowhere can only be reached through it.
+    for name in ("http_proxy", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", fake_llm.url.removesuffix("/v1"))
+    agent = agent_for(settings_for("http://llm.invalid/v1"))
+    assert await agent.answer("via proxy", model=None, instructions=None) == answer_for("via proxy")
+    assert fake_llm.calls_for("via proxy") == 1
+
+
+def test_one_agent_serves_more_than_one_event_loop(fake_llm_url: str) -> None:
+    agent = Agent(settings_for(fake_llm_url))
+
+    async def ask(*, close: bool) -> str:
+        try:
+            return await agent.answer("loop", model=None, instructions=None)
+        finally:
+            if close:
+                await agent.aclose()
+
+    # The first loop ends with the agent's session open (its loop closes under it).
+    assert asyncio.run(ask(close=False)) == answer_for("loop")
+    assert asyncio.run(ask(close=True)) == answer_for("loop")
+
+
+@pytest.fixture
+def fake_llm_url() -> Iterator[str]:
+    """A fake LLM in a thread of its own, for tests that run their own event loops."""
+    ready: queue.Queue[tuple[str, asyncio.AbstractEventLoop, asyncio.Event]] = queue.Queue()
+
+    async def serve() -> None:
+        llm, stop = FakeLLM(), asyncio.Event()
+        await llm.start()
+        ready.put((llm.url, asyncio.get_running_loop(), stop))
+        await stop.wait()
+        await llm.stop()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    url, loop, stop = ready.get(timeout=10)
+    yield url
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(timeout=10)
 
 
 @pytest.mark.parametrize(
@@ -137,6 +251,50 @@ def test_which_models_take_the_lean_call(
         assert "/" not in route.model
 
 
+def test_models_litellm_sends_to_the_responses_api_are_not_called_lean() -> None:
+    from litellm.llms.openai.chat.gpt_transformation import (
+        OpenAIGPTConfig,
+        OpenAIUnknownModelConfig,
+    )
+
+    agent = Agent(Settings(agent_model="openai/gpt-4o-mini", agent_api_key="k"))
+    litellm = load_litellm()
+    names = [
+        name
+        for name, info in litellm.model_cost.items()
+        if info.get("litellm_provider") == "openai" and info.get("mode") == "responses"
+    ]
+    plain = [
+        name
+        for name in names
+        if type(
+            litellm.ProviderConfigManager.get_provider_chat_config(
+                model=name, provider=litellm.LlmProviders.OPENAI
+            )
+        )
+        in (OpenAIGPTConfig, OpenAIUnknownModelConfig)
+    ]
+    assert plain, "no model of this litellm tells the Responses API check from the config's"
+    assert [name for name in names if agent.lean_route(f"openai/{name}")] == []
+
+
+def test_lean_routes_take_litellms_tls_and_openai_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent/ca.pem")  # litellm falls back to certifi
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-sdk")
+    monkeypatch.delenv("OPENAI_ORGANIZATION", raising=False)
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-1")
+    route = Agent(Settings(agent_model="openai/gpt-4o-mini")).lean_route("openai/gpt-4o-mini")
+    assert route is not None
+    assert isinstance(route.ssl, ssl.SSLContext)
+    assert route.headers == {"OpenAI-Organization": "org-sdk", "OpenAI-Project": "proj-1"}
+    monkeypatch.setenv("SSL_VERIFY", "False")
+    unverified = Agent(Settings(agent_model="openai/gpt-4o-mini")).lean_route("gpt-4o-mini")
+    assert unverified is not None
+    assert unverified.ssl is False
+
+
 def test_the_lean_call_goes_where_agent_api_base_says_and_can_be_turned_off() -> None:
     base = "http://llm.internal:8000/v1/"
     agent = Agent(Settings(agent_model="openai/local", agent_api_base=base))
@@ -150,13 +308,15 @@ def test_the_lean_call_goes_where_agent_api_base_says_and_can_be_turned_off() ->
 def test_lean_calls_take_the_proxy_the_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "localhost,llm.internal")
-    for name in ("HTTP_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+    for name in ("HTTP_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", "socks5://proxy.internal:1080")
     assert env_proxy("https://api.openai.com/v1/chat/completions") == (
         "http://user:pw@proxy.internal:3128"
     )
     assert env_proxy("https://llm.internal/v1/chat/completions") is None
-    assert env_proxy("http://gpu-box:8000/v1/chat/completions") is None  # no HTTP_PROXY
+    # No HTTP_PROXY: ALL_PROXY's.
+    assert env_proxy("http://gpu-box:8000/v1/chat/completions") == "socks5://proxy.internal:1080"
     route = Agent(Settings(agent_model="openai/gpt-4o-mini", agent_api_key="k")).lean_route(
         "openai/gpt-4o-mini"
     )
