@@ -41,7 +41,7 @@ pytest: $(INSTALLED)
 	$(BIN)/pytest
 
 # Postgres is DATABASE_URL's server when set (a fresh database is made on it), else embedded.
-# litellm_cost: the three configurations that matter (all seven: another two minutes).
+# litellm_cost: the four configurations that matter (all eight: another two minutes).
 bench: $(INSTALLED)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,bench]'
 	$(BIN)/python -m bench.run

@@ -10,8 +10,8 @@ litellm's own configuration builds the URL, the headers and the request body and
 into its ModelResponse, litellm maps a failure to its exception, and the request goes out on the
 agent's aiohttp session with litellm's TLS settings. What it skips is the work
 `litellm.acompletion` wraps around every call and this service never reads: its call-time
-bookkeeping, the cost calculation and the success logging (about three quarters of its CPU per
-call; docs/benchmarks.md). Every other model (o-series, gpt-5, models litellm sends to the
+bookkeeping, the cost calculation and the success logging (seven eighths of its CPU per call;
+docs/benchmarks.md). Every other model (o-series, gpt-5, models litellm sends to the
 Responses API, other providers), and every model with AGENT_LEAN_CALLS=false, goes through
 `litellm.acompletion`.
 """
