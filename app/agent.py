@@ -10,8 +10,8 @@ litellm's own configuration builds the URL, the headers and the request body and
 into its ModelResponse, litellm maps a failure to its exception, and the request goes out on the
 agent's aiohttp session with litellm's TLS settings. What it skips is the work
 `litellm.acompletion` wraps around every call and this service never reads: its call-time
-bookkeeping, the cost calculation and the success logging (seven eighths of its CPU per call;
-docs/benchmarks.md). Every other model (o-series, gpt-5, models litellm sends to the
+bookkeeping, the cost calculation and the success logging (nearly nine tenths of its CPU per
+call; docs/benchmarks.md). Every other model (o-series, gpt-5, models litellm sends to the
 Responses API, other providers), and every model with AGENT_LEAN_CALLS=false, goes through
 `litellm.acompletion`.
 """
@@ -283,6 +283,14 @@ class Agent:
             )
         else:
             logger.info("agent model: %s", settings.agent_model)
+            # Here, in start-up's thread, not in the event loop at the first run: finding the
+            # route loads litellm's model info and the CA bundle.
+            route = self.lean_route(settings.model)
+            logger.info(
+                "%s is called %s",
+                settings.model,
+                "lean (litellm's OpenAI configuration)" if route else "through litellm.acompletion",
+            )
             missing = self.missing_credentials(settings.model)
             if missing:
                 logger.warning(
