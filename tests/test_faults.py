@@ -213,7 +213,7 @@ async def test_three_replicas_share_the_work(
         )
     )
     clients = [replica.client() for replica in replicas]
-    workflows = 300
+    workflows = 150
     limit = asyncio.Semaphore(32)
 
     async def one(i: int) -> None:

@@ -18,8 +18,8 @@ async def test_openapi_fuzzing_finds_no_errors(
 ) -> None:
     # Short waits, so that the sync endpoints answer quickly for generated keys with no run.
     service = await start_service(
-        subscription_ttl_seconds=1.0,
-        max_wait_seconds=1.0,
+        subscription_ttl_seconds=0.25,
+        max_wait_seconds=0.25,
         subscribe_rate_per_minute=0,
         poll_interval_seconds=0.5,
     )
