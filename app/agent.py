@@ -105,9 +105,6 @@ class LeanRoute:
 class _NoLogging:
     """Stands in for litellm's per-call Logging object, which the lean call does not keep."""
 
-    def pre_call(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
     def post_call(self, *args: Any, **kwargs: Any) -> None:
         pass
 
@@ -333,15 +330,6 @@ class Agent:
             {"role": "system", "content": instructions or settings.agent_instructions},
             {"role": "user", "content": query},
         ]
-        kwargs: dict[str, Any] = {
-            "model": model,
-            "messages": messages,
-            **call_options(timeout_seconds=settings.agent_timeout_seconds),
-        }
-        if settings.agent_api_base:
-            kwargs["api_base"] = settings.agent_api_base
-        if settings.agent_api_key:
-            kwargs["api_key"] = settings.agent_api_key.get_secret_value()
         try:
             route = self.lean_route(model)
             # litellm passes `timeout` to most providers, not all (aiohttp_openai/ drops it).
@@ -349,7 +337,7 @@ class Agent:
                 if route is not None:
                     response = await self._lean_call(route, messages)
                 else:
-                    response = await self._litellm.acompletion(**kwargs)
+                    response = await self._acompletion(model, messages)
         except TimeoutError as exc:
             if not deadline.expired():  # a timeout of the provider's own, from inside
                 raise classify(exc) from exc
@@ -375,6 +363,20 @@ class Agent:
         if model not in self._routes:
             self._routes[model] = lean_route(self._litellm, model, self._settings)
         return self._routes[model]
+
+    async def _acompletion(self, model: str, messages: list[dict[str, str]]) -> Any:
+        """One chat completion through `litellm.acompletion`."""
+        settings = self._settings
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            **call_options(timeout_seconds=settings.agent_timeout_seconds),
+        }
+        if settings.agent_api_base:
+            kwargs["api_base"] = settings.agent_api_base
+        if settings.agent_api_key:
+            kwargs["api_key"] = settings.agent_api_key.get_secret_value()
+        return await self._litellm.acompletion(**kwargs)
 
     async def _lean_call(self, route: LeanRoute, messages: list[dict[str, str]]) -> Any:
         """One chat completion through litellm's OpenAI configuration, sent on our session."""

@@ -33,16 +33,19 @@ STATUSES = {
 }
 
 
+MakeAgent = Callable[[Settings], Agent]
+
+
 @pytest.fixture
-async def agent_for(fake_llm: FakeLLM) -> AsyncIterator[type[Agent]]:
+async def agent_for() -> AsyncIterator[MakeAgent]:
+    """Makes agents, and closes their HTTP sessions after the test."""
     made: list[Agent] = []
 
-    class Made(Agent):
-        def __init__(self, settings: Settings) -> None:
-            super().__init__(settings)
-            made.append(self)
+    def make(settings: Settings) -> Agent:
+        made.append(Agent(settings))
+        return made[-1]
 
-    yield Made
+    yield make
     for agent in made:
         await agent.aclose()
 
@@ -50,7 +53,7 @@ async def agent_for(fake_llm: FakeLLM) -> AsyncIterator[type[Agent]]:
 @pytest.mark.parametrize("lean", [True, False], ids=["lean", "acompletion"])
 async def test_both_call_paths_answer_and_fail_alike(
     fake_llm: FakeLLM,
-    agent_for: type[Agent],
+    agent_for: MakeAgent,
     lean: bool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -116,7 +119,7 @@ def settings_for(url: str, **overrides: Any) -> Settings:
     )
 
 
-async def test_a_reply_that_is_not_json_is_a_transient_error(agent_for: type[Agent]) -> None:
+async def test_a_reply_that_is_not_json_is_a_transient_error(agent_for: MakeAgent) -> None:
     async def garbage(_request: web.Request) -> web.Response:
         return web.Response(text="<html>bad gateway page</html>", content_type="text/html")
 
@@ -126,9 +129,7 @@ async def test_a_reply_that_is_not_json_is_a_transient_error(agent_for: type[Age
 
 
 @pytest.mark.parametrize("lean", [True, False], ids=["lean", "acompletion"])
-async def test_compressed_replies_are_read_on_both_paths(
-    agent_for: type[Agent], lean: bool
-) -> None:
+async def test_compressed_replies_are_read_on_both_paths(agent_for: MakeAgent, lean: bool) -> None:
     """A server (or proxy) that gzips its JSON: aiohttp unzips it, and the lean call must not
     let litellm's httpx unzip it again."""
 
@@ -164,7 +165,7 @@ async def test_compressed_replies_are_read_on_both_paths(
 
 
 async def test_the_lean_call_records_the_providers_message_not_its_page(
-    agent_for: type[Agent],
+    agent_for: MakeAgent,
 ) -> None:
     async def gateway(_request: web.Request) -> web.Response:
         return web.Response(status=502, text="<html>" + "x" * 5000, content_type="text/html")
@@ -181,7 +182,7 @@ async def test_the_lean_call_records_the_providers_message_not_its_page(
 
 
 async def test_the_lean_call_goes_through_the_proxy_the_environment_names(
-    fake_llm: FakeLLM, agent_for: type[Agent], monkeypatch: pytest.MonkeyPatch
+    fake_llm: FakeLLM, agent_for: MakeAgent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The fake LLM plays the proxy: a name that resolves nowhere can only be reached through it.
     for name in ("http_proxy", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
