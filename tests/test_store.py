@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from sqlalchemy import event
 
-from app.db import asyncpg_dsn, create_engine
+from app.db import asyncpg_dsn, create_engine, is_outage
 from app.durable.store import Delivery, RunInput, Store, Subscribed, WorkflowRow
 from tests.helpers import eventually
 
@@ -223,3 +223,103 @@ async def test_concurrent_workflow_reads_share_statements(store: Store) -> None:
     ]
     # All were asked for before the first statement went out: they went in it together.
     assert len(statements) == 1
+
+
+# -- the hot path's statements on the pool's asyncpg connections (Queries._driver) -----------
+
+
+async def pool_backends(db: asyncpg.Connection) -> list[int]:
+    """Backend pids of the engine's connections (application_name agent-notify) in this db."""
+    rows = await db.fetch(
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name = 'agent-notify'"
+    )
+    return sorted(row["pid"] for row in rows)
+
+
+async def test_hot_statements_keep_a_connection_after_an_sql_error(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    store = Store(engine)
+    try:
+        workflow, _ = await store.accept_run("k", RunInput("q"), owner=OWNER, lease_seconds=30)
+        [backend] = await pool_backends(db)
+        # Not the owner: the function raises AN409, an SQL error, which is the caller's answer.
+        lost = await store.complete_run(
+            "k",
+            created_at=workflow.created_at,
+            owner="someone else",
+            output="x",
+            error=None,
+            deliver_to=OWNER,
+            room=1,
+            lease_seconds=30,
+            notify_on_failure=True,
+        )
+        assert lost is None
+        assert (await store.accept_run("k2", RunInput("q"), owner=None, lease_seconds=30))[1]
+        assert await pool_backends(db) == [backend]  # the same connection, reused
+    finally:
+        await engine.dispose()
+
+
+async def test_hot_statement_cancelled_midway_does_not_spoil_its_connection(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """A statement abandoned while it runs leaves its connection busy: it is closed, and the
+    next statement gets a new one instead of "another operation is in progress"."""
+    engine = create_engine(database_url, pool_size=1)
+    store = Store(engine)
+    blocker = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute(
+            "INSERT INTO workflow (key, query, status) VALUES ('locked', 'q', 'pending')"
+        )
+        # The insert of the same key waits for the blocker's transaction.
+        accept = asyncio.create_task(
+            store.accept_run("locked", RunInput("q"), owner=OWNER, lease_seconds=30)
+        )
+        await until_blocked(db, 1)
+        [backend] = await pool_backends(db)
+        accept.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await accept
+        await transaction.rollback()
+        assert (await store.accept_run("free", RunInput("q"), owner=None, lease_seconds=30))[1]
+        assert backend not in await pool_backends(db)
+    finally:
+        await blocker.close()
+        await engine.dispose()
+
+
+async def test_a_disconnect_on_a_hot_statement_renews_the_whole_pool(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """After a Postgres restart every pooled connection is dead: the first statement to find
+    one fails (an outage, retried by its caller) and marks the rest stale, so the next
+    statements get new connections instead of failing one by one."""
+    engine = create_engine(database_url, pool_size=3)
+    store = Store(engine)
+    try:
+        await asyncio.gather(
+            *(
+                store.accept_run(f"k{i}", RunInput("q"), owner=None, lease_seconds=30)
+                for i in range(3)
+            )
+        )
+        backends = await pool_backends(db)
+        assert len(backends) == 3
+        await db.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", backends)
+        await eventually(lambda: pool_backends(db), lambda left: not left)
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)) as failed:
+            await store.accept_run("first", RunInput("q"), owner=None, lease_seconds=30)
+        assert is_outage(failed.value)
+        for i in range(3):
+            assert (
+                await store.accept_run(f"after{i}", RunInput("q"), owner=None, lease_seconds=30)
+            )[1]
+    finally:
+        await engine.dispose()

@@ -9,11 +9,9 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Row, TextClause, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db import sqlstate_of
 from app.durable.store.rows import (
     AGENT_PROMISE,
     CANCELLED,
@@ -38,26 +36,25 @@ from app.durable.store.rows import (
 from app.durable.store.subscriptions import announce_completion
 
 
-def _accept(values: str, announce: str) -> TextClause:
-    return text(f"""
+def _accept(values: str, announce: str) -> str:
+    return f"""
         INSERT INTO workflow
             (key, query, model, instructions, status, attempts, lease_owner,
              lease_expires_at, started_at)
-        VALUES (:key, :query, :model, :instructions, {values})
+        VALUES ($1, $2, $3, $4, {values})
         ON CONFLICT (key) DO NOTHING
         RETURNING {WORKFLOW_COLUMNS} {announce}
-    """)
+    """
 
 
-# Statements of the hot path are made once (text() parses its bind parameters each time).
-ACCEPT_LEASED = _accept("'running', 1, :owner, now() + make_interval(secs => :lease), now()", "")
+# The statements of every workflow's path, run on the driver (Queries._driver).
+ACCEPT_LEASED = _accept("'running', 1, $5, now() + make_interval(secs => $6), now()", "")
 # A run nobody leased is announced to every worker (the NOTIFY goes out at commit).
 ACCEPT_FOR_ANY = _accept("'pending', 0, NULL, NULL, NULL", f", pg_notify('{WORK_CHANNEL}', 'run')")
-COMPLETE_RUN = text("""
-    SELECT * FROM agent_notify_complete_run(
-        :key, :created_at, :owner, :output, :error, :deliver_to, :room, :lease,
-        :notify_on_failure, :promise, :key_channel, :work_channel)
-""")
+SELECT_WORKFLOW = f"SELECT {WORKFLOW_COLUMNS} FROM workflow WHERE key = $1"
+COMPLETE_RUN = """
+    SELECT * FROM agent_notify_complete_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+"""
 
 
 class Runs(Queries):
@@ -69,25 +66,19 @@ class Runs(Queries):
         Returns the row and whether it was created. Raises InputMismatch when the key exists
         with another input.
         """
-        insert = ACCEPT_LEASED if owner is not None else ACCEPT_FOR_ANY
-        params = {
-            "key": key,
-            "query": run.query,
-            "model": run.model,
-            "instructions": run.instructions,
-            "owner": owner,
-            "lease": lease_seconds,
-        }
-        async with self._single.connect() as connection:
-            row = (await connection.execute(insert, params)).one_or_none()
-            if row is not None:
-                return workflow_of(row), True
-            existing = (
-                await connection.execute(
-                    text(f"SELECT {WORKFLOW_COLUMNS} FROM workflow WHERE key = :key"),
-                    {"key": key},
-                )
-            ).one()
+        values = (key, run.query, run.model, run.instructions)
+        async with self._driver() as connection:
+            while True:
+                if owner is not None:
+                    row = await connection.fetchrow(ACCEPT_LEASED, *values, owner, lease_seconds)
+                else:
+                    row = await connection.fetchrow(ACCEPT_FOR_ANY, *values)
+                if row is not None:
+                    return workflow_of(row), True
+                existing = await connection.fetchrow(SELECT_WORKFLOW, key)
+                if existing is not None:
+                    break
+                # Deleted between the two statements (a DELETE, retention): insert again.
         workflow = workflow_of(existing)
         if workflow.input != run:
             raise InputMismatch(workflow)
@@ -172,30 +163,27 @@ class Runs(Queries):
         this did in five round trips, in the same lock order.
         """
         try:
-            async with self._single.connect() as connection:
-                row = (
-                    await connection.execute(
-                        COMPLETE_RUN,
-                        {
-                            "key": key,
-                            "created_at": created_at,
-                            "owner": owner,
-                            "output": output,
-                            "error": error,
-                            "deliver_to": deliver_to,
-                            "room": room,
-                            "lease": lease_seconds,
-                            "notify_on_failure": notify_on_failure,
-                            "promise": AGENT_PROMISE,
-                            "key_channel": KEY_CHANNEL,
-                            "work_channel": WORK_CHANNEL,
-                        },
-                    )
-                ).one()
-        except DBAPIError as exc:
-            if sqlstate_of(exc) == LEASE_LOST_SQLSTATE:
+            async with self._driver() as connection:
+                row = await connection.fetchrow(
+                    COMPLETE_RUN,
+                    key,
+                    created_at,
+                    owner,
+                    output,
+                    error,
+                    deliver_to,
+                    room,
+                    lease_seconds,
+                    notify_on_failure,
+                    AGENT_PROMISE,
+                    KEY_CHANNEL,
+                    WORK_CHANNEL,
+                )
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == LEASE_LOST_SQLSTATE:
                 return None
             raise
+        assert row is not None  # the function returns one row or raises
         deliveries = [
             leased_delivery(
                 subscription_id,
@@ -203,15 +191,15 @@ class Runs(Queries):
                 email=email,
                 message_id=message_id,
                 workflow_key=key,
-                promise_state=row.promise_state,
-                promise_value_json=row.promise_value_json,
-                promise_error=row.promise_error,
+                promise_state=row["promise_state"],
+                promise_value_json=row["promise_value_json"],
+                promise_error=row["promise_error"],
             )
             for subscription_id, email, message_id, attempts in zip(
-                row.delivery_ids,
-                row.delivery_emails,
-                row.delivery_message_ids,
-                row.delivery_attempts,
+                row["delivery_ids"],
+                row["delivery_emails"],
+                row["delivery_message_ids"],
+                row["delivery_attempts"],
                 strict=True,
             )
         ]

@@ -117,11 +117,22 @@ async def announce_completion(
     return deliveries
 
 
-SUBSCRIBE = text("""
-    SELECT * FROM agent_notify_subscribe(
-        :key, :promise, :email, :id, :message_id, :deliver_to, :room, :lease,
-        :notify_on_failure, :max, :work_channel)
-""")
+# Run on the driver (Queries._driver), as every subscription takes it.
+SUBSCRIBE = """
+    SELECT * FROM agent_notify_subscribe($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+"""
+
+
+MARK_SENT_MANY = f"""
+    UPDATE subscription
+    SET status = 'sent', sent_at = now(), last_error = NULL, lease_owner = NULL,
+        lease_expires_at = NULL, updated_at = now()
+    WHERE id = ANY($1::uuid[]) AND lease_owner = $2 AND status = 'ready'
+    RETURNING id,
+              extract(epoch FROM now() - coalesce(ready_at, created_at))::float AS waited,
+              -- wakes whoever waits on this delivery (sync on_notify, event streams)
+              pg_notify('{KEY_CHANNEL}', workflow_key || ' ' || id::text)
+"""
 
 
 class Subscriptions(Queries):
@@ -150,40 +161,36 @@ class Subscriptions(Queries):
         did in five round trips, in the same lock order.
         """
         room = reserve(1)
-        async with self._single.connect() as connection:
-            row = (
-                await connection.execute(
-                    SUBSCRIBE,
-                    {
-                        "key": key,
-                        "promise": promise_name,
-                        "email": email,
-                        "id": subscription_id,
-                        "message_id": message_id,
-                        "deliver_to": deliver_to,
-                        "room": room,
-                        "lease": lease_seconds,
-                        "notify_on_failure": notify_on_failure,
-                        "max": max_per_workflow,
-                        "work_channel": WORK_CHANNEL,
-                    },
-                )
-            ).one_or_none()
+        async with self._driver() as connection:
+            row = await connection.fetchrow(
+                SUBSCRIBE,
+                key,
+                promise_name,
+                email,
+                subscription_id,
+                message_id,
+                deliver_to,
+                room,
+                lease_seconds,
+                notify_on_failure,
+                max_per_workflow,
+                WORK_CHANNEL,
+            )
         if row is None:
             raise TooManySubscriptions(key)
         delivery = None
-        if row.leased:
+        if row["leased"]:
             delivery = leased_delivery(
-                row.id,
-                row.attempts,
-                email=row.email,
-                message_id=row.message_id,
-                workflow_key=row.workflow_key,
-                promise_state=row.promise_state,
-                promise_value_json=row.promise_value_json,
-                promise_error=row.promise_error,
+                row["id"],
+                row["attempts"],
+                email=row["email"],
+                message_id=row["message_id"],
+                workflow_key=row["workflow_key"],
+                promise_state=row["promise_state"],
+                promise_value_json=row["promise_value_json"],
+                promise_error=row["promise_error"],
             )
-        return Subscribed(subscription_of(row), created=row.created, delivery=delivery)
+        return Subscribed(subscription_of(row), created=row["created"], delivery=delivery)
 
     async def claim_deliveries(
         self, *, owner: str, lease_seconds: float, limit: int
@@ -228,21 +235,9 @@ class Subscriptions(Queries):
     ) -> dict[uuid.UUID, float]:
         """mark_sent for many subscriptions in one statement: seconds since each became ready,
         for those whose lease `owner` still held."""
-        statement = text(f"""
-            UPDATE subscription
-            SET status = 'sent', sent_at = now(), last_error = NULL, lease_owner = NULL,
-                lease_expires_at = NULL, updated_at = now()
-            WHERE id = ANY(:ids) AND lease_owner = :owner AND status = 'ready'
-            RETURNING id,
-                      extract(epoch FROM now() - coalesce(ready_at, created_at))::float AS waited,
-                      -- wakes whoever waits on this delivery (sync on_notify, event streams)
-                      pg_notify('{KEY_CHANNEL}', workflow_key || ' ' || id::text)
-        """)
-        async with self._single.connect() as connection:
-            rows = await connection.execute(
-                statement, {"ids": list(subscription_ids), "owner": owner}
-            )
-            return {row.id: row.waited for row in rows}
+        async with self._driver() as connection:
+            rows = await connection.fetch(MARK_SENT_MANY, list(subscription_ids), owner)
+            return {row["id"]: row["waited"] for row in rows}
 
     async def fail_delivery(
         self, subscription_id: uuid.UUID, *, owner: str, error: str
