@@ -100,6 +100,8 @@ class LeanRoute:
     headers: dict[str, str]  # besides those the configuration adds (Authorization, …)
     proxy: str | None  # from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY, read once
     ssl: ssl.SSLContext | bool  # litellm's TLS settings (SSL_VERIFY, SSL_CERT_FILE, …)
+    # What the reply handed to litellm says it answers; made once (httpx parses the URL).
+    request: httpx.Request
 
 
 class _NoLogging:
@@ -183,6 +185,7 @@ def lean_route(litellm: Any, model: str, settings: Settings) -> LeanRoute | None
         headers=headers,
         proxy=env_proxy(url),
         ssl=tls if isinstance(tls, ssl.SSLContext) else tls is not False,
+        request=httpx.Request("POST", url),
     )
 
 
@@ -415,7 +418,7 @@ class Agent:
             status,
             headers=reply_headers,
             content=body,
-            request=httpx.Request("POST", route.url),
+            request=route.request,
         )
         if not 200 <= status < 300:
             # The exception litellm.acompletion would raise (BadRequestError, RateLimitError, …,

@@ -6,13 +6,16 @@ from collections.abc import Iterator
 
 import asyncpg
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, EmulatedDBAPIException
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # Exception types a database call can raise; is_outage() tells which instances are outages.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (
     DBAPIError,
+    # The asyncpg dialect's own error, raised as is by the pool outside a Connection (a
+    # connection that cannot be opened, on the store's driver path); the driver's is its orig.
+    EmulatedDBAPIException,
     OSError,
     PoolTimeoutError,
     asyncpg.PostgresError,

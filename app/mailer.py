@@ -96,18 +96,23 @@ _PLAIN_BODY = re.compile(r"(?:[\x00-\x09\x0b\x0c\x0e-\x7f]{0,78}\n)*")
 
 @functools.lru_cache(maxsize=32)
 def _written_as_is(name: str, value: str) -> bool:
-    """Whether the policy writes `value` back unchanged (parsed once per value: for From)."""
-    folded: str = POLICY.header_factory(name, value).fold(policy=POLICY)
+    """Whether the policy writes `value` back unchanged: parsed once per value (for From, the
+    same on every message). A value with a line break raises, as `message[name] = value` does."""
+    _name, header = POLICY.header_store_parse(name, value)
+    folded: str = header.fold(policy=POLICY)
     return folded == f"{name}: {value}\n"
 
 
 def _set_header(message: EmailMessage, name: str, value: str, *, constant: bool = False) -> None:
-    plain = (
-        len(name) + 2 + len(value) <= _LINE
-        and _STRUCTURED.get(name.lower(), _TEXT).fullmatch(value) is not None
-        and "=?" not in value
-    )
-    if plain or (constant and _written_as_is(name, value)):
+    if constant:
+        plain = _written_as_is(name, value)
+    else:
+        plain = (
+            len(name) + 2 + len(value) <= _LINE
+            and _STRUCTURED.get(name.lower(), _TEXT).fullmatch(value) is not None
+            and "=?" not in value
+        )
+    if plain:
         message.set_raw(name, value)
     else:
         message[name] = value

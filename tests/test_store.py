@@ -10,8 +10,9 @@ from typing import Any
 import asyncpg
 import pytest
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db import asyncpg_dsn, create_engine, is_outage
+from app.db import DATABASE_ERRORS, asyncpg_dsn, create_engine, is_outage, sqlalchemy_url
 from app.durable.store import Delivery, RunInput, Store, Subscribed, WorkflowRow
 from tests.helpers import eventually
 
@@ -289,7 +290,8 @@ async def test_hot_statement_cancelled_midway_does_not_spoil_its_connection(
             await accept
         await transaction.rollback()
         assert (await store.accept_run("free", RunInput("q"), owner=None, lease_seconds=30))[1]
-        assert backend not in await pool_backends(db)
+        # Closed from this side; its server process ends once it notices.
+        await eventually(lambda: pool_backends(db), lambda backends: backend not in backends)
     finally:
         await blocker.close()
         await engine.dispose()
@@ -321,5 +323,22 @@ async def test_a_disconnect_on_a_hot_statement_renews_the_whole_pool(
             assert (
                 await store.accept_run(f"after{i}", RunInput("q"), owner=None, lease_seconds=30)
             )[1]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_hot_statement_that_cannot_connect_is_an_outage(database_url: str) -> None:
+    """Postgres refusing new connections (starting up, shutting down, full) reaches the API
+    as a database error it answers 503 to, and the workers as an outage they wait out."""
+
+    async def refuse() -> asyncpg.Connection:
+        raise asyncpg.CannotConnectNowError("the database system is starting up")
+
+    engine = create_async_engine(sqlalchemy_url(database_url), async_creator=refuse)
+    store = Store(engine)
+    try:
+        with pytest.raises(DATABASE_ERRORS) as failed:
+            await store.accept_run("k", RunInput("q"), owner=None, lease_seconds=30)
+        assert is_outage(failed.value)
     finally:
         await engine.dispose()
