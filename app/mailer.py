@@ -91,7 +91,7 @@ _ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*
 _MESSAGE_ID = re.compile(r"<[A-Za-z0-9.-]+@[A-Za-z0-9.-]+>")
 _STRUCTURED = {"to": _ADDRESS, "message-id": _MESSAGE_ID}
 # A body sent as 7bit without change: ASCII, no carriage return, lines of at most 78 characters.
-_PLAIN_BODY = re.compile(r"(?:[\x00-\x09\x0b\x0c\x0e-\x7f]{0,78}\n)*")
+_PLAIN_BODY = re.compile(rf"(?:[\x00-\x09\x0b\x0c\x0e-\x7f]{{0,{_LINE}}}\n)*")
 
 
 @functools.lru_cache(maxsize=32)
