@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import email
 import email.policy
 import json
 import time
+from email.parser import BytesHeaderParser
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakes.llm import FakeLLM
 from tests.fakes.smtp import Inbox
+
+# Only the header block, with the email package's legacy policy: the three headers the sink keeps
+# are plain ASCII. A full parse with the default policy cost this process 0.36 ms a message
+# against 0.02 for the header block: CPU the service under test lacked on a 2-core machine.
+HEADERS = BytesHeaderParser(policy=email.policy.compat32)
 
 
 class Sink(Inbox):
@@ -36,7 +41,7 @@ class Sink(Inbox):
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         arrived = time.monotonic()
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        message = HEADERS.parsebytes(envelope.content)
         self.arrivals.append(
             (
                 str(message["X-Agent-Notify-Key"]),
