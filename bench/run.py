@@ -391,10 +391,13 @@ async def many_waiters(bench: Bench, n: int = 10_000, in_flight: int = 64) -> di
         accepted = time.monotonic() - started
         rss = rss_mb(service)
         connections = await bench.connections()
+        cpu_before, postgres_before = cpu_seconds(service), postgres_cpu_seconds()
         released = time.monotonic()
         await bench.peers.post("/release")
         arrivals = await bench.peers.wait_for_emails(n, timeout=600)
         delivered = max(a[3] for a in arrivals) - released
+        cpu = cpu_seconds(service) - cpu_before
+        postgres = postgres_cpu_seconds() - postgres_before
     return {
         "scenario": "many-waiters",
         "subscriptions": n,
@@ -403,6 +406,10 @@ async def many_waiters(bench: Bench, n: int = 10_000, in_flight: int = 64) -> di
         "db_connections": connections,
         "db_pool_size": bench.settings().db_pool_size,
         "all_delivered_after_release_s": round(delivered, 2),
+        # CPU per workflow from the release to the last email (the run, its completion, the
+        # email), the service's and Postgres'.
+        "release_service_cpu_ms_per_workflow": round(cpu * 1000 / n, 2),
+        "release_postgres_cpu_ms_per_workflow": round(postgres * 1000 / n, 2),
     }
 
 
