@@ -78,6 +78,10 @@ class Peers:
     smtp_port: int
     control: httpx.AsyncClient
 
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.process.pid).cpu_times()
+        return float(times.user + times.system)
+
     async def arrivals(self, since: int = 0, wait: float = 0) -> list[list[Any]]:
         """The emails from the `since`-th on; with `wait`, long-polls for the next one."""
         response = await self.control.get(
@@ -392,12 +396,14 @@ async def many_waiters(bench: Bench, n: int = 10_000, in_flight: int = 64) -> di
         rss = rss_mb(service)
         connections = await bench.connections()
         cpu_before, postgres_before = cpu_seconds(service), postgres_cpu_seconds()
+        peers_before = bench.peers.cpu_seconds()
         released = time.monotonic()
         await bench.peers.post("/release")
         arrivals = await bench.peers.wait_for_emails(n, timeout=600)
         delivered = max(a[3] for a in arrivals) - released
         cpu = cpu_seconds(service) - cpu_before
         postgres = postgres_cpu_seconds() - postgres_before
+        peers = bench.peers.cpu_seconds() - peers_before
     return {
         "scenario": "many-waiters",
         "subscriptions": n,
@@ -407,9 +413,11 @@ async def many_waiters(bench: Bench, n: int = 10_000, in_flight: int = 64) -> di
         "db_pool_size": bench.settings().db_pool_size,
         "all_delivered_after_release_s": round(delivered, 2),
         # CPU per workflow from the release to the last email (the run, its completion, the
-        # email), the service's and Postgres'.
+        # email): the service's, Postgres', and that of the peers (the LLM's answers, the SMTP
+        # server), which share the machine's two cores with them.
         "release_service_cpu_ms_per_workflow": round(cpu * 1000 / n, 2),
         "release_postgres_cpu_ms_per_workflow": round(postgres * 1000 / n, 2),
+        "release_peers_cpu_ms_per_workflow": round(peers * 1000 / n, 2),
     }
 
 
