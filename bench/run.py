@@ -3,6 +3,7 @@ appending it to bench/results.jsonl).
 
     .venv/bin/python -m bench.run                  # every scenario (~5 minutes)
     .venv/bin/python -m bench.run early late sync  # some of them
+    .venv/bin/python -m bench.run many-waiters --set DB_POOL_SIZE=20   # another setting
 
 The service runs as its own process(es) (`python -m app.cli serve`), the fake LLM and the SMTP
 sink in another (bench/servers.py), and this driver in a third. Postgres is DATABASE_URL's
@@ -23,7 +24,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,8 @@ class Bench:
     peers: Peers
     workdir: Path
     model: str = "openai/fake-model"
+    # The service's settings given with --set (field names), over the benchmark's own.
+    chosen: dict[str, str] = field(default_factory=dict)
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -144,6 +147,7 @@ class Bench:
             "subscribe_rate_per_minute": 0,
             "max_subscriptions_per_workflow": 100_000,
         }
+        values.update(self.chosen)
         values.update(overrides)
         return Settings(**values)
 
@@ -546,12 +550,31 @@ async def main() -> None:
         help="AGENT_MODEL for the service; any litellm provider that speaks to an "
         "OpenAI-compatible server (e.g. aiohttp_openai/fake-model)",
     )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the service, as its environment variable (e.g. DB_POOL_SIZE=20); "
+        "repeatable, recorded with the figures",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     chosen = args.scenarios or list(SCENARIOS)
     unknown = set(chosen) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    settings = {}
+    for setting in args.settings:
+        name, equals, value = setting.partition("=")
+        if not equals or name.lower() not in Settings.model_fields:
+            parser.error(f"--set {setting}: not NAME=VALUE with NAME one of the service's settings")
+        settings[name.lower()] = value
+    try:
+        Settings(**settings)
+    except ValueError as exc:  # pydantic's ValidationError
+        parser.error(f"--set: {exc}")
     workdir = Path(tempfile.mkdtemp(prefix="agent-notify-bench-"))
     commit = (await asyncio.to_thread(_git_commit)).strip()
     async with scratch_database("agent-notify-bench") as database_url:
@@ -559,7 +582,7 @@ async def main() -> None:
         await migrate.upgrade(engine)
         await engine.dispose()
         async with peers(args.delay) as servers:
-            bench = Bench(database_url, servers, workdir, args.model)
+            bench = Bench(database_url, servers, workdir, args.model, settings)
             for name in chosen:
                 figures = await SCENARIOS[name](bench)
                 figures.update(
@@ -568,6 +591,8 @@ async def main() -> None:
                     model=args.model,
                     commit=commit,
                 )
+                if settings:
+                    figures["settings"] = settings
                 report(figures, args.results)
 
 
