@@ -125,6 +125,29 @@ async def peers(delay: float) -> AsyncIterator[Peers]:
         await process.wait()
 
 
+# Settings that connect the service to the benchmark's database, peers and driver, or that the
+# scenarios need as they are: --set cannot change them (the model has --model).
+WIRED = {
+    "host",
+    "port",
+    "database_url",
+    "data_dir",
+    "outbox_dir",
+    "agent_model",
+    "agent_api_base",
+    "agent_api_key",
+    "smtp_host",
+    "smtp_port",
+    "smtp_username",
+    "smtp_password",
+    "smtp_starttls",
+    "smtp_tls",
+    "api_tokens",
+    "subscribe_rate_per_minute",
+    "max_subscriptions_per_workflow",
+}
+
+
 @dataclass
 class Bench:
     database_url: str
@@ -150,6 +173,17 @@ class Bench:
         values.update(self.chosen)
         values.update(overrides)
         return Settings(**values)
+
+    def changed_settings(self) -> dict[str, str]:
+        """The service's settings that are not their defaults, from --set or the environment
+        (AGENT_LEAN_CALLS=false, say), leaving out those the benchmark wires up itself."""
+        values = self.settings().model_dump(include=set(Settings.model_fields) - WIRED)
+        return {
+            name: str(value)
+            for name, value in sorted(values.items())
+            if value != Settings.model_fields[name].get_default(call_default_factory=True)
+            and name != "log_level"
+        }
 
     @asynccontextmanager
     async def services(
@@ -234,12 +268,21 @@ def cpu_seconds(service: ServiceProcess) -> float:
 
 
 def postgres_cpu_seconds() -> float:
-    """CPU time of every Postgres process on this machine (the server is local)."""
+    """CPU time of every Postgres process on this machine (the server is local), those that
+    have ended included: the postmaster counts its reaped children's time (a backend or an
+    autovacuum worker that ends between two readings is then counted, not lost)."""
     total = 0.0
-    for process in psutil.process_iter(["name", "cpu_times"]):
+    for process in psutil.process_iter(["name", "cpu_times", "ppid"]):
         times = process.info["cpu_times"]
-        if process.info["name"] in ("postgres", "postmaster") and times is not None:
-            total += times.user + times.system
+        if process.info["name"] not in ("postgres", "postmaster") or times is None:
+            continue
+        total += times.user + times.system
+        try:
+            parent = psutil.Process(process.info["ppid"]).name()
+        except psutil.Error:
+            parent = ""
+        if parent not in ("postgres", "postmaster"):  # the postmaster
+            total += times.children_user + times.children_system
     return total
 
 
@@ -570,6 +613,9 @@ async def main() -> None:
         name, equals, value = setting.partition("=")
         if not equals or name.lower() not in Settings.model_fields:
             parser.error(f"--set {setting}: not NAME=VALUE with NAME one of the service's settings")
+        if name.lower() in WIRED:
+            hint = " (use --model)" if name.lower() == "agent_model" else ""
+            parser.error(f"--set {setting}: the benchmark sets {name.upper()} itself{hint}")
         settings[name.lower()] = value
     try:
         Settings(**settings)
@@ -583,6 +629,7 @@ async def main() -> None:
         await engine.dispose()
         async with peers(args.delay) as servers:
             bench = Bench(database_url, servers, workdir, args.model, settings)
+            changed = bench.changed_settings()
             for name in chosen:
                 figures = await SCENARIOS[name](bench)
                 figures.update(
@@ -591,8 +638,8 @@ async def main() -> None:
                     model=args.model,
                     commit=commit,
                 )
-                if settings:
-                    figures["settings"] = settings
+                if changed:
+                    figures["settings"] = changed
                 report(figures, args.results)
 
 
