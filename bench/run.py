@@ -154,11 +154,17 @@ class Bench:
     peers: Peers
     workdir: Path
     model: str = "openai/fake-model"
-    # The service's settings given with --set (field names), over the benchmark's own.
+    # The service's settings given with --set (field names; none of WIRED).
     chosen: dict[str, str] = field(default_factory=dict)
 
     def settings(self, **overrides: Any) -> Settings:
-        values: dict[str, Any] = {
+        values = self._own_settings()
+        values.update(self.chosen)
+        values.update(overrides)
+        return Settings(**values)
+
+    def _own_settings(self) -> dict[str, Any]:
+        return {
             "database_url": self.database_url,
             "data_dir": self.workdir / "data",
             "agent_model": self.model,
@@ -170,20 +176,19 @@ class Bench:
             "subscribe_rate_per_minute": 0,
             "max_subscriptions_per_workflow": 100_000,
         }
-        values.update(self.chosen)
-        values.update(overrides)
-        return Settings(**values)
 
     def changed_settings(self) -> dict[str, str]:
-        """The service's settings that are not their defaults, from --set or the environment
-        (AGENT_LEAN_CALLS=false, say), leaving out those the benchmark wires up itself."""
-        values = self.settings().model_dump(include=set(Settings.model_fields) - WIRED)
-        return {
-            name: str(value)
-            for name, value in sorted(values.items())
-            if value != Settings.model_fields[name].get_default(call_default_factory=True)
-            and name != "log_level"
+        """The service's settings that differ from what the benchmark gives (its own values,
+        else the defaults), from --set or the environment (AGENT_LEAN_CALLS=false, say), but
+        for those it wires up itself."""
+        own = self._own_settings()
+        baseline = {
+            name: info.get_default(call_default_factory=True)
+            for name, info in Settings.model_fields.items()
         }
+        baseline.update(Settings(**own).model_dump(include=set(own)))
+        values = self.settings().model_dump(include=set(Settings.model_fields) - WIRED)
+        return {name: str(value) for name, value in values.items() if value != baseline[name]}
 
     @asynccontextmanager
     async def services(
