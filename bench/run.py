@@ -79,10 +79,6 @@ class Peers:
     smtp_port: int
     control: httpx.AsyncClient
 
-    def cpu_seconds(self) -> float:
-        times = psutil.Process(self.process.pid).cpu_times()
-        return float(times.user + times.system)
-
     async def arrivals(self, since: int = 0, wait: float = 0) -> list[list[Any]]:
         """The emails from the `since`-th on; with `wait`, long-polls for the next one."""
         response = await self.control.get(
@@ -265,10 +261,10 @@ def client(base_url: str, connections: int = 100) -> Client:
     return Client(base_url, connections)
 
 
-def cpu_seconds(service: ServiceProcess) -> float:
-    assert service.process is not None
-    process = psutil.Process(service.process.pid)
-    times = process.cpu_times()
+def cpu_seconds(process: ServiceProcess | Peers) -> float:
+    """CPU time of a service process, or of the peers' process, so far."""
+    assert process.process is not None
+    times = psutil.Process(process.process.pid).cpu_times()
     return float(times.user + times.system)
 
 
@@ -448,14 +444,14 @@ async def many_waiters(bench: Bench, n: int = 10_000, in_flight: int = 64) -> di
         rss = rss_mb(service)
         connections = await bench.connections()
         cpu_before, postgres_before = cpu_seconds(service), postgres_cpu_seconds()
-        peers_before = bench.peers.cpu_seconds()
+        peers_before = cpu_seconds(bench.peers)
         released = time.monotonic()
         await bench.peers.post("/release")
         arrivals = await bench.peers.wait_for_emails(n, timeout=600)
         delivered = max(a[3] for a in arrivals) - released
         cpu = cpu_seconds(service) - cpu_before
         postgres = postgres_cpu_seconds() - postgres_before
-        peers = bench.peers.cpu_seconds() - peers_before
+        peers = cpu_seconds(bench.peers) - peers_before
     return {
         "scenario": "many-waiters",
         "subscriptions": n,
