@@ -1,0 +1,60 @@
+"""The states of workflows, promises and subscriptions, defined once.
+
+Rows, API schemas, emails, events and the dashboard's payloads all use these; the database's
+CHECK constraints hold the same values (tests/integration/test_schema.py compares them).
+Importable from every layer: it imports nothing of the service.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+# The promise a run resolves with the agent's answer (or rejects with its failure).
+AGENT_PROMISE = "agent_response"
+# The error a cancelled workflow's promise is rejected with.
+CANCELLED_ERROR = "cancelled"
+
+
+class WorkflowState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_WORKFLOW_STATES
+
+
+class PromiseState(StrEnum):
+    PENDING = "pending"
+    RESOLVED = "resolved"
+    REJECTED = "rejected"
+
+
+class SubscriptionState(StrEnum):
+    WAITING = "waiting"
+    READY = "ready"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_SUBSCRIPTION_STATES
+
+
+FINISHED_WORKFLOW_STATES = frozenset(
+    {WorkflowState.SUCCEEDED, WorkflowState.FAILED, WorkflowState.CANCELLED}
+)
+UNFINISHED_WORKFLOW_STATES = frozenset(set(WorkflowState) - FINISHED_WORKFLOW_STATES)
+FINISHED_SUBSCRIPTION_STATES = frozenset(
+    {
+        SubscriptionState.SENT,
+        SubscriptionState.FAILED,
+        SubscriptionState.CANCELLED,
+        SubscriptionState.EXPIRED,
+    }
+)

@@ -1,0 +1,1 @@
+"""Unit tests: no database and no child process (in-process fake servers are fine)."""
