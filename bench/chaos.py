@@ -27,8 +27,8 @@ import asyncpg
 import httpx
 
 from app.config import Settings
-from app.db import asyncpg_dsn
-from app.embedded import EmbeddedPostgres
+from app.db.connection import asyncpg_dsn
+from app.db.embedded import EmbeddedPostgres
 from tests.conftest import create_database, drop_database
 from tests.fakes.llm import FakeLLM
 from tests.fakes.smtp import Inbox

@@ -33,7 +33,7 @@ import asyncpg
 import psutil
 from aiohttp import web
 
-from app.db import asyncpg_dsn
+from app.db.connection import asyncpg_dsn
 from bench import run
 
 SCHEMA = """

@@ -34,10 +34,10 @@ import asyncpg
 import httpx
 import psutil
 
-from app import migrate
 from app.config import Settings
-from app.db import asyncpg_dsn, create_engine
-from app.embedded import EmbeddedPostgres
+from app.db import migrate
+from app.db.connection import asyncpg_dsn, create_engine
+from app.db.embedded import EmbeddedPostgres
 from tests.conftest import create_database, drop_database
 from tests.service import ServiceProcess
 

@@ -1,6 +1,6 @@
 """Alembic environment: online migrations only, on a connection the caller may hand over.
 
-`app.migrate.upgrade()` passes its own connection (holding the start-up advisory lock) in
+`app.db.migrate.upgrade()` passes its own connection (holding the start-up advisory lock) in
 `config.attributes["connection"]`; Alembic's CLI gets one built from DATABASE_URL.
 """
 
@@ -13,8 +13,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db import sqlalchemy_url
-from app.models import Base
+from app.db.connection import sqlalchemy_url
+from app.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -23,10 +23,11 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
-from app import migrate
 from app.config import Settings
-from app.db import asyncpg_dsn, create_engine
-from app.embedded import EmbeddedPostgres
+from app.db import migrate
+from app.db.connection import asyncpg_dsn, create_engine
+from app.db.embedded import EmbeddedPostgres
+from app.db.models import Base
 from app.main import create_app
 from tests.fakes.llm import FakeLLM
 from tests.fakes.smtp import Inbox
@@ -112,12 +113,16 @@ def migrated_database(new_database: Callable[[], Awaitable[str]]) -> str:
     return asyncio.run(setup())
 
 
+# Every table of the schema: each test starts with all of them empty.
+TABLES = ", ".join(table.name for table in Base.metadata.sorted_tables)
+
+
 @pytest.fixture
 async def database_url(migrated_database: str) -> str:
     """The session's database, emptied for this test."""
     connection = await asyncpg.connect(asyncpg_dsn(migrated_database))
     try:
-        await connection.execute("TRUNCATE subscription, promise, workflow")
+        await connection.execute(f"TRUNCATE {TABLES}")
     finally:
         await connection.close()
     return migrated_database

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 T = TypeVar("T")
 
@@ -46,3 +47,11 @@ async def until_workflow(
 def all_sent(status: dict[str, Any]) -> bool:
     subscriptions = status["subscriptions"]
     return bool(subscriptions) and all(s["status"] == "sent" for s in subscriptions)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.embedded import EmbeddedPostgres
+from app.db.embedded import EmbeddedPostgres
 
 
 class OwnPostgres:

@@ -15,8 +15,7 @@ import pytest
 from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
-from tests.helpers import all_sent, eventually, until_workflow
-from tests.test_operations import samples
+from tests.helpers import all_sent, eventually, samples, until_workflow
 
 # -- attach -------------------------------------------------------------------------------
 
@@ -32,7 +31,7 @@ async def test_output_waits_for_the_result(
     early = await client.get("/workflows/att/output", params={"timeout": 0.2})
     assert early.status_code == 202
     assert early.json() == {"key": "att", "status": "running"}
-    listener = app.app.state.service.listener
+    listener = app.app.state.process.listener
     watching = listener.waiter_count  # the run in flight watches its own key
     attached = asyncio.create_task(client.get("/workflows/att/output", params={"timeout": 30}))
     await eventually(lambda: asyncio.sleep(0, listener.waiter_count), lambda n: n > watching)
@@ -53,7 +52,7 @@ async def test_a_change_nobody_announced_is_found_by_the_fallback_poll(
     attached = asyncio.create_task(
         app.client.get("/workflows/quiet/output", params={"timeout": 30})
     )
-    listener = app.app.state.service.listener
+    listener = app.app.state.process.listener
     await eventually(lambda: asyncio.sleep(0, listener.waiter_count), lambda n: n == 1)
     # Finished behind the service's back: no NOTIFY, no local wake-up.
     await db.execute("""
@@ -294,35 +293,23 @@ async def test_a_run_cancelled_unheard_cannot_finish_the_next_run_of_its_key(
     await worker.client.post("/workflows/reused/run/send", json="old question")
     await fake_llm.wait_for_calls("old question")
 
-    # The worker's LISTEN connection hears nothing while it waits for a lock the test holds:
-    # Postgres delivers notifications only between transactions.
-    await db.execute("SELECT pg_advisory_lock(1)")
-    listener = worker.app.state.service.listener
-    deaf = asyncio.create_task(
-        listener.run_on_connection(
-            lambda connection: connection.execute("SELECT pg_advisory_xact_lock(1)"), timeout=60
-        )
-    )
+    # The worker hears nothing of the key meanwhile: its run is not told of the cancel.
+    listener = worker.app.state.process.listener
+    wake = listener.wake
+    listener.wake = lambda key, *args, **kwargs: (
+        None if key == "reused" else wake(key, *args, **kwargs)
+    )  # type: ignore[method-assign]
     try:
-        await eventually(
-            lambda: db.fetchval("""
-                SELECT count(*) FROM pg_stat_activity
-                WHERE datname = current_database() AND wait_event_type = 'Lock'
-                  AND application_name = 'agent-notify-listener'
-            """),
-            lambda blocked: blocked == 1,
-        )
         assert (await other.client.post("/workflows/reused/cancel")).status_code == 200
         assert (await other.client.delete("/workflows/reused")).status_code == 204
         again = await worker.client.post("/workflows/reused/run/send", json="new question")
         assert again.status_code == 202
         leased_to = await db.fetchval("SELECT lease_owner FROM workflow WHERE key = 'reused'")
-        assert leased_to == worker.app.state.service.owner  # the same process runs both
+        assert leased_to == worker.app.state.process.store.scope.owner  # the same process runs both
         release.set()  # the cancelled run's answer arrives only now
         status = await until_workflow(worker.client, "reused", lambda s: s["status"] == "succeeded")
     finally:
-        await db.execute("SELECT pg_advisory_unlock(1)")
-        await deaf
+        listener.wake = wake
     assert status["output"] == answer_for("new question")
     assert fake_llm.calls_for("new question") == 1
 
@@ -441,9 +428,9 @@ async def test_listing_by_key_prefix(
         await db.execute(
             "INSERT INTO workflow (key, query, status) VALUES ($1, 'q', 'cancelled')", key
         )
-    store = app.app.state.service.store
+    reads = app.app.state.process.store.reads
     for prefix, expected in (("p%", ["p%q"]), ("p_", ["p_q"]), ("p", ["p_q", "pxq", "p%q"])):
-        found = await store.list_workflows(status=None, limit=10, before=None, key_prefix=prefix)
+        found = await reads.page(status=None, limit=10, before=None, key_prefix=prefix)
         assert sorted(row.key for row in found) == sorted(expected), prefix
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from app.durable.batch import Batcher
+from app.db.batch import Batcher
 
 
 async def test_alone_at_once_and_together_while_one_flush_runs() -> None:

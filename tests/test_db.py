@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from app.db import is_outage, sqlalchemy_url
+from app.db.connection import is_outage, sqlalchemy_url
 
 
 class DriverError(Exception):

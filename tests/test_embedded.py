@@ -11,14 +11,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.embedded import EmbeddedPostgres, _library
+from app.db.embedded import EmbeddedPostgres, _library
 from tests.conftest import RunningApp
 from tests.fakes.llm import answer_for
 
 KILLED_AFTER_START = """
 import os, sys
 from pathlib import Path
-from app.embedded import EmbeddedPostgres
+from app.db.embedded import EmbeddedPostgres
 EmbeddedPostgres.start(Path(sys.argv[1]))
 os.kill(os.getpid(), 9)
 """

@@ -15,10 +15,9 @@ import pytest
 
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
-from tests.helpers import all_sent, eventually, until_workflow
+from tests.helpers import all_sent, eventually, samples, until_workflow
 from tests.postgres import OwnPostgres
 from tests.service import ServiceProcess, free_port
-from tests.test_operations import samples
 
 StartService = Callable[..., Awaitable[ServiceProcess]]
 FAST = {"lease_seconds": 2.0, "poll_interval_seconds": 0.2}

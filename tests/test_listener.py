@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.durable.listener import Listener
-from app.durable.store import KEY_CHANNEL, WorkflowRow
+from app.db.rows import WorkflowRow
+from app.db.scope import KEY_CHANNEL
+from app.engine.listener import Listener
 
 NOW = datetime.now(UTC)
 

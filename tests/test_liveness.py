@@ -51,7 +51,7 @@ async def test_listener_reconnects_and_rechecks_its_waiters(
     # A minute-long poll: only notifications (or the re-check after reconnecting) wake anyone.
     runner = await start_app(poll_interval_seconds=60)
     waiter = await start_app(poll_interval_seconds=60)
-    listener = waiter.app.state.service.listener
+    listener = waiter.app.state.process.listener
     release = fake_llm.hold("across a reconnect")
     await runner.client.post("/workflows/lost/run/send", json="across a reconnect")
     await fake_llm.wait_for_calls("across a reconnect")

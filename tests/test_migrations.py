@@ -10,9 +10,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
-from app import migrate
-from app.db import asyncpg_dsn, create_engine
-from app.models import Base
+from app.db import migrate
+from app.db.connection import asyncpg_dsn, create_engine
+from app.db.models import Base
 
 TABLES = {"workflow", "promise", "subscription", "idempotency_key"}
 

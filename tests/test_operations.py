@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import asyncpg
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes.smtp import Inbox
-from tests.helpers import all_sent, until_workflow
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+from tests.helpers import all_sent, samples, until_workflow
 
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:

@@ -64,18 +64,19 @@ async def test_a_sync_run_hears_a_cancel_made_just_after_its_insert(
     worker = await start_app(poll_interval_seconds=60, lease_seconds=60)
     other = await start_app(poll_interval_seconds=60, lease_seconds=60)
     release = fake_llm.hold("q")
-    service = worker.app.state.service
-    accept_run = service.store.accept_run
+    process = worker.app.state.process
+    runs = process.store.runs
+    accept = runs.accept
 
     async def accept_then_cancel_elsewhere(*args: Any, **kwargs: Any) -> Any:
-        accepted = await accept_run(*args, **kwargs)
+        accepted = await accept(*args, **kwargs)
         # The cancel's NOTIFY reaches this process before the request goes on.
-        with service.listener.watch("k") as notified:
+        with process.listener.watch("k") as notified:
             assert (await other.client.post("/workflows/k/cancel")).status_code == 200
             await notified.wait()
         return accepted
 
-    service.store.accept_run = accept_then_cancel_elsewhere
+    runs.accept = accept_then_cancel_elsewhere  # type: ignore[method-assign]
     try:
         # Well under the 60 s fallback poll: only the NOTIFY can answer it in time.
         response = await worker.client.post("/workflows/k/run", json="q", timeout=20)

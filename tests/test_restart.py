@@ -77,7 +77,7 @@ async def test_sync_waiter_on_one_replica_is_woken_by_another(
     await runner.client.post("/workflows/cross/run/send", json="cross")
     await fake_llm.wait_for_calls("cross")
     attached = asyncio.create_task(waiter.client.post("/workflows/cross/run", json="cross"))
-    listener = waiter.app.state.service.listener
+    listener = waiter.app.state.process.listener
     await eventually(lambda: asyncio.sleep(0, listener.waiter_count), lambda n: n == 1)
     release.set()
     async with asyncio.timeout(5):
@@ -90,7 +90,7 @@ async def test_waiting_requests_get_a_503_when_the_process_shuts_down(
 ) -> None:
     app = await start_app()
     fake_llm.hold("outlasting")
-    listener = app.app.state.service.listener
+    listener = app.app.state.process.listener
     await app.client.post("/workflows/sd/run/send", json="outlasting")
     await fake_llm.wait_for_calls("outlasting")
     watching = listener.waiter_count  # the run in flight watches for its cancellation

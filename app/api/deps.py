@@ -8,7 +8,8 @@ from fastapi import Path, Request
 
 from app.api.schemas import KEY_DESCRIPTION
 from app.config import KEY_PATTERN
-from app.durable.service import WorkflowService
+from app.workflows.process import ServiceProcess
+from app.workflows.service import WorkflowService
 
 
 def service_of(request: Request) -> WorkflowService:
@@ -16,6 +17,12 @@ def service_of(request: Request) -> WorkflowService:
     costs FastAPI more per request than everything else in a route but the database."""
     service: WorkflowService = request.app.state.service
     return service
+
+
+def process_of(request: Request) -> ServiceProcess:
+    """The app's running process: its readiness and metrics."""
+    process: ServiceProcess = request.app.state.process
+    return process
 
 
 KeyPath = Annotated[

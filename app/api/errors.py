@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from app.db import DATABASE_ERRORS, is_outage
+from app.db.connection import DATABASE_ERRORS, is_outage
 from app.errors import AppError
 
 logger = logging.getLogger(__name__)

@@ -10,9 +10,13 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.api.deps import KeyPath, service_of
 from app.api.schemas import ErrorResponse, WorkflowOut
-from app.durable.service import WorkflowService
-from app.durable.store import AGENT_PROMISE
 from app.errors import NotFound, Unavailable
+from app.states import (
+    AGENT_PROMISE,
+    FINISHED_WORKFLOW_STATES,
+    SubscriptionState,
+)
+from app.workflows.service import WorkflowService
 
 router = APIRouter()
 
@@ -67,7 +71,7 @@ async def _stream(service: WorkflowService, key: str) -> AsyncIterator[ServerSen
 def _finished(out: WorkflowOut) -> bool:
     """The workflow is over and the emails of its answer are out. (Subscribers of other
     promises may wait much longer; they do not hold the stream open.)"""
-    in_flight = {"waiting", "ready"}
-    return out.status in {"succeeded", "failed", "cancelled"} and not any(
+    in_flight = {SubscriptionState.WAITING, SubscriptionState.READY}
+    return out.status in FINISHED_WORKFLOW_STATES and not any(
         s.status in in_flight and s.promise == AGENT_PROMISE for s in out.subscriptions
     )

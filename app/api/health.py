@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+
+from app.api.deps import process_of
 
 router = APIRouter(tags=["operations"])
 
@@ -21,22 +24,8 @@ async def healthz() -> dict[str, str]:
     openapi_extra={"security": []},
 )
 async def readyz(request: Request) -> JSONResponse:
-    state = request.app.state
-    checks: dict[str, bool] = {}
-    try:
-        async with state.engine.connect() as connection:
-            revision = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-        checks["database"] = True
-        # At this code's head, or ahead of it (a newer replica migrated during a rolling
-        # deploy): only a schema this code has not reached yet is not ready.
-        checks["migrations"] = revision not in state.schema_behind
-    except Exception:
-        checks["database"] = False
-        checks["migrations"] = False
-    checks["listener"] = state.service.listener.connected
-    checks["workers"] = state.supervisor.healthy
-    ready = all(checks.values())
+    readiness = await process_of(request).readiness()
     return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks},
-        status_code=200 if ready else 503,
+        {"status": "ready" if readiness.ready else "not_ready", "checks": asdict(readiness)},
+        status_code=200 if readiness.ready else 503,
     )

@@ -16,9 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import error_response
 from app.api.security import client_identity
-from app.db import is_outage
-from app.durable.service import WorkflowService
-from app.durable.store import Store
+from app.db.connection import is_outage
+from app.workflows.service import WorkflowService
 
 HEADER = "idempotency-key"
 # Answers that say "not now" rather than "this is the outcome": a retry must run again.
@@ -55,17 +54,15 @@ class Idempotency:
             b"%s %s\n%s" % (scope["method"].encode(), scope["path"].encode(), body)
         ).hexdigest()
         record_key = f"{client_identity(scope)}:{key}"
-        service.answering_idempotent += 1
         try:
-            await self._answer(scope, receive, send, service, record_key, fingerprint, body)
+            with service.answering():
+                await self._answer(scope, receive, send, service, record_key, fingerprint, body)
         except Exception as exc:
             if not is_outage(exc):
                 raise
             await error_response(
                 503, "database_unavailable", "the database is unavailable; retry shortly"
             )(scope, receive, send)
-        finally:
-            service.answering_idempotent -= 1
 
     async def _answer(
         self,
@@ -77,13 +74,7 @@ class Idempotency:
         fingerprint: str,
         body: bytes,
     ) -> None:
-        store = service.store
-        recorded = await store.begin_idempotent(
-            record_key,
-            fingerprint,
-            owner=service.owner,
-            lease_seconds=service.settings.lease_seconds,
-        )
+        recorded = await service.claim_idempotency_key(record_key, fingerprint)
         if recorded is not None:
             if recorded.fingerprint != fingerprint:
                 response = error_response(
@@ -124,23 +115,27 @@ class Idempotency:
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body", False):
                     # Recorded before the client sees the end: its next retry finds it done.
-                    await _settle(store, record_key, status_code, b"".join(chunks), content_type)
+                    await _settle(service, record_key, status_code, b"".join(chunks), content_type)
             await send(message)
 
         try:
             await self.app(scope, receive_body, record_then_send)
         except BaseException:
-            await store.forget_idempotent(record_key)
+            await service.forget_idempotency_key(record_key)
             raise
 
 
 async def _settle(
-    store: Store, record_key: str, status_code: int, body: bytes, content_type: str | None
+    service: WorkflowService,
+    record_key: str,
+    status_code: int,
+    body: bytes,
+    content_type: str | None,
 ) -> None:
     if status_code >= 500 or status_code in TRANSIENT_STATUSES:
-        await store.forget_idempotent(record_key)  # not an outcome: a retry runs again
+        await service.forget_idempotency_key(record_key)  # not an outcome: a retry runs again
     else:
-        await store.finish_idempotent(
+        await service.record_idempotent_response(
             record_key, status_code=status_code, body=body, content_type=content_type
         )
 

@@ -20,12 +20,12 @@ from app.api.schemas import (
     SubscriptionOut,
     WorkflowList,
     WorkflowOut,
-    WorkflowState,
     WorkflowSummaryOut,
 )
 from app.api.security import SubscribeRateLimit
-from app.durable.store import RunInput, WorkflowRow
+from app.db.rows import RunInput, WorkflowRow
 from app.errors import Conflict, DeliveryFailed, NotFound, WorkflowFailed
+from app.states import SubscriptionState, WorkflowState
 
 # A key's first characters: those of KEY_PATTERN, none to all 256 of them.
 KEY_PREFIX_PATTERN = r"^[A-Za-z0-9._~-]*$"
@@ -44,9 +44,9 @@ def _run_input(body: RunBody) -> RunInput:
 
 
 def _result(workflow: WorkflowRow) -> RunResult:
-    if workflow.status == "succeeded":
-        return RunResult(key=workflow.key, status="succeeded", output=workflow.output or "")
-    if workflow.status == "cancelled":
+    if workflow.status == WorkflowState.SUCCEEDED:
+        return RunResult(key=workflow.key, status=workflow.status, output=workflow.output or "")
+    if workflow.status == WorkflowState.CANCELLED:
         raise Conflict(f"workflow {workflow.key!r} was cancelled", code="workflow_cancelled")
     raise WorkflowFailed(f"workflow {workflow.key!r} failed: {workflow.error or 'unknown error'}")
 
@@ -107,7 +107,7 @@ async def on_notify(
     service = service_of(request)
     subscribed = await service.subscribe(key, body.email, body.promise)
     delivered = await service.wait_delivered(subscribed.subscription)
-    if delivered.status != "sent":
+    if delivered.status != SubscriptionState.SENT:
         raise DeliveryFailed(
             f"the notification to {delivered.email} was not sent ({delivered.status}): "
             f"{delivered.last_error or 'no reason recorded'}"

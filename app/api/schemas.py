@@ -19,23 +19,20 @@ from pydantic import (
 )
 
 from app.config import KEY_PATTERN
-from app.durable.store import (
+from app.db.rows import (
     PromiseRow,
     SubscriptionRow,
     WorkflowRow,
     WorkflowStatus,
     WorkflowSummary,
 )
+from app.states import AGENT_PROMISE, PromiseState, SubscriptionState, WorkflowState
 
 KEY_DESCRIPTION = (
     "The workflow's key, chosen by the client: 1 to 256 URL-safe characters "
     "(letters, digits, '.', '_', '~', '-'). Every call with the same key addresses the same "
     "workflow."
 )
-
-WorkflowState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
-PromiseState = Literal["pending", "resolved", "rejected"]
-SubscriptionState = Literal["waiting", "ready", "sent", "failed", "cancelled", "expired"]
 
 
 def _not_blank(value: str) -> str:
@@ -116,7 +113,7 @@ class SubscribeRequest(BaseModel):
 
     email: EmailAddress = Field(description="The address that gets the agent's answer.")
     promise: PromiseName = Field(
-        default="agent_response",
+        default=AGENT_PROMISE,
         description="The promise whose outcome is emailed; by default the agent's answer.",
     )
 

@@ -18,9 +18,8 @@ down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Its body is app/durable/store/runs.py's complete_run: keep the two in step. A change is a new
-# migration that drops and re-creates the function (CREATE OR REPLACE cannot change the
-# columns it returns), and a new column of the table it returns must be added to it here.
+# Superseded by the versioned functions of 0006; kept while replicas of the release before
+# it may still call this one.
 COMPLETE_RUN = r"""
 CREATE OR REPLACE FUNCTION agent_notify_complete_run(
     p_key text,

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 
 from app.agent import Agent
 from app.config import Settings
-from app.durable.listener import Listener
-from app.durable.retry import RetryPolicy, through_outages
-from app.durable.store import Delivery, Store, WorkflowRow
-from app.durable.worker import Worker
+from app.db.rows import Delivery, RunCompletion, WorkflowRow
+from app.db.store import Store
+from app.engine.listener import Listener
+from app.engine.retry import RetryPolicy, through_outages
+from app.engine.worker import Worker
 from app.errors import PermanentError, TransientError, describe
 from app.metrics import Metrics
 
@@ -34,7 +35,6 @@ class Runner(Worker[WorkflowRow]):
         listener: Listener,
         metrics: Metrics,
         settings: Settings,
-        owner: str,
         delivery: Worker[Delivery],
     ) -> None:
         super().__init__(
@@ -46,14 +46,11 @@ class Runner(Worker[WorkflowRow]):
         self._agent = agent
         self._listener = listener
         self._metrics = metrics
-        self._settings = settings
-        self._owner = owner
+        self._owner = store.scope.owner
         self._delivery = delivery
 
     async def claim(self, limit: int) -> list[WorkflowRow]:
-        return await self._store.claim_runs(
-            owner=self._owner, lease_seconds=self._settings.lease_seconds, limit=limit
-        )
+        return await self._store.runs.claim(limit=limit)
 
     def identity(self, item: WorkflowRow) -> Hashable:
         # A key deleted and used again names another run: created_at tells the two apart.
@@ -110,7 +107,7 @@ class Runner(Worker[WorkflowRow]):
                     if call.done():
                         return call.result()
                     try:
-                        current = await self._store.get_workflow(item.key)
+                        current = await self._store.reads.workflow(item.key)
                     except Exception as exc:
                         # Not knowing is no reason to abandon a call already paid for.
                         logger.warning(
@@ -131,13 +128,7 @@ class Runner(Worker[WorkflowRow]):
 
     async def retry_later(self, item: WorkflowRow, error: str, delay_seconds: float) -> bool:
         self._metrics.runs_finished.labels("retried").inc()
-        return await self._store.retry_run_later(
-            item.key,
-            created_at=item.created_at,
-            owner=self._owner,
-            error=error,
-            delay_seconds=delay_seconds,
-        )
+        return await self._store.runs.retry_later(item, error=error, delay_seconds=delay_seconds)
 
     async def give_up(self, item: WorkflowRow, error: str) -> None:
         logger.warning("workflow %s failed: %s", item.key, error, extra=self.log_fields(item))
@@ -147,7 +138,7 @@ class Runner(Worker[WorkflowRow]):
         # The key's waiters are woken when this ends, with the finished row: none reads it back.
         with self._listener.committing(item.key) as handover:
             try:
-                result = await self._complete(item, output=output, error=error)
+                completion = await self._complete(item, output=output, error=error)
             except Exception as exc:
                 if error is not None:
                     raise
@@ -158,43 +149,30 @@ class Runner(Worker[WorkflowRow]):
                     "cannot record the answer of %s", item.key, extra=self.log_fields(item)
                 )
                 error = f"the answer could not be stored: {describe(exc)}"
-                result = await self._complete(item, output=None, error=error)
-            if result is None:
+                completion = await self._complete(item, output=None, error=error)
+            if completion is None:
                 logger.warning(
                     "workflow %s was taken over by another process (or cancelled); outcome dropped",
                     item.key,
                     extra=self.log_fields(item),
                 )
                 return
-            handover.finished = result[0]
+            handover.finished = completion.workflow
         self._metrics.runs_finished.labels("succeeded" if error is None else "failed").inc()
-        for delivery in result[1]:
+        for delivery in completion.deliveries:
             self._delivery.submit(delivery)
 
     async def _complete(
         self, item: WorkflowRow, *, output: str | None, error: str | None
-    ) -> tuple[WorkflowRow, list[Delivery]] | None:
-        # Subscribers readied by this run are sent from here, as many as the delivery worker
-        # has room for. If the lease expires during a database outage, whoever took the run
-        # over wins.
-        async def complete(
-            reserve: Callable[[int], int],
-        ) -> tuple[WorkflowRow, list[Delivery]] | None:
-            # Reserved once for every attempt: a retry through an outage must not take more.
-            room = reserve(1)
+    ) -> RunCompletion | None:
+        """Record the outcome, waiting out database outages. Subscribers released by it are
+        sent from here, as many as the delivery worker has room for (one, as most runs have
+        one subscriber), reserved once for every attempt. If the lease lapses during an outage,
+        whoever took the run over wins."""
+        with self._delivery.room(1) as room:
             return await through_outages(
-                lambda: self._store.complete_run(
-                    item.key,
-                    created_at=item.created_at,
-                    owner=self._owner,
-                    output=output,
-                    error=error,
-                    deliver_to=self._owner,
-                    room=room,
-                    lease_seconds=self._settings.lease_seconds,
-                    notify_on_failure=self._settings.notify_on_failure,
+                lambda: self._store.runs.complete(
+                    item, output=output, error=error, room=room.granted
                 ),
                 what=f"record the outcome of {item.key}",
             )
-
-        return await self._delivery.with_room(complete)

@@ -1,4 +1,4 @@
-"""Database URLs and the SQLAlchemy async engine (asyncpg driver)."""
+"""Database URLs, the SQLAlchemy async engine (asyncpg driver), and how to read its errors."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 DATABASE_ERRORS: tuple[type[Exception], ...] = (
     DBAPIError,
     # The asyncpg dialect's own error, raised as is by the pool outside a Connection (a
-    # connection that cannot be opened, on the store's driver path); the driver's is its orig.
+    # connection that cannot be opened); the driver's is its orig.
     EmulatedDBAPIException,
     OSError,
     PoolTimeoutError,
@@ -73,6 +73,20 @@ def is_outage(exc: BaseException) -> bool:
     return False
 
 
+# SQLSTATE class of a transaction rolled back by the server (deadlock, serialization failure):
+# the same statement may well succeed when run again.
+ROLLED_BACK_SQLSTATE_CLASS = "40"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for an outage, or a statement the server rolled back for a conflict: worth running
+    again. False for errors no retry can fix."""
+    if is_outage(exc):
+        return True
+    sqlstate = sqlstate_of(exc)
+    return sqlstate is not None and sqlstate.startswith(ROLLED_BACK_SQLSTATE_CLASS)
+
+
 def sqlalchemy_url(database_url: str) -> str:
     """The URL with the asyncpg driver, whatever scheme the operator wrote (postgresql://,
     postgres://, postgresql+psycopg://, …)."""
@@ -95,8 +109,9 @@ def create_engine(database_url: str, *, pool_size: int) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=30,
-        # No pre-ping (it would add a round trip to every transaction): a connection broken by a
-        # Postgres restart fails its first use, SQLAlchemy then invalidates the pool's connections.
+        # No pre-ping (it would add a round trip to every statement): a connection broken by a
+        # Postgres restart fails its first use, and SQLAlchemy then invalidates the pool's
+        # connections made before it.
         pool_recycle=3600,
         connect_args={"server_settings": {"application_name": "agent-notify"}},
     )

@@ -1,4 +1,6 @@
-"""The tables, as SQLAlchemy metadata. Alembic migrations create them; this mirrors them."""
+"""The tables, as SQLAlchemy metadata. Alembic migrations create them; this mirrors them
+(tests/integration/test_migrations.py compares the two), and its CHECK constraints hold the
+states of app/states.py."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from app.states import PromiseState, SubscriptionState, WorkflowState
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -29,16 +33,16 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-WORKFLOW_STATES = ("pending", "running", "succeeded", "failed", "cancelled")
-PROMISE_STATES = ("pending", "resolved", "rejected")
-SUBSCRIPTION_STATES = ("waiting", "ready", "sent", "failed", "cancelled", "expired")
+WORKFLOW_STATES = tuple(WorkflowState)
+PROMISE_STATES = tuple(PromiseState)
+SUBSCRIPTION_STATES = tuple(SubscriptionState)
 
 TZ = TIMESTAMP(timezone=True)
 NOW = text("now()")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 class Base(DeclarativeBase):

@@ -3,6 +3,9 @@
 Notifications are hints. A waiter registers, then reads its row, then waits; after every wake-up
 it reads the row again. When the connection comes back after a loss, every waiter and worker is
 woken, because anything notified meanwhile was missed.
+
+It is a plain asyncpg connection, not one of the pool's: receiving notifications needs the
+driver's own API. It runs LISTEN and a keep-alive, nothing else.
 """
 
 from __future__ import annotations
@@ -11,15 +14,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
 
 import asyncpg
 
-from app.durable.store import KEY_CHANNEL, WORK_CHANNEL, WorkflowRow
+from app.db.rows import WorkflowRow
+from app.db.scope import KEY_CHANNEL, WORK_CHANNEL
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class Wakeup(asyncio.Event):
@@ -51,12 +52,9 @@ class Listener:
         # Keys this process is committing a change to, with how many commits are under way.
         self._committing: dict[str, int] = {}
         self._work_callbacks: list[Callable[[], None]] = []
-        self._connected_hooks: list[Callable[[asyncpg.Connection], Awaitable[None]]] = []
+        self._connected_hooks: list[Callable[[], Awaitable[None]]] = []
         self._reconnected_callbacks: list[Callable[[], None]] = []
         self._connected = asyncio.Event()
-        self._connection: asyncpg.Connection | None = None
-        # asyncpg runs one query at a time per connection: keep-alives and borrowers take turns.
-        self._turn = asyncio.Lock()
         self.reconnects = 0
 
     @property
@@ -66,19 +64,8 @@ class Listener:
     async def wait_connected(self) -> None:
         await self._connected.wait()
 
-    async def run_on_connection(
-        self, operation: Callable[[asyncpg.Connection], Awaitable[T]], *, timeout: float
-    ) -> T:
-        """Run a short query on the LISTEN connection, which never queues behind the pool."""
-        connection = self._connection
-        if connection is None or not self.connected:
-            raise ConnectionError("the LISTEN connection is down")
-        async with self._turn:
-            async with asyncio.timeout(timeout):
-                return await operation(connection)
-
-    def on_connected(self, hook: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
-        """Run `hook` on the connection each time it is (re)established, before waking anyone."""
+    def on_connected(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Await `hook` each time the connection is (re)established, before waking anyone."""
         self._connected_hooks.append(hook)
 
     def on_reconnected(self, callback: Callable[[], None]) -> None:
@@ -199,8 +186,10 @@ class Listener:
                 await connection.add_listener(KEY_CHANNEL, self._on_notification)
                 await connection.add_listener(WORK_CHANNEL, self._on_notification)
                 for hook in self._connected_hooks:
-                    await hook(connection)
-                self._connection = connection
+                    try:
+                        await hook()
+                    except Exception as exc:
+                        logger.warning("on reconnecting: %s: %s", type(exc).__name__, exc)
                 self._connected.set()
                 if not first:
                     self.reconnects += 1
@@ -215,7 +204,6 @@ class Listener:
                 logger.warning("listener connection lost: %s: %s", type(exc).__name__, exc)
             finally:
                 self._connected.clear()
-                self._connection = None
                 connection.terminate()
             # A connection that held up for a while earns a quick reconnect; one dropped at once
             # (a server accepting and closing) backs off like a refused one.
@@ -231,6 +219,5 @@ class Listener:
                 async with asyncio.timeout(self._keepalive_seconds):
                     await lost.wait()
                 return
-            async with self._turn:
-                async with asyncio.timeout(self._keepalive_seconds):
-                    await connection.fetchval("SELECT 1")
+            async with asyncio.timeout(self._keepalive_seconds):
+                await connection.fetchval("SELECT 1")

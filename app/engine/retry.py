@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from app.config import Settings
-from app.db import is_outage
+from app.db.connection import is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ def backoff_delay(attempt: int, *, initial: float, maximum: float, factor: float
 
 
 async def through_outages(operation: Callable[[], Awaitable[T]], *, what: str) -> T:
-    """Run a database operation, retrying for as long as the database is unreachable.
+    """Run a database operation, retrying for as long as the database is unreachable (or
+    the statement lost a deadlock or serialization conflict).
 
     For recording an effect that already happened (an LLM answer, an accepted email): losing
     the record would mean doing the effect again, so it is worth waiting out a restart.
@@ -56,7 +57,7 @@ async def through_outages(operation: Callable[[], Awaitable[T]], *, what: str) -
         try:
             return await operation()
         except Exception as exc:
-            if not is_outage(exc):
+            if not is_transient(exc):
                 raise
             logger.warning(
                 "cannot %s (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay

@@ -12,16 +12,16 @@ import logging
 from datetime import datetime, timedelta
 
 from app.config import Settings
-from app.db import is_outage
-from app.durable.listener import Listener
-from app.durable.store import Store
+from app.db.connection import is_outage
+from app.db.store import Store
+from app.engine.listener import Listener
 
 logger = logging.getLogger(__name__)
 
 
 class FallbackPoll:
     def __init__(self, *, store: Store, listener: Listener, interval_seconds: float) -> None:
-        self._store = store
+        self._reads = store.reads
         self._listener = listener
         self._interval = interval_seconds
         # A change committed by a transaction that began before the previous poll carries an
@@ -37,7 +37,7 @@ class FallbackPoll:
                 since = None
                 continue
             try:
-                changed, now = await self._store.changed_keys(
+                changed, now = await self._reads.changed_keys(
                     keys, since=None if since is None else since - self._overlap
                 )
             except Exception as exc:
@@ -73,11 +73,12 @@ class Janitor:
                 logger.warning("janitor: database unavailable (%s: %s)", type(exc).__name__, exc)
 
     async def sweep(self) -> None:
-        while await self._store.expire_subscriptions(ttl_seconds=self._ttl):
+        store = self._store
+        while await store.subscriptions.expire(ttl_seconds=self._ttl):
             pass
         deleted = 0
-        while purged := await self._store.purge_expired(retention_seconds=self._retention):
+        while purged := await store.runs.purge(retention_seconds=self._retention):
             deleted += purged
         if deleted:
             logger.info("janitor: deleted %d workflows past their retention", deleted)
-        await self._store.purge_idempotency_keys(ttl_seconds=self._idempotency_ttl)
+        await store.idempotency.purge(ttl_seconds=self._idempotency_ttl)

@@ -1,5 +1,5 @@
-"""What the API asks of the durable layer: start or attach to runs, subscribe, complete and
-cancel, wait, inspect.
+"""What the API asks of the service: start or attach to runs, subscribe, complete and cancel,
+wait, inspect — and the process's own state (readiness, metrics, Idempotency-Key claims).
 
 Starting a run leases it to this process in the accepting commit and executes it here at once;
 a late subscriber's delivery is leased in its own insert and sent at once. Neither adds a commit
@@ -9,37 +9,39 @@ to the path from request to email.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
+import contextlib
 import json
-import re
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Iterator
 
-from app.config import KEY_PATTERN, Settings
-from app.durable.delivery import DeliveryWorker
-from app.durable.listener import Listener, Wakeup
-from app.durable.runner import Runner
-from app.durable.store import (
-    AGENT_PROMISE,
+from app.config import Settings
+from app.db.rows import (
     Cancellation,
     Delivery,
-    InputMismatch,
+    IdempotentResponse,
     PromiseCompletion,
     PromiseRow,
     RunInput,
-    Store,
     Subscribed,
     SubscriptionRow,
-    TooManySubscriptions,
-    UnknownWorkflow,
     WorkflowRow,
     WorkflowStatus,
     WorkflowSummary,
 )
+from app.db.runs import InputMismatch, UnknownWorkflow
+from app.db.store import Store
+from app.db.subscriptions import TooManySubscriptions
+from app.engine.listener import Listener, Wakeup
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.mailer import message_id_for
+from app.states import AGENT_PROMISE, PromiseState
+from app.workflows.cursor import decode_cursor, encode_cursor
+from app.workflows.delivery import DeliveryWorker
+from app.workflows.runner import Runner
+
+# Room reserved in this process's delivery worker for the subscribers a cancel or an outside
+# completion releases; more than this are left to whichever worker claims them first.
+RELEASE_ROOM = 16
 
 
 class WorkflowService:
@@ -51,14 +53,12 @@ class WorkflowService:
         runner: Runner,
         delivery: DeliveryWorker,
         settings: Settings,
-        owner: str,
     ) -> None:
-        self.store = store
-        self.listener = listener
-        self.runner = runner
-        self.delivery = delivery
         self.settings = settings
-        self.owner = owner
+        self._store = store
+        self._listener = listener
+        self._runner = runner
+        self._delivery = delivery
         self.shutdown_deadline: float | None = None
         # Idempotency-Key requests being answered here (their claims are leased).
         self.answering_idempotent = 0
@@ -79,9 +79,9 @@ class WorkflowService:
             return
         loop = asyncio.get_running_loop()
         self.shutdown_deadline = loop.time() + self.settings.shutdown_grace_seconds
-        self.runner.stop_claiming()
-        self.delivery.stop_claiming()
-        self.listener.wake_all_waiters()
+        self._runner.stop_claiming()
+        self._delivery.stop_claiming()
+        self._listener.wake_all_waiters()
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -104,28 +104,21 @@ class WorkflowService:
             )
         # A slot is reserved before the insert, so concurrent requests cannot overfill the runner;
         # a process shutting down leaves new runs to the others.
-        reserved = 0 if self.shutting_down else self.runner.reserve()
-        try:
-            workflow, created = await self.store.accept_run(
-                key,
-                run,
-                owner=self.owner if reserved else None,
-                lease_seconds=self.settings.lease_seconds,
-            )
-        except InputMismatch as exc:
-            raise Conflict(
-                f"workflow {key!r} already exists with a different input; use a new key "
-                "to run another query, or send the same input to attach to it",
-                code="key_conflict",
-            ) from exc
-        finally:
-            self.runner.release(reserved)
-        if created and reserved:
-            self.runner.submit(workflow)
+        with self._runner.room(0 if self.shutting_down else 1) as room:
+            try:
+                workflow, created = await self._store.runs.accept(key, run, leased=room.granted > 0)
+            except InputMismatch as exc:
+                raise Conflict(
+                    f"workflow {key!r} already exists with a different input; use a new key "
+                    "to run another query, or send the same input to attach to it",
+                    code="key_conflict",
+                ) from exc
+        if created and room.granted:
+            self._runner.submit(workflow)
         return workflow, created
 
     async def workflow(self, key: str) -> WorkflowRow:
-        workflow = await self.store.get_workflow(key)
+        workflow = await self._store.reads.workflow(key)
         if workflow is None:
             raise NotFound(f"no workflow {key!r}")
         return workflow
@@ -134,7 +127,7 @@ class WorkflowService:
         """The workflow once it has finished; None if `timeout` seconds pass first."""
         try:
             async with asyncio.timeout(timeout) as deadline:
-                with self.listener.watch(key) as changed:
+                with self._listener.watch(key) as changed:
                     return await self._until_finished(key, changed)
         except TimeoutError:
             if deadline.expired():
@@ -147,7 +140,7 @@ class WorkflowService:
         The waiter watches the key from before the insert, so whatever happens to the run once
         start() has read or written its row (a cancel on another replica, say) wakes it; that
         row then stands for the first read."""
-        with self.listener.watch(key) as changed:
+        with self._listener.watch(key) as changed:
             workflow, _created = await self.start(key, run)
             return await self._until_finished(key, changed, workflow)
 
@@ -159,7 +152,7 @@ class WorkflowService:
         while True:
             if current is None:
                 changed.clear()
-                workflow = await self.store.get_workflow(key)
+                workflow = await self._store.reads.workflow(key)
             else:
                 workflow, current = current, None
             if workflow is None:
@@ -176,25 +169,18 @@ class WorkflowService:
     async def cancel(self, key: str) -> Cancellation:
         """Cancel a pending or running workflow; its subscribers are told. Whoever executes it
         abandons the call as soon as it hears of it."""
-        try:
-            cancellation = await self.delivery.with_room(
-                lambda reserve: self.store.cancel_workflow(
-                    key,
-                    deliver_to=self.owner,
-                    reserve=reserve,
-                    lease_seconds=self.settings.lease_seconds,
-                    notify_on_failure=self.settings.notify_on_failure,
-                )
-            )
-        except UnknownWorkflow as exc:
-            raise NotFound(f"no workflow {key!r}") from exc
+        with self._delivery.room(RELEASE_ROOM) as room:
+            try:
+                cancellation = await self._store.runs.cancel(key, room=room.granted)
+            except UnknownWorkflow as exc:
+                raise NotFound(f"no workflow {key!r}") from exc
         self._hand_over(cancellation.deliveries)
-        self.listener.wake(key)
+        self._listener.wake(key)
         return cancellation
 
     async def delete(self, key: str) -> WorkflowRow:
         try:
-            deleted = await self.store.delete_workflow(key)
+            deleted = await self._store.runs.delete(key)
         except UnknownWorkflow as exc:
             raise NotFound(f"no workflow {key!r}") from exc
         if deleted is None:
@@ -203,7 +189,7 @@ class WorkflowService:
                 "cancel it or wait for it first",
                 code="not_finished",
             )
-        self.listener.wake(key)
+        self._listener.wake(key)
         return deleted
 
     # -- subscriptions and promises -----------------------------------------------------------
@@ -213,37 +199,32 @@ class WorkflowService:
     ) -> Subscribed:
         """Register `email` for the promise; sends at once if it is already complete."""
         subscription_id = uuid.uuid4()
-        try:
-            subscribed = await self.delivery.with_room(
-                lambda reserve: self.store.subscribe(
+        with self._delivery.room(1) as room:
+            try:
+                subscribed = await self._store.subscriptions.subscribe(
                     key,
                     email,
                     promise_name=promise_name,
                     subscription_id=subscription_id,
                     message_id=message_id_for(str(subscription_id), self.settings.mail_from),
-                    deliver_to=self.owner,
-                    reserve=reserve,
-                    lease_seconds=self.settings.lease_seconds,
-                    notify_on_failure=self.settings.notify_on_failure,
-                    max_per_workflow=self.settings.max_subscriptions_per_workflow,
+                    room=room.granted,
                 )
-            )
-        except TooManySubscriptions as exc:
-            raise InvalidInput(
-                f"workflow {key!r} has {self.settings.max_subscriptions_per_workflow} "
-                "subscriptions, the most one may have (MAX_SUBSCRIPTIONS_PER_WORKFLOW)",
-                code="too_many_subscriptions",
-            ) from exc
+            except TooManySubscriptions as exc:
+                raise InvalidInput(
+                    f"workflow {key!r} has {self.settings.max_subscriptions_per_workflow} "
+                    "subscriptions, the most one may have (MAX_SUBSCRIPTIONS_PER_WORKFLOW)",
+                    code="too_many_subscriptions",
+                ) from exc
         if subscribed.delivery is not None:
             self._hand_over([subscribed.delivery])
         return subscribed
 
     async def wait_delivered(self, subscription: SubscriptionRow) -> SubscriptionRow:
         """The subscription once its notification is sent or has definitely failed."""
-        with self.listener.watch(subscription.workflow_key, str(subscription.id)) as changed:
+        with self._listener.watch(subscription.workflow_key, str(subscription.id)) as changed:
             while True:
                 changed.clear()
-                current = await self.store.get_subscription(subscription.id)
+                current = await self._store.subscriptions.get(subscription.id)
                 if current is None:
                     raise NotFound(f"subscription {subscription.id} no longer exists")
                 if current.finished:
@@ -251,7 +232,7 @@ class WorkflowService:
                 await self._wait(changed)
 
     async def promise(self, key: str, name: str) -> PromiseRow:
-        promise = await self.store.get_promise(key, name)
+        promise = await self._store.promises.get(key, name)
         if promise is None:
             raise NotFound(f"workflow {key!r} has no promise {name!r}")
         return promise
@@ -267,27 +248,19 @@ class WorkflowService:
                 f"run, POST /workflows/{key}/cancel",
                 code="agent_promise",
             )
-        try:
-            completion = await self.delivery.with_room(
-                lambda reserve: self.store.complete_promise(
-                    key,
-                    name,
-                    value=value,
-                    error=error,
-                    deliver_to=self.owner,
-                    reserve=reserve,
-                    lease_seconds=self.settings.lease_seconds,
-                    notify_on_failure=self.settings.notify_on_failure,
+        with self._delivery.room(RELEASE_ROOM) as room:
+            try:
+                completion = await self._store.promises.complete(
+                    key, name, value=value, error=error, room=room.granted
                 )
-            )
-        except UnknownWorkflow as exc:
-            raise NotFound(
-                f"no workflow {key!r}: promises belong to a workflow; start it first"
-            ) from exc
+            except UnknownWorkflow as exc:
+                raise NotFound(
+                    f"no workflow {key!r}: promises belong to a workflow; start it first"
+                ) from exc
         self._hand_over(completion.deliveries)
         promise = completion.promise
         if not completion.changed:
-            wanted = "resolved" if error is None else "rejected"
+            wanted = PromiseState.RESOLVED if error is None else PromiseState.REJECTED
             same = promise.state == wanted and (
                 _canonical(promise.value) == _canonical(value)
                 if error is None
@@ -303,12 +276,12 @@ class WorkflowService:
 
     def _hand_over(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
-            self.delivery.submit(delivery)
+            self._delivery.submit(delivery)
 
     # -- reads --------------------------------------------------------------------------------
 
     async def status(self, key: str) -> WorkflowStatus:
-        return await self.store.workflow_status(key)
+        return await self._store.reads.status(key)
 
     async def list(
         self, *, status: str | None, limit: int, cursor: str | None, key_prefix: str | None = None
@@ -316,7 +289,7 @@ class WorkflowService:
         """A page of workflows, newest first, and the cursor of the next page (None at the end).
         The cursor only marks a position, so it stays valid with the same filters."""
         before = decode_cursor(cursor) if cursor else None
-        rows = await self.store.list_workflows(
+        rows = await self._store.reads.page(
             status=status, limit=limit + 1, before=before, key_prefix=key_prefix or None
         )
         page = rows[:limit]
@@ -326,7 +299,7 @@ class WorkflowService:
     async def changes(self, key: str) -> AsyncIterator[None]:
         """Yields now, then after every possible change of workflow `key` or its subscriptions,
         until the consumer stops iterating or the process shuts down."""
-        with self.listener.watch(key) as changed:
+        with self._listener.watch(key) as changed:
             while True:
                 changed.clear()
                 yield None
@@ -343,28 +316,32 @@ class WorkflowService:
                 code="shutting_down",
             )
 
+    # -- Idempotency-Key claims ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Around the answer to an Idempotency-Key request: its claim's lease is renewed."""
+        self.answering_idempotent += 1
+        try:
+            yield
+        finally:
+            self.answering_idempotent -= 1
+
+    async def claim_idempotency_key(self, key: str, fingerprint: str) -> IdempotentResponse | None:
+        """None if the key is now this request's; else what was recorded for it."""
+        return await self._store.idempotency.claim(key, fingerprint)
+
+    async def record_idempotent_response(
+        self, key: str, *, status_code: int, body: bytes, content_type: str | None
+    ) -> None:
+        await self._store.idempotency.finish(
+            key, status_code=status_code, body=body, content_type=content_type
+        )
+
+    async def forget_idempotency_key(self, key: str) -> None:
+        await self._store.idempotency.forget(key)
+
 
 def _canonical(value: object) -> str:
     """JSON values compared as JSON (true is not 1, 1 is not 1.0), whatever the key order."""
     return json.dumps(value, sort_keys=True)
-
-
-def encode_cursor(created_at: datetime, key: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{key}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    invalid = InvalidInput(
-        "cursor is not one this service gave out; use next_cursor from the previous page",
-        code="invalid_cursor",
-    )
-    try:
-        text, key = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        created_at = datetime.fromisoformat(text)
-        # Postgres' own range; a naive time or an out-of-range one never came from here.
-        created_at.astimezone(UTC)
-    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
-        raise invalid from exc
-    if created_at.tzinfo is None or not re.fullmatch(KEY_PATTERN, key):
-        raise invalid
-    return created_at, key

@@ -52,8 +52,8 @@ class EmbeddedPostgres:
             # The library gives pg_ctl 10 s; on a loaded machine the server may come up later.
             # Wait for it, then attach to it like to one a killed process left running.
             _wait_until_ready(pgdata, timeout_seconds=120)
-            library.PostgresServer._instances.pop(pgdata, None)
-            server = library.get_server(pgdata, cleanup_mode=None)
+            # A new handle (not get_server's, which would hand back the one that timed out).
+            server = library.PostgresServer(pgdata, cleanup_mode=None)
         url: str = server.get_uri()
         logger.info(
             "DATABASE_URL is not set: using the embedded Postgres in %s "

@@ -12,20 +12,39 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db import DATABASE_ERRORS, asyncpg_dsn, create_engine, is_outage, sqlalchemy_url
-from app.durable.store import Delivery, RunInput, Store, Subscribed, WorkflowRow
+from app.db.connection import DATABASE_ERRORS, asyncpg_dsn, is_outage, sqlalchemy_url
+from app.db.gateway import Database
+from app.db.rows import RunCompletion, RunInput, Subscribed, WorkflowRow
+from app.db.runs import UnknownWorkflow
+from app.db.scope import Scope
+from app.db.store import Store
 from tests.helpers import eventually
 
 OWNER = "test-owner"
 
 
+def store_of(database: Database, owner: str = OWNER) -> Store:
+    return Store.of(database, Scope(owner=owner, lease_seconds=30))
+
+
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    engine = create_engine(database_url, pool_size=4)
+async def database(database_url: str) -> AsyncIterator[Database]:
+    database = Database.connect(database_url, connections=4)
     try:
-        yield Store(engine)
+        yield database
     finally:
-        await engine.dispose()
+        await database.close()
+
+
+@pytest.fixture
+def store(database: Database) -> Store:
+    return store_of(database)
+
+
+async def accept(store: Store, key: str, query: str = "q", *, leased: bool = True) -> WorkflowRow:
+    run, created = await store.runs.accept(key, RunInput(query), leased=leased)
+    assert created
+    return run
 
 
 async def blocked_on_locks(db: asyncpg.Connection) -> int:
@@ -40,33 +59,19 @@ async def until_blocked(db: asyncpg.Connection, count: int) -> None:
     await eventually(lambda: blocked_on_locks(db), lambda blocked: blocked >= count)
 
 
-def subscribe(store: Store, key: str, email: str) -> Awaitable[Subscribed]:
+def subscribe(store: Store, key: str, email: str, *, room: int = 1) -> Awaitable[Subscribed]:
     subscription_id = uuid.uuid4()
-    return store.subscribe(
+    return store.subscriptions.subscribe(
         key,
         email,
         subscription_id=subscription_id,
         message_id=f"<{subscription_id}@test>",
-        deliver_to=OWNER,
-        reserve=lambda wanted: wanted,
-        lease_seconds=30,
-        notify_on_failure=True,
-        max_per_workflow=1000,
-    )
-
-
-def complete(store: Store, run: WorkflowRow, *, room: int = 1) -> Awaitable[Any]:
-    return store.complete_run(
-        run.key,
-        created_at=run.created_at,
-        owner=OWNER,
-        output="the answer",
-        error=None,
-        deliver_to=OWNER,
         room=room,
-        lease_seconds=30,
-        notify_on_failure=True,
     )
+
+
+def complete(store: Store, run: WorkflowRow, *, room: int = 1) -> Awaitable[RunCompletion | None]:
+    return store.runs.complete(run, output="the answer", error=None, room=room)
 
 
 @pytest.mark.parametrize("promise_exists", [True, False])
@@ -77,7 +82,7 @@ async def test_subscribe_and_resolve_contending_for_the_promise_row(
     """Whichever gets the promise row first (or creates it), the subscription is delivered
     exactly once. A third transaction holds the row (or an uncommitted insert of it) until both
     contenders wait for it, so each interleaving happens every time."""
-    run, _ = await store.accept_run("k", RunInput("q"), owner=OWNER, lease_seconds=30)
+    run = await accept(store, "k")
     create_promise = (
         "INSERT INTO promise (workflow_key, name, state) VALUES ('k', 'agent_response', 'pending')"
     )
@@ -106,11 +111,11 @@ async def test_subscribe_and_resolve_contending_for_the_promise_row(
         else:
             await transaction.rollback()  # the row is not there after all: one of them inserts it
         subscribed: Subscribed = await tasks["subscriber"]
-        completed: tuple[Any, list[Delivery]] = await tasks["resolver"]
+        completed: RunCompletion = await tasks["resolver"]
     finally:
         await blocker.close()
 
-    handed_over = [d.subscription_id for d in completed[1]]
+    handed_over = [d.subscription_id for d in completed.deliveries]
     if subscribed.delivery is not None:
         handed_over.append(subscribed.delivery.subscription_id)
     assert handed_over == [subscribed.subscription.id]
@@ -121,7 +126,8 @@ async def test_subscribe_and_resolve_contending_for_the_promise_row(
 async def test_completing_without_the_lease_changes_nothing(
     store: Store, db: asyncpg.Connection
 ) -> None:
-    run, _ = await store.accept_run("k", RunInput("q"), owner="someone-else", lease_seconds=30)
+    elsewhere = store_of(store.database, owner="someone-else")
+    run = await accept(elsewhere, "k")
     await subscribe(store, "k", "a@example.com")
     assert await complete(store, run) is None
     assert await db.fetchval("SELECT state FROM promise") == "pending"
@@ -133,40 +139,36 @@ async def test_an_earlier_run_of_a_reused_key_cannot_finish_or_retry_the_new_one
     store: Store, db: asyncpg.Connection
 ) -> None:
     # Cancelled, deleted and started again, the new run leased to the same process as the old.
-    old, _ = await store.accept_run("k", RunInput("old"), owner=OWNER, lease_seconds=30)
-    await store.cancel_workflow(
-        "k", deliver_to=OWNER, reserve=lambda wanted: 0, lease_seconds=30, notify_on_failure=True
-    )
-    assert await store.delete_workflow("k") is not None
-    new, _ = await store.accept_run("k", RunInput("new"), owner=OWNER, lease_seconds=30)
+    old = await accept(store, "k", "old")
+    await store.runs.cancel("k", room=0)
+    assert await store.runs.delete("k") is not None
+    new = await accept(store, "k", "new")
     assert new.created_at != old.created_at
 
     assert await complete(store, old) is None
-    assert not await store.retry_run_later(
-        "k", created_at=old.created_at, owner=OWNER, error="late", delay_seconds=60
-    )
+    assert not await store.runs.retry_later(old, error="late", delay_seconds=60)
     row = await db.fetchrow("SELECT status, error, lease_owner FROM workflow")
     assert (row["status"], row["error"], row["lease_owner"]) == ("running", None, OWNER)
     assert await db.fetchval("SELECT count(*) FROM promise WHERE state <> 'pending'") == 0
     completed = await complete(store, new)
     assert completed is not None
-    assert completed[0].output == "the answer"
+    assert completed.workflow.output == "the answer"
 
 
 async def test_claims_skip_live_leases_and_take_expired_ones(
     store: Store, db: asyncpg.Connection
 ) -> None:
-    await store.accept_run("live", RunInput("q"), owner="alive", lease_seconds=30)
-    await store.accept_run("dead", RunInput("q"), owner="dead", lease_seconds=30)
-    await store.accept_run("free", RunInput("q"), owner=None, lease_seconds=30)
+    await accept(store_of(store.database, "alive"), "live")
+    await accept(store_of(store.database, "dead"), "dead")
+    await accept(store, "free", leased=False)
     await db.execute(
         "UPDATE workflow SET lease_expires_at = now() - interval '1 second' WHERE key = 'dead'"
     )
-    claimed = await store.claim_runs(owner=OWNER, lease_seconds=30, limit=10)
+    claimed = await store.runs.claim(limit=10)
     assert sorted(w.key for w in claimed) == ["dead", "free"]
     assert {w.lease_owner for w in claimed} == {OWNER}
     assert {w.key: w.attempts for w in claimed} == {"dead": 2, "free": 1}
-    assert await store.claim_runs(owner="other", lease_seconds=30, limit=10) == []
+    assert await store_of(store.database, "other").runs.claim(limit=10) == []
 
 
 async def test_the_caller_leases_no_more_deliveries_than_it_has_slots_for(
@@ -176,13 +178,13 @@ async def test_the_caller_leases_no_more_deliveries_than_it_has_slots_for(
     for (the runner reserves one: most runs have one subscriber); the rest are readied for any
     worker to claim."""
     for key, room in (("k", 1), ("full", 0)):
-        run, _ = await store.accept_run(key, RunInput("q"), owner=OWNER, lease_seconds=30)
+        run = await accept(store, key)
         for i in range(5):
             await subscribe(store, key, f"user{i}@{key}.example.com")
         completed = await complete(store, run, room=room)
         assert completed is not None
-        handed_over = completed[1]
-        assert [d.notification.email for d in handed_over] == [f"user0@{key}.example.com"][:room]
+        handed_over = completed.deliveries
+        assert [d.subscription.email for d in handed_over] == [f"user0@{key}.example.com"][:room]
         assert [d.attempts for d in handed_over] == [1][:room]
         rows = await db.fetch(
             "SELECT status, lease_owner, attempts FROM subscription WHERE workflow_key = $1 "
@@ -193,31 +195,32 @@ async def test_the_caller_leases_no_more_deliveries_than_it_has_slots_for(
         assert [r["lease_owner"] for r in rows] == [OWNER] * room + [None] * (5 - room)
         assert [r["attempts"] for r in rows] == [1] * room + [0] * (5 - room)
     # The rest are any worker's to claim.
-    claimed = await store.claim_deliveries(owner="other", lease_seconds=30, limit=10)
-    assert sorted(d.notification.email for d in claimed) == sorted(
+    claimed = await store_of(store.database, "other").subscriptions.claim(limit=10)
+    assert sorted(d.subscription.email for d in claimed) == sorted(
         [f"user{i}@k.example.com" for i in (1, 2, 3, 4)]
         + [f"user{i}@full.example.com" for i in range(5)]
     )
-    assert {d.notification.value for d in claimed} == {"the answer"}
+    assert {d.promise.value for d in claimed} == {"the answer"}
 
 
 async def test_concurrent_workflow_reads_share_statements(store: Store) -> None:
     """A burst of reads (waiters woken together) takes a few statements, not one each, and
     each gets its own row, or None."""
     for i in range(50):
-        await store.accept_run(f"r{i}", RunInput(f"q{i}"), owner=None, lease_seconds=30)
+        await accept(store, f"r{i}", f"q{i}", leased=False)
     statements: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if "FROM workflow WHERE key = ANY" in statement:
             statements.append(statement)
 
-    event.listen(store._engine.sync_engine, "before_cursor_execute", count)
+    engine = store.database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
     try:
         keys = [f"r{i}" for i in range(50)] + ["absent", "r7"]
-        rows = await asyncio.gather(*(store.get_workflow(key) for key in keys))
+        rows = await asyncio.gather(*(store.reads.workflow(key) for key in keys))
     finally:
-        event.remove(store._engine.sync_engine, "before_cursor_execute", count)
+        event.remove(engine, "before_cursor_execute", count)
     assert [row.query if row else None for row in rows] == [f"q{i}" for i in range(50)] + [
         None,
         "q7",
@@ -226,7 +229,7 @@ async def test_concurrent_workflow_reads_share_statements(store: Store) -> None:
     assert len(statements) == 1
 
 
-# -- the hot path's statements on the pool's asyncpg connections (Queries._driver) -----------
+# -- the gateway's connections: errors, cancellations, restarts ---------------------------------
 
 
 async def pool_backends(db: asyncpg.Connection) -> list[int]:
@@ -238,31 +241,23 @@ async def pool_backends(db: asyncpg.Connection) -> list[int]:
     return sorted(row["pid"] for row in rows)
 
 
-async def test_hot_statements_keep_a_connection_after_an_sql_error(
+async def test_statements_keep_a_connection_after_an_sql_error(
     database_url: str, db: asyncpg.Connection
 ) -> None:
-    engine = create_engine(database_url, pool_size=1)
-    store = Store(engine)
+    database = Database.connect(database_url, connections=1)
+    store = store_of(database)
     try:
-        workflow, _ = await store.accept_run("k", RunInput("q"), owner=OWNER, lease_seconds=30)
+        workflow = await accept(store, "k")
         [backend] = await pool_backends(db)
         # Not the owner: the function raises AN409, an SQL error, which is the caller's answer.
-        lost = await store.complete_run(
-            "k",
-            created_at=workflow.created_at,
-            owner="someone else",
-            output="x",
-            error=None,
-            deliver_to=OWNER,
-            room=1,
-            lease_seconds=30,
-            notify_on_failure=True,
+        lost = await store_of(database, "someone else").runs.complete(
+            workflow, output="x", error=None, room=1
         )
         assert lost is None
-        assert (await store.accept_run("k2", RunInput("q"), owner=None, lease_seconds=30))[1]
+        await accept(store, "k2", leased=False)
         assert await pool_backends(db) == [backend]  # the same connection, reused
     finally:
-        await engine.dispose()
+        await database.close()
 
 
 async def test_hot_statement_cancelled_midway_does_not_spoil_its_connection(
@@ -270,8 +265,8 @@ async def test_hot_statement_cancelled_midway_does_not_spoil_its_connection(
 ) -> None:
     """A statement abandoned while it runs leaves its connection busy: it is closed, and the
     next statement gets a new one instead of "another operation is in progress"."""
-    engine = create_engine(database_url, pool_size=1)
-    store = Store(engine)
+    database = Database.connect(database_url, connections=1)
+    store = store_of(database)
     blocker = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         transaction = blocker.transaction()
@@ -280,54 +275,45 @@ async def test_hot_statement_cancelled_midway_does_not_spoil_its_connection(
             "INSERT INTO workflow (key, query, status) VALUES ('locked', 'q', 'pending')"
         )
         # The insert of the same key waits for the blocker's transaction.
-        accept = asyncio.create_task(
-            store.accept_run("locked", RunInput("q"), owner=OWNER, lease_seconds=30)
-        )
+        accepting = asyncio.create_task(accept(store, "locked"))
         await until_blocked(db, 1)
         [backend] = await pool_backends(db)
-        accept.cancel()
+        accepting.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await accept
+            await accepting
         await transaction.rollback()
-        assert (await store.accept_run("free", RunInput("q"), owner=None, lease_seconds=30))[1]
+        await accept(store, "free", leased=False)
         # Closed from this side; its server process ends once it notices.
         await eventually(lambda: pool_backends(db), lambda backends: backend not in backends)
     finally:
         await blocker.close()
-        await engine.dispose()
+        await database.close()
 
 
-async def test_a_disconnect_on_a_hot_statement_renews_the_whole_pool(
+async def test_a_disconnect_renews_the_whole_pool(
     database_url: str, db: asyncpg.Connection
 ) -> None:
     """After a Postgres restart every pooled connection is dead: the first statement to find
     one fails (an outage, retried by its caller) and marks the rest stale, so the next
     statements get new connections instead of failing one by one."""
-    engine = create_engine(database_url, pool_size=3)
-    store = Store(engine)
+    database = Database.connect(database_url, connections=3)
+    store = store_of(database)
     try:
-        await asyncio.gather(
-            *(
-                store.accept_run(f"k{i}", RunInput("q"), owner=None, lease_seconds=30)
-                for i in range(3)
-            )
-        )
+        await asyncio.gather(*(accept(store, f"k{i}", leased=False) for i in range(3)))
         backends = await pool_backends(db)
         assert len(backends) == 3
         await db.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", backends)
         await eventually(lambda: pool_backends(db), lambda left: not left)
-        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)) as failed:
-            await store.accept_run("first", RunInput("q"), owner=None, lease_seconds=30)
+        with pytest.raises(DATABASE_ERRORS) as failed:
+            await accept(store, "first", leased=False)
         assert is_outage(failed.value)
         for i in range(3):
-            assert (
-                await store.accept_run(f"after{i}", RunInput("q"), owner=None, lease_seconds=30)
-            )[1]
+            await accept(store, f"after{i}", leased=False)
     finally:
-        await engine.dispose()
+        await database.close()
 
 
-async def test_a_hot_statement_that_cannot_connect_is_an_outage(database_url: str) -> None:
+async def test_a_statement_that_cannot_connect_is_an_outage(database_url: str) -> None:
     """Postgres refusing new connections (starting up, shutting down, full) reaches the API
     as a database error it answers 503 to, and the workers as an outage they wait out."""
 
@@ -335,10 +321,125 @@ async def test_a_hot_statement_that_cannot_connect_is_an_outage(database_url: st
         raise asyncpg.CannotConnectNowError("the database system is starting up")
 
     engine = create_async_engine(sqlalchemy_url(database_url), async_creator=refuse)
-    store = Store(engine)
+    database = Database(engine, connections=1)
     try:
         with pytest.raises(DATABASE_ERRORS) as failed:
-            await store.accept_run("k", RunInput("q"), owner=None, lease_seconds=30)
+            await accept(store_of(database), "k", leased=False)
         assert is_outage(failed.value)
     finally:
-        await engine.dispose()
+        await database.close()
+
+
+# -- one rule for releasing waiting subscribers, whoever completes the promise ------------------
+
+
+@pytest.mark.parametrize("completer", ["run", "cancel", "outside"])
+async def test_every_completion_releases_waiting_subscribers_by_the_same_rule(
+    store: Store, db: asyncpg.Connection, completer: str
+) -> None:
+    """Completing a run, cancelling it and completing a promise from outside all call the one
+    SQL function: the oldest `room` subscribers are leased to the caller, oldest first; the
+    others are readied for any worker."""
+    run = await accept(store, "k")
+    promise = "agent_response" if completer != "outside" else "approval"
+    for i in range(4):
+        subscription_id = uuid.uuid4()
+        await store.subscriptions.subscribe(
+            "k",
+            f"user{i}@example.com",
+            promise_name=promise,
+            subscription_id=subscription_id,
+            message_id=f"<{subscription_id}@test>",
+            room=1,
+        )
+    if completer == "run":
+        completed = await store.runs.complete(run, output="done", error=None, room=2)
+        assert completed is not None
+        deliveries = completed.deliveries
+    elif completer == "cancel":
+        cancellation = await store.runs.cancel("k", room=2)
+        assert cancellation.cancelled
+        deliveries = cancellation.deliveries
+    else:
+        completion = await store.promises.complete("k", promise, value={"ok": True}, room=2)
+        assert completion.changed
+        deliveries = completion.deliveries
+    assert [d.subscription.email for d in deliveries] == ["user0@example.com", "user1@example.com"]
+    assert {d.promise.name for d in deliveries} == {promise}
+    rows = await db.fetch(
+        "SELECT status, lease_owner, attempts FROM subscription ORDER BY created_at, id"
+    )
+    assert [r["status"] for r in rows] == ["ready"] * 4
+    assert [r["lease_owner"] for r in rows] == [OWNER, OWNER, None, None]
+    assert [r["attempts"] for r in rows] == [1, 1, 0, 0]
+
+
+async def test_a_second_completion_from_outside_changes_nothing(store: Store) -> None:
+    await accept(store, "k")
+    first = await store.promises.complete("k", "approval", value=[1, 2], room=0)
+    again = await store.promises.complete("k", "approval", error="too late", room=0)
+    assert first.changed
+    assert not again.changed
+    assert (again.promise.state, again.promise.value) == ("resolved", [1, 2])
+    with pytest.raises(UnknownWorkflow):
+        await store.promises.complete("nobody", "approval", value=1, room=0)
+
+
+async def test_delete_refuses_unfinished_and_unknown_workflows(store: Store) -> None:
+    run = await accept(store, "k")
+    assert await store.runs.delete("k") is None  # still running
+    with pytest.raises(UnknownWorkflow):
+        await store.runs.delete("absent")
+    await store.runs.complete(run, output="x", error=None, room=0)
+    deleted = await store.runs.delete("k")
+    assert deleted is not None
+    assert deleted.key == "k"
+    assert await store.reads.workflow("k") is None
+
+
+async def test_retention_purges_old_finished_workflows_only(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    old = await accept(store, "old")
+    await store.runs.complete(old, output="x", error=None, room=0)
+    await accept(store, "running")
+    await subscribe(store, "orphan", "a@example.com")  # a promise with no workflow
+    await db.execute("UPDATE subscription SET status = 'expired'")
+    await db.execute(
+        "UPDATE workflow SET finished_at = now() - interval '2 hours' WHERE key = 'old';"
+        "UPDATE promise SET created_at = now() - interval '2 hours' WHERE workflow_key = 'orphan'"
+    )
+    assert await store.runs.purge(retention_seconds=3600) == 2
+    assert await db.fetchval("SELECT array_agg(key) FROM workflow") == ["running"]
+    assert await db.fetchval("SELECT count(*) FROM promise") == 0  # both keys' promises went
+    assert await db.fetchval("SELECT count(*) FROM subscription") == 0
+
+
+async def test_lease_renewal_goes_through_when_every_ordinary_connection_is_taken(
+    database_url: str, store: Store, db: asyncpg.Connection
+) -> None:
+    """The urgent lane keeps a connection that ordinary statements never take: a burst that
+    holds all of them cannot delay renewals until leases lapse."""
+    run = await accept(store, "k")
+    blocker = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute(
+            "INSERT INTO workflow (key, query, status) VALUES ('held', 'q', 'pending')"
+        )
+        # Inserts of the same key wait for the blocker: four hold every ordinary connection
+        # (the fixture's `connections`), the fifth waits for one.
+        stuck = [asyncio.ensure_future(accept(store, "held")) for _ in range(5)]
+        await until_blocked(db, 4)
+        async with asyncio.timeout(5):
+            renewed = await store.runs.renew_leases(
+                run_keys=[run.key], subscription_ids=[], idempotent_requests=False
+            )
+        assert renewed == (1, 0)
+        assert not any(task.done() for task in stuck)
+        await transaction.rollback()
+        created = await asyncio.gather(*stuck, return_exceptions=True)
+        assert sum(isinstance(result, WorkflowRow) for result in created) == 1
+    finally:
+        await blocker.close()

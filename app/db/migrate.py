@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # Any fixed 64-bit number unique to this application: replicas starting together queue on it.
 MIGRATION_LOCK_ID = 0x61676E746E6F7466  # "agntnotf"
 

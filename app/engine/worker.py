@@ -10,17 +10,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from app.db import is_outage
-from app.durable.retry import RetryPolicy, through_outages
+from app.db.connection import is_outage
+from app.engine.retry import RetryPolicy, through_outages
 from app.errors import describe
 
 logger = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
-T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    """Slots reserved in a worker for items a statement is about to lease to this process."""
+
+    granted: int
 
 
 class Worker(Generic[Item]):
@@ -131,23 +138,16 @@ class Worker(Generic[Item]):
             self._shortchanged = True
         return count
 
-    async def with_room(self, operation: Callable[[Callable[[int], int]], Awaitable[T]]) -> T:
-        """Run `operation(reserve)`, whose transaction calls reserve(n) for room for the n items
-        it is about to lease to this process and leases as many as it gets. The room is given
-        back when the operation ends, and the caller submits the items it got right away (no
-        await in between), so concurrent transactions cannot lease more than fits."""
-        reserved = 0
-
-        def reserve(wanted: int) -> int:
-            nonlocal reserved
-            granted = self.reserve(wanted)
-            reserved += granted
-            return granted
-
+    @contextlib.contextmanager
+    def room(self, wanted: int) -> Iterator[Room]:
+        """Room for up to `wanted` items about to be leased to this process by a statement yet
+        to run: pass `room.granted` to it, and submit the items it leased right after the
+        block (no await in between), so concurrent statements cannot lease more than fits."""
+        room = Room(self.reserve(wanted))
         try:
-            return await operation(reserve)
+            yield room
         finally:
-            self.release(reserved)
+            self.release(room.granted)
 
     def release(self, count: int) -> None:
         self._reserved -= count
@@ -198,6 +198,8 @@ class Worker(Generic[Item]):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            # A bug, or a failure nobody foresaw: retrying would only repeat it. The item fails
+            # at once with the reason, and the traceback goes to the log.
             logger.exception(
                 "%s failed unexpectedly on %s",
                 self.name,
@@ -205,7 +207,7 @@ class Worker(Generic[Item]):
                 extra=self.log_fields(item),
             )
             try:
-                await self.recover(item, f"internal error: {describe(exc)}")
+                await self.give_up(item, f"internal error: {describe(exc)}")
             except Exception:
                 # Once the lease lapses the item is claimed again: nothing is lost.
                 logger.exception(

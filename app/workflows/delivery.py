@@ -9,14 +9,16 @@ import uuid
 from collections.abc import Hashable, Sequence
 
 from app.config import Settings
-from app.durable.batch import Batcher
-from app.durable.listener import Listener
-from app.durable.retry import RetryPolicy, through_outages
-from app.durable.store import Delivery, Store
-from app.durable.worker import Worker
+from app.db.batch import Batcher
+from app.db.rows import Delivery
+from app.db.store import Store
+from app.engine.listener import Listener
+from app.engine.retry import RetryPolicy, through_outages
+from app.engine.worker import Worker
 from app.errors import PermanentError, TransientError
-from app.mailer import Mailer, build_message
+from app.mailer import Mailer, Notification, build_message
 from app.metrics import Metrics
+from app.states import PromiseState
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,6 @@ class DeliveryWorker(Worker[Delivery]):
         listener: Listener,
         metrics: Metrics,
         settings: Settings,
-        owner: str,
     ) -> None:
         super().__init__(
             concurrency=settings.delivery_concurrency,
@@ -47,7 +48,6 @@ class DeliveryWorker(Worker[Delivery]):
         self._listener = listener
         self._metrics = metrics
         self._settings = settings
-        self._owner = owner
         # Under load, many sends finish while one `sent` is being recorded: the next batch
         # records them together (one statement and one commit), which also shortens the window
         # in which an accepted email is not yet recorded as sent.
@@ -58,21 +58,19 @@ class DeliveryWorker(Worker[Delivery]):
         # it is abandoned and retried as an outage would be.
         try:
             async with asyncio.timeout(self._settings.lease_seconds):
-                return dict(await self._store.mark_sent_many(ids, owner=self._owner))
+                return dict(await self._store.subscriptions.mark_sent(ids))
         except TimeoutError as exc:
             raise ConnectionError("recording sent emails took too long") from exc
 
     async def claim(self, limit: int) -> list[Delivery]:
-        return await self._store.claim_deliveries(
-            owner=self._owner, lease_seconds=self._settings.lease_seconds, limit=limit
-        )
+        return await self._store.subscriptions.claim(limit=limit)
 
     def identity(self, item: Delivery) -> Hashable:
         return item.subscription_id
 
     def log_fields(self, item: Delivery) -> dict[str, str]:
         return {
-            "workflow_key": item.notification.workflow_key,
+            "workflow_key": item.subscription.workflow_key,
             "subscription_id": str(item.subscription_id),
         }
 
@@ -84,7 +82,7 @@ class DeliveryWorker(Worker[Delivery]):
         return item.attempts
 
     async def process(self, item: Delivery) -> None:
-        notification = item.notification
+        notification = notification_of(item)
         subscription_id = item.subscription_id
         message = build_message(notification, mail_from=self._settings.mail_from)
         started = time.perf_counter()
@@ -111,9 +109,10 @@ class DeliveryWorker(Worker[Delivery]):
                 # The batch's statement failed for a reason other than an outage (it may be
                 # another item's): record this one alone rather than send the email again.
                 logger.exception("cannot %s in a batch; recording it alone", what)
-                waited = await through_outages(
-                    lambda: self._store.mark_sent(subscription_id, owner=self._owner), what=what
+                recorded = await through_outages(
+                    lambda: self._store.subscriptions.mark_sent([subscription_id]), what=what
                 )
+                waited = recorded.get(subscription_id)
             self._metrics.emails.labels("sent").inc()
             if waited is None:
                 logger.warning(
@@ -127,23 +126,35 @@ class DeliveryWorker(Worker[Delivery]):
 
     async def retry_later(self, item: Delivery, error: str, delay_seconds: float) -> bool:
         self._metrics.emails.labels("retried").inc()
-        return await self._store.retry_delivery_later(
-            item.subscription_id, owner=self._owner, error=error, delay_seconds=delay_seconds
+        return await self._store.subscriptions.retry_later(
+            item.subscription_id, error=error, delay_seconds=delay_seconds
         )
 
     async def give_up(self, item: Delivery, error: str) -> None:
-        notification = item.notification
-        subscription_id = item.subscription_id
+        subscription = item.subscription
         logger.warning(
             "email %s to %s failed: %s",
-            notification.message_id,
-            notification.email,
+            subscription.message_id,
+            subscription.email,
             error,
             extra=self.log_fields(item),
         )
         await through_outages(
-            lambda: self._store.fail_delivery(subscription_id, owner=self._owner, error=error),
-            what=f"record the failure of email {notification.message_id}",
+            lambda: self._store.subscriptions.fail(subscription.id, error=error),
+            what=f"record the failure of email {subscription.message_id}",
         )
         self._metrics.emails.labels("failed").inc()
-        self._listener.wake(notification.workflow_key, str(subscription_id))
+        self._listener.wake(subscription.workflow_key, str(subscription.id))
+
+
+def notification_of(delivery: Delivery) -> Notification:
+    """What the subscriber of a delivery is owed: its promise's outcome."""
+    subscription, promise = delivery.subscription, delivery.promise
+    return Notification(
+        email=subscription.email,
+        message_id=subscription.message_id,
+        workflow_key=subscription.workflow_key,
+        resolved=promise.state == PromiseState.RESOLVED,
+        value=promise.value,
+        error=promise.error,
+    )

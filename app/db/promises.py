@@ -1,0 +1,40 @@
+"""Promises: peeking, and completing from outside (a person in the loop, another system)."""
+
+from __future__ import annotations
+
+import json
+
+from app.db.gateway import Database
+from app.db.rows import PromiseCompletion, PromiseRow, deliveries_of
+from app.db.runs import UnknownWorkflow
+from app.db.scope import Scope
+
+
+class Promises:
+    def __init__(self, database: Database, scope: Scope) -> None:
+        self._db = database
+        self._bound = scope.params()
+
+    async def get(self, key: str, name: str) -> PromiseRow | None:
+        row = await self._db.fetchrow("select_promise", key=key, name=name)
+        return None if row is None else PromiseRow.of(row)
+
+    async def complete(
+        self, key: str, name: str, *, value: object = None, error: str | None = None, room: int
+    ) -> PromiseCompletion:
+        """Resolve (`error` None) or reject the promise, creating it if absent; first writer
+        wins. Its subscribers are released as when a run completes its promise (`room` of
+        them leased here). UnknownWorkflow when the key has no workflow."""
+        row = await self._db.fetchrow(
+            "complete_promise",
+            key=key,
+            name=name,
+            value=None if error is not None else json.dumps(value, allow_nan=False),
+            error=error,
+            room=room,
+            **self._bound,
+        )
+        if row is None:
+            raise UnknownWorkflow(key)
+        promise = PromiseRow.of(row.promise_row)
+        return PromiseCompletion(promise, row.changed, deliveries_of(row.deliveries, promise))

@@ -1,0 +1,261 @@
+-- Every statement the service runs, each under a `-- name: …` line; app/db/gateway.py loads
+-- them and is the only code that executes SQL. Parameters are `:name` (SQLAlchemy's text()).
+-- A statement is its own transaction unless run inside Database.transaction().
+-- Rules that span rows are versioned SQL functions (migrations/versions/*-0006_*): the
+-- statements here call them.
+-- Lock order, everywhere: the promise row, then the workflow row, then subscriptions.
+
+-- name: accept_run_leased
+-- A new run, leased to the process that executes it now.
+INSERT INTO workflow
+    (key, query, model, instructions, status, attempts, lease_owner, lease_expires_at,
+     started_at)
+VALUES (:key, :query, :model, :instructions, 'running', 1, :owner,
+        now() + make_interval(secs => :lease_seconds), now())
+ON CONFLICT (key) DO NOTHING
+RETURNING workflow.*
+
+-- name: accept_run_for_any
+-- A new run nobody leased, announced to every worker (the NOTIFY goes out at commit).
+INSERT INTO workflow (key, query, model, instructions, status)
+VALUES (:key, :query, :model, :instructions, 'pending')
+ON CONFLICT (key) DO NOTHING
+RETURNING workflow.*, pg_notify(:work_channel, 'run')
+
+-- name: select_workflow
+SELECT * FROM workflow WHERE key = :key
+
+-- name: select_workflows
+SELECT * FROM workflow WHERE key = ANY(:keys)
+
+-- name: claim_runs
+-- Lease unfinished runs that nobody holds (or whose holder died) and are due.
+WITH claimable AS (
+    SELECT key FROM workflow
+    WHERE status IN ('pending', 'running') AND next_attempt_at <= now()
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+    ORDER BY next_attempt_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE workflow AS w
+SET status = 'running', lease_owner = :owner,
+    lease_expires_at = now() + make_interval(secs => :lease_seconds),
+    attempts = w.attempts + 1, started_at = coalesce(w.started_at, now()), updated_at = now()
+FROM claimable WHERE w.key = claimable.key
+RETURNING w.*
+
+-- name: retry_run_later
+-- Give the run back, due again after the delay, with the last error recorded.
+UPDATE workflow
+SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, error = :error,
+    next_attempt_at = now() + make_interval(secs => :delay_seconds), updated_at = now()
+WHERE key = :key AND created_at = :created_at AND lease_owner = :owner AND status = 'running'
+
+-- name: complete_run
+SELECT * FROM agent_notify_complete_run_v1(
+    :key, :created_at, :owner, :output, :error, :room, :lease_seconds, :notify_on_failure,
+    :agent_promise, :key_channel, :work_channel)
+
+-- name: cancel_workflow
+SELECT * FROM agent_notify_cancel_v1(
+    :key, :reason, :owner, :room, :lease_seconds, :notify_on_failure, :agent_promise,
+    :key_channel, :work_channel)
+
+-- name: delete_workflow
+SELECT * FROM agent_notify_delete_workflow_v1(:key, :key_channel)
+
+-- name: purge_finished
+SELECT agent_notify_purge_v1(:retention_seconds, :limit)
+
+-- name: release_leases
+-- Hand back what this process holds but will not finish, so others take it at once.
+WITH runs AS (
+    UPDATE workflow
+    SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE lease_owner = :owner AND status = 'running'
+    RETURNING 1
+), deliveries AS (
+    UPDATE subscription
+    SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE lease_owner = :owner AND status = 'ready'
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM deliveries) AS deliveries,
+       pg_notify(:work_channel, 'released')
+
+-- name: renew_leases
+-- Extend the leases of the runs, deliveries and Idempotency-Key claims this process works on.
+WITH runs AS (
+    UPDATE workflow SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
+    WHERE key = ANY(:run_keys) AND lease_owner = :owner AND status = 'running'
+    RETURNING 1
+), deliveries AS (
+    UPDATE subscription SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
+    WHERE id = ANY(:subscription_ids) AND lease_owner = :owner AND status = 'ready'
+    RETURNING 1
+), requests AS (
+    UPDATE idempotency_key
+    SET claim_expires_at = now() + make_interval(secs => :lease_seconds)
+    WHERE :idempotent_requests AND claimed_by = :owner AND status_code IS NULL
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM deliveries) AS deliveries
+
+-- name: select_promise
+SELECT * FROM promise WHERE workflow_key = :key AND name = :name
+
+-- name: complete_promise
+SELECT * FROM agent_notify_complete_promise_v1(
+    :key, :name, CAST(:value AS jsonb), :error, :owner, :room, :lease_seconds,
+    :notify_on_failure, :key_channel, :work_channel)
+
+-- name: subscribe
+SELECT * FROM agent_notify_subscribe_v1(
+    :key, :promise, :email, :id, :message_id, :owner, :room, :lease_seconds,
+    :notify_on_failure, :max_per_workflow, :work_channel)
+
+-- name: select_subscription
+SELECT * FROM subscription WHERE id = :id
+
+-- name: claim_deliveries
+-- Lease ready subscriptions that nobody holds (or whose holder died) and are due, each with
+-- its promise's outcome.
+WITH claimable AS (
+    SELECT id FROM subscription
+    WHERE status = 'ready' AND next_attempt_at <= now()
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+    ORDER BY next_attempt_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE subscription AS s
+SET lease_owner = :owner, lease_expires_at = now() + make_interval(secs => :lease_seconds),
+    attempts = s.attempts + 1, updated_at = now()
+FROM claimable, promise AS p
+WHERE s.id = claimable.id AND p.workflow_key = s.workflow_key AND p.name = s.promise_name
+RETURNING s.*, p AS promise_row
+
+-- name: mark_sent
+-- Record the acceptance of notifications whose lease `owner` still holds; returns, for each,
+-- the seconds since it became ready. The NOTIFY wakes whoever waits on the delivery.
+UPDATE subscription
+SET status = 'sent', sent_at = now(), last_error = NULL, lease_owner = NULL,
+    lease_expires_at = NULL, updated_at = now()
+WHERE id = ANY(:ids) AND lease_owner = :owner AND status = 'ready'
+RETURNING id, extract(epoch FROM now() - coalesce(ready_at, created_at))::float AS waited,
+          pg_notify(:key_channel, workflow_key || ' ' || id::text)
+
+-- name: fail_delivery
+-- Give up on a subscription, with the reason recorded.
+UPDATE subscription
+SET status = 'failed', last_error = :error, lease_owner = NULL, lease_expires_at = NULL,
+    updated_at = now()
+WHERE id = :id AND lease_owner = :owner AND status = 'ready'
+RETURNING pg_notify(:key_channel, workflow_key || ' ' || id::text)
+
+-- name: retry_delivery_later
+-- Give the delivery back, due again after the delay, with the last error recorded.
+UPDATE subscription
+SET lease_owner = NULL, lease_expires_at = NULL, last_error = :error,
+    next_attempt_at = now() + make_interval(secs => :delay_seconds), updated_at = now()
+WHERE id = :id AND lease_owner = :owner AND status = 'ready'
+
+-- name: expire_subscriptions
+-- Subscriptions that waited longer than the TTL (their task never finished) expire.
+UPDATE subscription
+SET status = 'expired', updated_at = now(),
+    last_error = 'expired: no result after waiting ' || make_interval(secs => :ttl_seconds)::text
+WHERE id IN (
+    SELECT id FROM subscription
+    WHERE status = 'waiting' AND created_at < now() - make_interval(secs => :ttl_seconds)
+    ORDER BY created_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING pg_notify(:key_channel, workflow_key || ' ' || id::text)
+
+-- name: workflow_subscriptions
+SELECT * FROM subscription WHERE workflow_key = :key ORDER BY created_at, id
+
+-- name: list_workflows
+-- Newest first. `before` is the (created_at, key) of the previous page's last row, so rows
+-- inserted meanwhile never shift a page; key_prefix is compared as plain text (starts_with,
+-- not LIKE: '%' and '_' match only themselves).
+SELECT key, status, left(query, 200) AS query, model, attempts, left(error, 200) AS error,
+       created_at, updated_at, finished_at,
+       (SELECT count(*) FROM subscription AS s WHERE s.workflow_key = w.key) AS subscribers,
+       (SELECT count(*) FROM subscription AS s
+        WHERE s.workflow_key = w.key AND s.status = 'sent') AS notified
+FROM workflow AS w
+WHERE (CAST(:status AS text) IS NULL OR status = :status)
+  AND (CAST(:key_prefix AS text) IS NULL OR starts_with(key, :key_prefix))
+  AND (CAST(:before_at AS timestamptz) IS NULL
+       OR (created_at, key) < (:before_at, CAST(:before_key AS text)))
+ORDER BY created_at DESC, key DESC
+LIMIT :limit
+
+-- name: changed_keys
+-- Of `keys`, those whose workflow or subscriptions changed after `since` (all when NULL), and
+-- the database's clock now, for the next call.
+SELECT now() AS now, ARRAY(
+    SELECT key FROM workflow
+    WHERE key = ANY(:keys) AND (CAST(:since AS timestamptz) IS NULL OR updated_at > :since)
+    UNION
+    SELECT workflow_key FROM subscription
+    WHERE workflow_key = ANY(:keys)
+      AND (CAST(:since AS timestamptz) IS NULL OR updated_at > :since)
+) AS changed
+
+-- name: state_counts
+-- Rows by state, and work that is due with nobody holding it (for /metrics).
+SELECT 'workflow' AS family, status, count(*) AS n FROM workflow GROUP BY status
+UNION ALL
+SELECT 'subscription', status, count(*) FROM subscription GROUP BY status
+UNION ALL
+SELECT 'claimable', 'run', count(*) FROM workflow
+WHERE status IN ('pending', 'running') AND next_attempt_at <= now()
+  AND (lease_expires_at IS NULL OR lease_expires_at < now())
+UNION ALL
+SELECT 'claimable', 'delivery', count(*) FROM subscription
+WHERE status = 'ready' AND next_attempt_at <= now()
+  AND (lease_expires_at IS NULL OR lease_expires_at < now())
+
+-- name: claim_idempotency_key
+-- Claim an Idempotency-Key for a request, leased to `owner`: first use, or the same request
+-- whose earlier claimant died. `claimed` is false when it is someone else's; the row then says
+-- what is recorded. No row: a concurrent first use committed after this statement began.
+WITH claimed AS (
+    INSERT INTO idempotency_key (key, fingerprint, claimed_by, claim_expires_at)
+    VALUES (:key, :fingerprint, :owner, now() + make_interval(secs => :lease_seconds))
+    ON CONFLICT (key) DO UPDATE
+    SET claimed_by = excluded.claimed_by, claim_expires_at = excluded.claim_expires_at,
+        created_at = now()
+    WHERE idempotency_key.status_code IS NULL
+      AND idempotency_key.claim_expires_at < now()
+      AND idempotency_key.fingerprint = excluded.fingerprint
+    RETURNING key
+)
+SELECT true AS claimed, CAST(:fingerprint AS text) AS fingerprint, NULL::integer AS status_code,
+       NULL::bytea AS response_body, NULL::text AS content_type
+FROM claimed
+UNION ALL
+SELECT false, fingerprint, status_code, response_body, content_type
+FROM idempotency_key
+WHERE key = :key AND NOT EXISTS (SELECT 1 FROM claimed)
+
+-- name: finish_idempotency_key
+UPDATE idempotency_key
+SET status_code = :status_code, response_body = :body, content_type = :content_type,
+    completed_at = now()
+WHERE key = :key
+
+-- name: forget_idempotency_key
+-- Drop the claim of a request that failed on our side, so a retry runs again.
+DELETE FROM idempotency_key WHERE key = :key AND completed_at IS NULL
+
+-- name: purge_idempotency_keys
+DELETE FROM idempotency_key WHERE created_at < now() - make_interval(secs => :ttl_seconds)
+
+-- name: schema_revision
+SELECT version_num FROM alembic_version

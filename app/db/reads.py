@@ -1,0 +1,89 @@
+"""Reads: a workflow's whole state, single rows, pages of the list, and counts for /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from app.db.batch import Batcher
+from app.db.gateway import Database
+from app.db.rows import (
+    PromiseRow,
+    StateCounts,
+    SubscriptionRow,
+    WorkflowRow,
+    WorkflowStatus,
+    WorkflowSummary,
+)
+from app.states import AGENT_PROMISE
+
+
+class Reads:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        # Workflow reads made while one is running go together in the next statement: a burst
+        # of woken waiters (the fallback poll, a reconnect) reads in a few statements instead of
+        # one each, and never holds up the pool for the runs finishing meanwhile.
+        self._workflow_reads: Batcher[str, WorkflowRow | None] = Batcher(
+            self._read_workflows, missing=None, max_batch=500
+        )
+
+    async def workflow(self, key: str) -> WorkflowRow | None:
+        """The workflow's row as of a statement begun after this call, or None."""
+        return await self._workflow_reads.submit(key)
+
+    async def _read_workflows(self, keys: Sequence[str]) -> dict[str, WorkflowRow | None]:
+        rows = await self._db.fetch("select_workflows", keys=list(set(keys)))
+        return {row.key: WorkflowRow.of(row) for row in rows}
+
+    async def status(self, key: str) -> WorkflowStatus:
+        """The workflow, its agent promise and every subscription, read in one snapshot."""
+        async with self._db.transaction(isolation="REPEATABLE READ") as statements:
+            workflow = await statements.fetchrow("select_workflow", key=key)
+            promise = await statements.fetchrow("select_promise", key=key, name=AGENT_PROMISE)
+            subscriptions = await statements.fetch("workflow_subscriptions", key=key)
+        return WorkflowStatus(
+            key=key,
+            workflow=None if workflow is None else WorkflowRow.of(workflow),
+            promise=None if promise is None else PromiseRow.of(promise),
+            subscriptions=[SubscriptionRow.of(row) for row in subscriptions],
+        )
+
+    async def page(
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        before: tuple[datetime, str] | None,
+        key_prefix: str | None = None,
+    ) -> list[WorkflowSummary]:
+        """Newest first; `before` is the (created_at, key) of the previous page's last row."""
+        rows = await self._db.fetch(
+            "list_workflows",
+            status=status,
+            key_prefix=key_prefix or None,
+            before_at=None if before is None else before[0],
+            before_key=None if before is None else before[1],
+            limit=limit,
+        )
+        return [WorkflowSummary.of(row) for row in rows]
+
+    async def changed_keys(
+        self, keys: list[str], *, since: datetime | None
+    ) -> tuple[set[str], datetime]:
+        """Of `keys`, those whose workflow or subscriptions changed after `since` (all of them
+        when None), and the database's clock now, for the next call."""
+        row = await self._db.fetchrow("changed_keys", keys=keys, since=since)
+        assert row is not None
+        return set(row.changed), row.now
+
+    async def state_counts(self) -> StateCounts:
+        """Rows by state, and work that is due with nobody holding it (for /metrics)."""
+        counts = StateCounts()
+        for row in await self._db.fetch("state_counts"):
+            getattr(counts, row.family)[row.status] = row.n
+        return counts
+
+    async def schema_revision(self) -> str | None:
+        revision: str | None = await self._db.fetchval("schema_revision")
+        return revision

@@ -1,0 +1,218 @@
+"""Typed rows: what the data gateway's statements return, as frozen dataclasses.
+
+A row is built from a SQLAlchemy `Row` or from a composite value the SQL functions return (an
+asyncpg `Record`), by field name: columns a statement returns beyond the dataclass's fields are
+ignored, so a new column never breaks an older reader.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, Protocol, Self
+
+from sqlalchemy import Row
+
+from app.states import (
+    FINISHED_SUBSCRIPTION_STATES,
+    FINISHED_WORKFLOW_STATES,
+    PromiseState,
+    SubscriptionState,
+    WorkflowState,
+)
+
+
+class _ByName(Protocol):
+    def __getitem__(self, name: str) -> Any: ...
+
+
+def by_name(source: Row[Any] | _ByName) -> _ByName:
+    """Field access by column name, for a SQLAlchemy Row or an asyncpg Record."""
+    if isinstance(source, Row):
+        return source._mapping
+    return source
+
+
+class _FromColumns:
+    """`of(row)`: the dataclass from a row's columns of the same names."""
+
+    @classmethod
+    def of(cls, source: Row[Any] | _ByName) -> Self:
+        columns = by_name(source)
+        return cls(**{f.name: columns[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class RunInput:
+    """What a run is asked: two calls with the same key and input are the same run."""
+
+    query: str
+    model: str | None = None
+    instructions: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRow(_FromColumns):
+    key: str
+    query: str
+    model: str | None
+    instructions: str | None
+    status: WorkflowState
+    output: str | None
+    error: str | None
+    attempts: int
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    next_attempt_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", WorkflowState(self.status))
+
+    @property
+    def input(self) -> RunInput:
+        return RunInput(self.query, self.model, self.instructions)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_WORKFLOW_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseRow(_FromColumns):
+    workflow_key: str
+    name: str
+    state: PromiseState
+    value: Any
+    error: str | None
+    created_at: datetime
+    completed_at: datetime | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", PromiseState(self.state))
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRow(_FromColumns):
+    id: uuid.UUID
+    workflow_key: str
+    promise_name: str
+    email: str
+    status: SubscriptionState
+    message_id: str
+    attempts: int
+    last_error: str | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    next_attempt_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    ready_at: datetime | None
+    sent_at: datetime | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", SubscriptionState(self.status))
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_SUBSCRIPTION_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A ready subscription leased to this process, with its promise's outcome to send."""
+
+    subscription: SubscriptionRow
+    promise: PromiseRow
+
+    @property
+    def subscription_id(self) -> uuid.UUID:
+        return self.subscription.id
+
+    @property
+    def attempts(self) -> int:
+        return self.subscription.attempts
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    subscription: SubscriptionRow
+    created: bool
+    # Set when the promise was already complete: the delivery, leased to this process.
+    delivery: Delivery | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunCompletion:
+    workflow: WorkflowRow
+    # The subscribers released by the completion and leased to this process.
+    deliveries: list[Delivery]
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseCompletion:
+    promise: PromiseRow
+    # False when the promise was already complete (first writer wins): nothing changed.
+    changed: bool
+    deliveries: list[Delivery]
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    workflow: WorkflowRow
+    # False when the workflow had already finished: nothing changed.
+    cancelled: bool
+    deliveries: list[Delivery]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowStatus:
+    key: str
+    workflow: WorkflowRow | None
+    promise: PromiseRow | None
+    subscriptions: list[SubscriptionRow]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowSummary(_FromColumns):
+    """One line of the workflow list."""
+
+    key: str
+    status: WorkflowState
+    query: str
+    model: str | None
+    attempts: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    subscribers: int
+    notified: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", WorkflowState(self.status))
+
+
+@dataclass(frozen=True, slots=True)
+class StateCounts:
+    workflow: dict[str, int] = field(default_factory=dict)
+    subscription: dict[str, int] = field(default_factory=dict)
+    claimable: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentResponse:
+    fingerprint: str
+    # None while the first request is still being answered.
+    status_code: int | None
+    body: bytes | None
+    content_type: str | None
+
+
+def deliveries_of(subscriptions: list[Any] | None, promise: PromiseRow) -> list[Delivery]:
+    """Deliveries from the subscription rows a SQL function leased, all of one promise."""
+    return [Delivery(SubscriptionRow.of(row), promise) for row in subscriptions or []]

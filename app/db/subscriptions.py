@@ -1,0 +1,96 @@
+"""Subscriptions: registering, claiming, recording deliveries and expiring them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from app.db.gateway import Database
+from app.db.rows import Delivery, PromiseRow, Subscribed, SubscriptionRow
+from app.db.scope import Scope
+from app.states import AGENT_PROMISE
+
+
+class TooManySubscriptions(Exception):
+    """The workflow has as many subscriptions as one may have."""
+
+
+class Subscriptions:
+    def __init__(self, database: Database, scope: Scope) -> None:
+        self._db = database
+        self._bound = scope.params()
+
+    async def subscribe(
+        self,
+        key: str,
+        email: str,
+        *,
+        promise_name: str = AGENT_PROMISE,
+        subscription_id: uuid.UUID,
+        message_id: str,
+        room: int,
+    ) -> Subscribed:
+        """Register `email` for the promise (created pending if absent); idempotent per
+        address. Holding the promise row FOR SHARE while inserting, so a concurrent completion
+        either sees this subscription or is seen by it. A subscription made ready here is
+        leased to this process when `room` > 0. TooManySubscriptions at the workflow's cap."""
+        row = await self._db.fetchrow(
+            "subscribe",
+            key=key,
+            promise=promise_name,
+            email=email,
+            id=subscription_id,
+            message_id=message_id,
+            room=room,
+            **self._bound,
+        )
+        if row is None:
+            raise TooManySubscriptions(key)
+        subscription = SubscriptionRow.of(row.subscription_row)
+        delivery = None
+        if row.leased:
+            delivery = Delivery(subscription, PromiseRow.of(row.promise_row))
+        return Subscribed(subscription, created=row.created, delivery=delivery)
+
+    async def get(self, subscription_id: uuid.UUID) -> SubscriptionRow | None:
+        row = await self._db.fetchrow("select_subscription", id=subscription_id)
+        return None if row is None else SubscriptionRow.of(row)
+
+    async def claim(self, *, limit: int) -> list[Delivery]:
+        """Lease ready subscriptions that nobody holds (or whose holder died) and are due."""
+        rows = await self._db.fetch("claim_deliveries", limit=limit, **self._bound)
+        return [Delivery(SubscriptionRow.of(row), PromiseRow.of(row.promise_row)) for row in rows]
+
+    async def mark_sent(self, subscription_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, float]:
+        """Record notifications as sent: for those whose lease this process still held, the
+        seconds since each became ready."""
+        rows = await self._db.fetch("mark_sent", ids=list(subscription_ids), **self._bound)
+        return {row.id: row.waited for row in rows}
+
+    async def fail(self, subscription_id: uuid.UUID, *, error: str) -> bool:
+        """Give up on a subscription, with the reason; False if the lease was lost."""
+        row = await self._db.fetchrow(
+            "fail_delivery", id=subscription_id, error=error, **self._bound
+        )
+        return row is not None
+
+    async def retry_later(
+        self, subscription_id: uuid.UUID, *, error: str, delay_seconds: float
+    ) -> bool:
+        """Give the delivery back, due again after the delay, with the last error recorded;
+        False if the lease was lost."""
+        changed = await self._db.execute(
+            "retry_delivery_later",
+            id=subscription_id,
+            error=error,
+            delay_seconds=delay_seconds,
+            **self._bound,
+        )
+        return changed == 1
+
+    async def expire(self, *, ttl_seconds: float, limit: int = 1000) -> int:
+        """Expire up to `limit` subscriptions that waited longer than the TTL; how many."""
+        rows = await self._db.fetch(
+            "expire_subscriptions", ttl_seconds=ttl_seconds, limit=limit, **self._bound
+        )
+        return len(rows)

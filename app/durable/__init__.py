@@ -1,1 +1,0 @@
-"""Durable execution on Postgres: the store, the listener, the runner and the delivery worker."""
