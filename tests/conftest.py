@@ -256,9 +256,9 @@ async def start_service(
     after the test."""
     started: list[ServiceProcess] = []
 
-    async def start(**overrides: Any) -> ServiceProcess:
+    async def start(server: str = "serve", **overrides: Any) -> ServiceProcess:
         log = tmp_path / f"service-{len(started)}.log"
-        service = ServiceProcess(app_settings(**overrides), log)
+        service = ServiceProcess(app_settings(**overrides), log, server=server)  # type: ignore[arg-type]
         started.append(service)
         return await service.start()
 

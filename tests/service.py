@@ -9,6 +9,7 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import httpx
 
@@ -46,6 +47,8 @@ class ServiceProcess:
     log: Path
     port: int = field(default_factory=free_port)
     process: asyncio.subprocess.Process | None = None
+    # `agent-notify serve`, or the same app under `uvicorn app.main:app`.
+    server: Literal["serve", "uvicorn"] = "serve"
 
     @property
     def base_url(self) -> str:
@@ -57,11 +60,13 @@ class ServiceProcess:
     async def start(self) -> ServiceProcess:
         """Start it and wait until /readyz answers 200."""
         with open(self.log, "ab") as output:  # noqa: ASYNC230 - a local file, opened once
+            if self.server == "serve":
+                command = ["-m", "app.cli", "serve"]
+            else:
+                command = ["-m", "uvicorn", "app.main:app", "--port", str(self.port)]
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
-                "-m",
-                "app.cli",
-                "serve",
+                *command,
                 cwd=ROOT,
                 env=environment(self.settings, self.port),
                 stdout=output,
