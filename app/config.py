@@ -180,12 +180,15 @@ class Settings(BaseSettings):
     max_subscriptions_per_workflow: int = Field(
         1000, ge=1, description="subscriptions one workflow may have (422 beyond)"
     )
+    # No limit by default: a backend that subscribes its users calls from one address, as do
+    # all the clients behind one reverse proxy; limiting an address would refuse them.
     subscribe_rate_per_minute: int = Field(
-        120,
+        0,
         ge=0,
         description=(
-            "subscriptions one client (API token, else address) may create a minute, per "
-            "process (429 beyond); `0`: no limit"
+            "subscriptions a client may create a minute, per process (429 beyond): each API "
+            "token its own allowance when `API_TOKENS` is set, else each client address; "
+            "`0`: no limit"
         ),
     )
     max_wait_seconds: float = Field(
