@@ -16,83 +16,219 @@ KEY_PATTERN = r"^[A-Za-z0-9._~-]{1,256}$"
 
 
 class Settings(BaseSettings):
-    """Read once at start-up; environment variable names are the upper-cased field names."""
+    """Read once at start-up; environment variable names are the upper-cased field names.
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    Each field's description is its line in docs/configuration.md (`python -m
+    scripts.config_docs` writes that page; a test fails when it is out of date).
+    """
+
+    # An empty variable (`VAR=`, as docker compose passes an unset one) is an unset one.
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True)
 
     # Where the service listens.
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
+    host: str = Field(
+        "127.0.0.1",
+        description="address `agent-notify serve` binds (`0.0.0.0` in the container image)",
+    )
+    port: int = Field(8080, ge=0, le=65535, description="port `agent-notify serve` binds")
 
-    # Postgres. Unset: an embedded server with its data under DATA_DIR/pg.
-    database_url: str | None = None
-    data_dir: Path = Path(".data")
-    db_pool_size: int = Field(default=10, ge=1)
-    migrate_on_start: bool = True
+    # Postgres.
+    database_url: str | None = Field(
+        None,
+        description=(
+            "`postgresql://user:pass@host:5432/db`; unset: an embedded Postgres in "
+            "`DATA_DIR/pg`, started and stopped with the service"
+        ),
+    )
+    data_dir: Path = Field(
+        Path(".data"),
+        description="the embedded Postgres's data and the default outbox (relative to the "
+        "working directory)",
+    )
+    db_pool_size: int = Field(
+        10, ge=1, description="query connections per process (plus one LISTEN connection)"
+    )
+    migrate_on_start: bool = Field(
+        True,
+        description="apply the migrations at start-up (under an advisory lock, so replicas "
+        "can start together)",
+    )
 
-    # The agent (litellm). Unset AGENT_MODEL: the built-in offline model answers.
-    agent_model: str | None = None
-    agent_api_base: str | None = None
-    agent_api_key: SecretStr | None = None
-    agent_instructions: str = "You are a helpful assistant."
-    agent_timeout_seconds: float = Field(default=600.0, gt=0)
-    # OpenAI-protocol models skip litellm.acompletion's logging and cost calculation
-    # (app/agent.py); false: every call goes through litellm.acompletion.
-    agent_lean_calls: bool = True
-    # Models a run may choose besides AGENT_MODEL (comma-separated, * wildcards); the operator's
-    # keys pay for them, so none by default.
-    agent_allowed_models: str = ""
+    # The agent (litellm).
+    agent_model: str | None = Field(
+        None,
+        description=(
+            "a litellm model name, e.g. `openai/gpt-4o-mini`, "
+            "`anthropic/claude-3-5-haiku-latest`, `openai/llama3.1` on an OpenAI-compatible "
+            "`AGENT_API_BASE`; unset: the offline model `agent-notify-offline/echo`"
+        ),
+    )
+    agent_api_base: str | None = Field(
+        None,
+        description="the provider's base URL: an OpenAI-compatible server (Ollama, vLLM) "
+        "or a proxy",
+    )
+    agent_api_key: SecretStr | None = Field(
+        None,
+        description="the provider's key (or set the provider's own variable, e.g. "
+        "`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`)",
+    )
+    agent_instructions: str = Field(
+        "You are a helpful assistant.", description="system instructions of runs that give none"
+    )
+    agent_timeout_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="timeout of one LLM call (a timed-out call is retried like any transient "
+        "error)",
+    )
+    agent_lean_calls: bool = Field(
+        True,
+        description=(
+            "Call OpenAI-protocol models through litellm's OpenAI configuration on the "
+            "service's own HTTP session instead of `litellm.acompletion` (same requests and "
+            "replies, less CPU per call; [benchmarks](benchmarks.md)). `false`: every call "
+            "goes through `litellm.acompletion`."
+        ),
+    )
+    agent_allowed_models: str = Field(
+        "",
+        description=(
+            'other models a run may ask for with `"model"` (comma-separated, `*` wildcards, '
+            "e.g. `openai/gpt-4o*,anthropic/*`); your keys pay for them, so none by default"
+        ),
+    )
 
-    # Email. Unset SMTP_HOST: messages are written as .eml files to OUTBOX_DIR.
-    smtp_host: str | None = None
-    smtp_port: int | None = Field(default=None, ge=1, le=65535)
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_starttls: bool = False
-    smtp_tls: bool = False
-    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
-    mail_from: str = "agent-notify <agent-notify@localhost>"
-    outbox_dir: Path | None = None
+    # Email.
+    smtp_host: str | None = Field(
+        None, description="SMTP server; unset: emails are written to `OUTBOX_DIR`"
+    )
+    smtp_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="SMTP port; unset: 25, or 587 with `SMTP_STARTTLS`, 465 with `SMTP_TLS`",
+    )
+    smtp_username: str | None = Field(None, description="SMTP login (with `SMTP_PASSWORD`)")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password")
+    smtp_starttls: bool = Field(False, description="upgrade the connection with STARTTLS")
+    smtp_tls: bool = Field(False, description="connect over TLS from the start (SMTPS)")
+    smtp_timeout_seconds: float = Field(30.0, gt=0, description="timeout of one SMTP exchange")
+    mail_from: str = Field(
+        "agent-notify <agent-notify@localhost>",
+        description="sender; its domain ends every Message-ID",
+    )
+    outbox_dir: Path | None = Field(
+        None,
+        description="where `.eml` files go when `SMTP_HOST` is unset; unset: `DATA_DIR/outbox`",
+    )
 
     # Durability: leases, polling and retries.
-    lease_seconds: float = Field(default=15.0, gt=0)
-    poll_interval_seconds: float = Field(default=5.0, gt=0)
-    retry_initial_seconds: float = Field(default=0.5, gt=0)
-    retry_max_seconds: float = Field(default=60.0, gt=0)
-    retry_max_attempts: int = Field(default=30, ge=1)
-    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
-    notify_on_failure: bool = True
-    # A subscription still waiting after this long (its task never finished) expires.
-    subscription_ttl_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+    lease_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="how long a claimed run or delivery stays with its process without "
+        "renewal; a dead process's work is taken over after this",
+    )
+    poll_interval_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="fallback poll of the workers and waiters, bounding the delay of a missed "
+        "notification",
+    )
+    retry_initial_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="first retry delay after a transient LLM or SMTP error (doubling, with jitter)",
+    )
+    retry_max_seconds: float = Field(60.0, gt=0, description="cap of the retry delay")
+    retry_max_attempts: int = Field(
+        30, ge=1, description="attempts before a run or delivery fails for good"
+    )
+    shutdown_grace_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="on SIGTERM: how long open requests and in-flight work may take to finish "
+        "before the rest is handed back to other processes",
+    )
+    notify_on_failure: bool = Field(
+        True,
+        description="email subscribers when the task fails; `false`: their subscription is "
+        "marked failed instead",
+    )
+    subscription_ttl_seconds: float = Field(
+        7 * 24 * 3600.0,
+        gt=0,
+        description="a subscription still waiting after this long (its task never finished, "
+        "or never started) expires, with the reason recorded",
+    )
 
     # Capacity of one process.
-    runner_concurrency: int = Field(default=64, ge=1)
-    delivery_concurrency: int = Field(default=32, ge=1)
+    runner_concurrency: int = Field(64, ge=1, description="agent calls in flight per process")
+    delivery_concurrency: int = Field(
+        32,
+        ge=1,
+        description="emails in flight per process (and up to 4× that queued behind them; more "
+        "is left to other processes)",
+    )
 
     # HTTP limits and protection.
-    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    max_query_chars: int = Field(default=32_000, ge=1)
-    max_subscriptions_per_workflow: int = Field(default=1000, ge=1)
-    # Subscriptions one client (API token, else IP address) may create per minute; 0: no limit.
-    subscribe_rate_per_minute: int = Field(default=120, ge=0)
-    # The longest a request may wait for a result (GET …/output?timeout=).
-    max_wait_seconds: float = Field(default=300.0, gt=0)
-    # Comma-separated bearer tokens; when set, every endpoint but the probes requires one.
-    api_tokens: SecretStr | None = None
-    metrics_public: bool = False
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="largest request body accepted (413 beyond)"
+    )
+    max_query_chars: int = Field(32_000, ge=1, description="longest query accepted (422 beyond)")
+    max_subscriptions_per_workflow: int = Field(
+        1000, ge=1, description="subscriptions one workflow may have (422 beyond)"
+    )
+    # No limit by default: a backend that subscribes its users calls from one address, as do
+    # all the clients behind one reverse proxy; limiting an address would refuse them.
+    subscribe_rate_per_minute: int = Field(
+        0,
+        ge=0,
+        description=(
+            "subscriptions a client may create a minute, per process (429 beyond): each API "
+            "token its own allowance when `API_TOKENS` is set, else each client address; "
+            "`0`: no limit"
+        ),
+    )
+    max_wait_seconds: float = Field(
+        300.0, gt=0, description="the longest `GET …/output?timeout=` waits"
+    )
+    api_tokens: SecretStr | None = Field(
+        None,
+        description="comma-separated bearer tokens; when set, every endpoint but `/healthz`, "
+        "`/readyz`, the dashboard's page and the docs needs `Authorization: Bearer <token>`",
+    )
+    metrics_public: bool = Field(
+        False, description="serve `/metrics` without a token even when `API_TOKENS` is set"
+    )
 
-    # Retention: finished workflows (with promises and subscriptions) are deleted after this.
-    retention: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
-    # How long an Idempotency-Key's response is kept for replay.
-    idempotency_ttl: timedelta = Field(default=timedelta(hours=24), gt=timedelta(0))
+    # Retention.
+    retention: timedelta = Field(
+        timedelta(days=7),
+        gt=timedelta(0),
+        description="finished workflows (with their promises and subscriptions) are deleted "
+        "this long after they finish (seconds, or ISO 8601 like `P7D`)",
+    )
+    idempotency_ttl: timedelta = Field(
+        timedelta(hours=24),
+        gt=timedelta(0),
+        description="how long an `Idempotency-Key`'s response is kept for replay (seconds or "
+        "ISO 8601)",
+    )
 
-    log_level: str = "INFO"
-    log_format: Literal["text", "json"] = "text"
+    log_level: str = Field("INFO", description="log level of the service")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`json`: one JSON object per line (with `workflow_key` and "
+        "`subscription_id` fields); tokens and email bodies are never logged",
+    )
 
     @field_validator("agent_model", "agent_api_base", "smtp_host", "database_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        # docker-compose and shells often pass VAR= for "not set".
+        # Spaces only (a stray `VAR= ` in an .env file) would otherwise name a model, a host
+        # or a database.
         if isinstance(value, str) and not value.strip():
             return None
         return value

@@ -34,18 +34,19 @@ API="http://127.0.0.1:$SMOKE_PORT"
 MAIL="http://127.0.0.1:$SMOKE_MAIL_UI_PORT"
 PYTHON="${PYTHON:-python3}"
 
-# The service's settings for the smoke, passed through docker-compose.yml as any user's would be:
-# the offline model by default (AGENT_MODEL unset), and a slow fake LLM that runs may ask for, so
-# that a run can be killed mid-call; short leases, so that a killed run is taken over quickly;
-# two runs per replica, so that replicas share a burst.
+# Nothing from this shell: every variable docker-compose.yml passes through (its entries without
+# a value) and those it reads itself are unset, so the stack starts with the service's defaults,
+# as on a machine where none is set. Then the smoke's own settings, passed through as any user's
+# would be: the offline model by default (AGENT_MODEL unset), and a slow fake LLM that runs may
+# ask for, so that a run can be killed mid-call; short leases, so that a killed run is taken over
+# quickly; two runs per replica, so that replicas share a burst.
+mapfile -t PASSED_THROUGH < <(sed -n 's/^      \([A-Z][A-Z0-9_]*\):$/\1/p' docker-compose.yml)
+unset "${PASSED_THROUGH[@]}" SMTP_HOST SMTP_PORT POSTGRES_PASSWORD AGENT_NOTIFY_PUBLISH PYTHON_IMAGE
 export AGENT_ALLOWED_MODELS="openai/smoke-*"
 export AGENT_API_BASE="http://127.0.0.1:$SMOKE_LLM_PORT/v1"
 export AGENT_API_KEY="smoke-key"
 export LEASE_SECONDS=5
 export RUNNER_CONCURRENCY=2
-# Nothing else from this shell: the service's defaults, as docker-compose.yml leaves them.
-unset AGENT_MODEL AGENT_INSTRUCTIONS API_TOKENS METRICS_PUBLIC MAIL_FROM DELIVERY_CONCURRENCY \
-    SHUTDOWN_GRACE_SECONDS LOG_LEVEL LOG_FORMAT POSTGRES_PASSWORD AGENT_NOTIFY_PUBLISH PYTHON_IMAGE
 
 START=$SECONDS
 WORK="$(mktemp -d)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -112,7 +113,27 @@ async def test_bad_idempotency_keys_and_oversized_bodies(client: httpx.AsyncClie
     assert big.json()["error"]["code"] == "body_too_large"
 
 
-async def test_subscriptions_are_rate_limited_per_client(
+async def test_by_default_a_backend_may_subscribe_its_users_from_one_address(
+    start_app: Callable[..., Awaitable[RunningApp]],
+) -> None:
+    # A backend subscribing its early users, or every client behind one reverse proxy: one
+    # address, hundreds of subscriptions a minute.
+    app = await start_app()
+    assert app.settings.subscribe_rate_per_minute == 0
+
+    async def subscribe(number: int) -> int:
+        response = await app.client.post(
+            "/workflows/launch/on_notify/send", json=f"user{number}@example.com"
+        )
+        return response.status_code
+
+    statuses: list[int] = []
+    for batch in range(0, 300, 50):
+        statuses += await asyncio.gather(*(subscribe(n) for n in range(batch, batch + 50)))
+    assert Counter(statuses) == {202: 300}
+
+
+async def test_an_address_is_limited_only_when_the_operator_asks(
     start_app: Callable[..., Awaitable[RunningApp]],
 ) -> None:
     app = await start_app(subscribe_rate_per_minute=3)
@@ -122,9 +143,29 @@ async def test_subscriptions_are_rate_limited_per_client(
     limited = await app.client.post("/workflows/rl/on_notify/send", json="u9@example.com")
     assert limited.status_code == 429
     assert limited.json()["error"]["code"] == "rate_limited"
+    assert "from this address" in limited.json()["error"]["message"]
     assert int(limited.headers["retry-after"]) >= 1
     # Other endpoints are not limited.
     assert (await app.client.post("/workflows/rl/run/send", json="q")).status_code == 202
+
+
+async def test_with_api_tokens_each_token_has_its_own_limit(
+    start_app: Callable[..., Awaitable[RunningApp]],
+) -> None:
+    app = await start_app(api_tokens=TOKENS, subscribe_rate_per_minute=3)
+    first, second = ({"Authorization": f"Bearer {token}"} for token in TOKENS.split(","))
+
+    async def subscribe(headers: dict[str, str], email: str) -> httpx.Response:
+        return await app.client.post("/workflows/rt/on_notify/send", json=email, headers=headers)
+
+    statuses = [(await subscribe(first, f"a{i}@example.com")).status_code for i in range(3)]
+    assert statuses == [202, 202, 202]
+    limited = await subscribe(first, "a9@example.com")
+    assert limited.status_code == 429
+    assert "for this API token" in limited.json()["error"]["message"]
+    # The same address with another token: that token's own allowance.
+    statuses = [(await subscribe(second, f"b{i}@example.com")).status_code for i in range(4)]
+    assert statuses == [202, 202, 202, 429]
 
 
 async def test_json_logs_carry_the_workflow_key(

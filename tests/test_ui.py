@@ -24,7 +24,7 @@ except ImportError:  # without the dev extra the browser tests skip; the others 
 from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
-from tests.helpers import until_workflow
+from tests.helpers import all_sent, until_workflow
 
 ASSETS = Path(__file__).resolve().parent.parent / "app" / "ui"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -484,6 +484,74 @@ async def test_with_api_tokens_the_page_asks_for_one_and_stays_live(
     # /metrics answered with the token too.
     await expect(page.locator("#stats")).to_have_attribute("data-state", "ok")
     assert await not_reloaded(page)
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+async def page_width(page: Page) -> int:
+    """How wide the page's content is: beyond the viewport, the page scrolls sideways."""
+    width = await page.evaluate(
+        "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+    )
+    return int(width)
+
+
+@needs_chromium
+async def test_the_dashboard_fits_a_phone(
+    start_app: StartApp,
+    fake_llm: FakeLLM,
+    browser: Browser,
+    screenshots: Callable[[str], Path],
+) -> None:
+    app = await start_app()
+    # What widens a page: long keys, queries, addresses, errors, Message-IDs and promise values.
+    key = "phone-" + "a-rather-long-key-" * 4
+    query = "Summarise the quarterly report for the board, " * 6
+    email = "someone.with.a.rather.long.address@subdomain.example.com"
+    await app.client.post(f"/workflows/{key}/on_notify/send", json=email)
+    await app.client.post(f"/workflows/{key}/run/send", json=query)
+    fake_llm.fail("fails on a phone", 400)
+    await app.client.post("/workflows/phone-failed/run/send", json="fails on a phone")
+    await until_workflow(app.client, key, all_sent)
+    await app.client.post(
+        f"/workflows/{key}/on_notify/send", json={"email": email, "promise": "approval"}
+    )
+    await app.client.post(
+        f"/workflows/{key}/promises/approval/resolve",
+        json={"value": {"approved": True, "reviewer": "x" * 80, "notes": ["y" * 60] * 3}},
+    )
+    await until_workflow(app.client, key, lambda w: all_sent(w) and len(w["subscriptions"]) == 2)
+    await until_workflow(app.client, "phone-failed", lambda w: w["status"] == "failed")
+
+    context = await browser.new_context(
+        viewport=PHONE, device_scale_factor=3, is_mobile=True, has_touch=True
+    )
+    try:
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        await page.goto(f"{app.base_url}/ui")
+        await expect(row(page, key).locator(".badge")).to_have_text("succeeded")
+        await expect(row(page, "phone-failed").locator(".badge")).to_have_text("failed")
+        await page.screenshot(path=screenshots("phone-list"), full_page=True)
+        assert await page_width(page) <= PHONE["width"]
+
+        await page.goto(f"{app.base_url}/ui/workflows/{key}")
+        await expect(page.locator("#detail-status")).to_have_text("succeeded")
+        await expect(subscription(page, email).first.locator(".badge")).to_have_text("sent")
+        await expect(page.locator('#promise-rows tr[data-promise="approval"]')).to_contain_text(
+            "resolved"
+        )
+        await page.screenshot(path=screenshots("phone-detail"), full_page=True)
+        assert await page_width(page) <= PHONE["width"]
+
+        await page.goto(f"{app.base_url}/ui/workflows/phone-failed")
+        await expect(page.locator("#detail-error-card")).to_be_visible()
+        assert await page_width(page) <= PHONE["width"]
+        assert not errors, f"the page's script failed: {errors}"
+    finally:
+        await context.close()
 
 
 async def test_the_api_docs_page_needs_nothing_from_elsewhere(client: httpx.AsyncClient) -> None:

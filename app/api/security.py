@@ -1,4 +1,10 @@
-"""API tokens (Authorization: Bearer) and the per-client rate limit on new subscriptions."""
+"""API tokens (Authorization: Bearer) and the optional rate limit on new subscriptions.
+
+The limit is off unless SUBSCRIBE_RATE_PER_MINUTE is set. It is kept per API token when
+API_TOKENS is set (every limited request then carries a checked one), else per client
+address: a trusted backend that subscribes its users from one address is never throttled
+by default.
+"""
 
 from __future__ import annotations
 
@@ -82,7 +88,8 @@ class RateLimited(AppError):
 
 
 class RateLimiter:
-    """A token bucket per client: `per_minute` requests a minute, bursts up to that many.
+    """A token bucket per client (`client_identity`): `per_minute` requests a minute, bursts
+    up to that many; 0: no limit.
 
     In memory, per process: with several replicas a client gets each replica's allowance.
     Clients not seen for a while are forgotten, so memory stays bounded.
@@ -103,8 +110,9 @@ class RateLimiter:
         if tokens < 1:
             self._buckets[client] = (tokens, now)
             retry_after = (1 - tokens) / rate
+            who = "for this API token" if client.startswith("token:") else "from this address"
             raise RateLimited(
-                f"too many subscriptions from this client: at most {self.per_minute} a minute "
+                f"too many subscriptions {who}: at most {self.per_minute} a minute "
                 f"(SUBSCRIBE_RATE_PER_MINUTE); retry in {math.ceil(retry_after)} s",
                 retry_after=retry_after,
             )

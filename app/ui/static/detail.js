@@ -148,10 +148,10 @@ function promiseRow(promise) {
   return h(
     "tr",
     { dataset: { promise: promise.name } },
-    h("td", {}, h("code", {}, promise.name)),
-    h("td", {}, badge(promise.state)),
-    h("td", {}, h("pre", { class: `value${promise.state === "rejected" ? " error-text" : ""}` }, outcome || "–")),
-    h("td", { class: "time" }, when(promise.completed_at)),
+    h("td", { class: "name" }, h("code", {}, promise.name)),
+    h("td", { class: "state" }, badge(promise.state)),
+    h("td", { class: "outcome" }, h("pre", { class: `value${promise.state === "rejected" ? " error-text" : ""}` }, outcome || "–")),
+    h("td", { class: "time completed" }, when(promise.completed_at)),
   );
 }
 
@@ -159,14 +159,14 @@ function subscriptionRow(subscription) {
   return h(
     "tr",
     { dataset: { email: subscription.email, promise: subscription.promise, status: subscription.status } },
-    h("td", {}, subscription.email),
-    h("td", {}, h("code", {}, subscription.promise)),
-    h("td", {}, badge(subscription.status)),
-    h("td", {}, h("code", { class: "message-id" }, subscription.message_id)),
-    h("td", { class: "number" }, String(subscription.attempts)),
-    h("td", { class: "error-text" }, subscription.last_error || ""),
-    h("td", { class: "time" }, when(subscription.created_at)),
-    h("td", { class: "time" }, when(subscription.sent_at)),
+    h("td", { class: "email" }, subscription.email),
+    h("td", { class: "promise" }, h("code", {}, subscription.promise)),
+    h("td", { class: "state" }, badge(subscription.status)),
+    h("td", { class: "message" }, h("code", { class: "message-id" }, subscription.message_id)),
+    h("td", { class: "number attempts" }, String(subscription.attempts)),
+    h("td", { class: "error-text last-error" }, subscription.last_error || ""),
+    h("td", { class: "time subscribed" }, when(subscription.created_at)),
+    h("td", { class: "time sent" }, when(subscription.sent_at)),
   );
 }
 
