@@ -1,6 +1,6 @@
 """Work left by a process that died (or stopped) is finished by the next one on the database.
 
-(kill -9 of a real service process is in test_faults.py.)"""
+(kill -9 of a real service process is in tests/e2e/test_faults.py.)"""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
 from tests.helpers import all_sent, until_workflow
 
-ASSETS = Path(__file__).resolve().parent.parent / "app" / "ui"
+ASSETS = Path(__file__).resolve().parents[2] / "app" / "ui"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
