@@ -7,7 +7,6 @@ without a key or a network.
 
 from __future__ import annotations
 
-import functools
 import os
 import textwrap
 from types import ModuleType
@@ -35,9 +34,9 @@ def offline_answer(query: str, instructions: str) -> str:
     )
 
 
-@functools.cache
 def load_litellm() -> ModuleType:
-    """Import litellm once, without network access, with the offline model registered.
+    """Import litellm without network access, with the offline model registered (again, if
+    something replaced litellm's provider list since).
 
     Importing litellm takes seconds: the service does it in its start-up thread (building a
     ModelClient), and this package's modules import it inside functions, after this ran.
