@@ -1,5 +1,5 @@
 """What one litellm call costs in CPU, by configuration: litellm's defaults against the calls
-the service makes (app/agent.py: the lean call, and litellm.acompletion), against the fake LLM of
+the service makes (app/llm: the lean call, and litellm.acompletion), against the fake LLM of
 bench/servers.py.
 
     .venv/bin/python -m bench.litellm_cost [configuration ...] [--calls 400] [--rounds 3]
@@ -35,8 +35,8 @@ MODEL = "gpt-4o-mini"
 CONFIGURATIONS = {
     "default": "litellm.acompletion(model, messages, api_base, api_key), as its docs show",
     "lean": "the service's lean call (AGENT_LEAN_CALLS on, the default): Agent.answer",
-    "service": "the service's litellm.acompletion call (AGENT_LEAN_CALLS=false), as app/agent.py "
-    "makes it",
+    "service": "the service's litellm.acompletion call (AGENT_LEAN_CALLS=false), as "
+    "app/llm/client.py makes it",
     "no-log": "the service's call with litellm's per-call `no-log` flag",
     "zero-prices": "the service's call with input/output_cost_per_token=0 given per call",
     "httpx-transport": "the service's call with litellm.disable_aiohttp_transport (httpx's own)",
@@ -52,7 +52,7 @@ def configure(name: str) -> tuple[Any, str, dict[str, Any]]:
         import litellm
 
         return litellm, f"openai/{MODEL}", {}
-    from app.agent import call_options, load_litellm
+    from app.llm import call_options, load_litellm
 
     litellm, extra = load_litellm(), call_options(timeout_seconds=600)
     provider = name if name.endswith("openai") else "openai"
@@ -67,13 +67,14 @@ def configure(name: str) -> tuple[Any, str, dict[str, Any]]:
 
 async def measure(name: str, llm_url: str, calls: int) -> dict[str, Any]:
     if name == "lean":
-        from app.agent import Agent
         from app.config import Settings
+        from app.llm import Agent, ModelClient
 
         model = f"openai/{MODEL}"
         settings = Settings(agent_model=model, agent_api_base=llm_url, agent_api_key="bench")
-        agent = Agent(settings)
-        assert agent.lean_route(model) is not None
+        client = ModelClient(settings)
+        assert client.transport() == "lean"
+        agent = Agent(client)
 
         async def call() -> None:
             query = "Write a poem about Postgres"

@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from app.agent import Agent
 from app.config import Settings
 from app.errors import PermanentError, TransientError
+from app.llm import Agent, ModelClient
 from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
@@ -184,12 +184,11 @@ async def test_aiohttp_openai_errors_are_sorted_by_their_real_status(fake_llm: F
     though that provider drops litellm's `timeout`. (One test: litellm keeps that provider's
     aiohttp session for the first event loop that used it.)"""
     settings = Settings(
-        agent_model="aiohttp_openai/fake-model",
-        agent_api_base=fake_llm.url,
-        agent_api_key="k",
-        agent_timeout_seconds=0.5,
+        agent_model="aiohttp_openai/fake-model", agent_api_base=fake_llm.url, agent_api_key="k"
     )
-    agent = Agent(settings)
+    # A process's first call on this provider imports much of litellm: the short deadline is
+    # only for the held call.
+    agent = Agent(ModelClient(settings))
     assert await agent.answer("fine", model=None, instructions=None) == answer_for("fine")
     expected = {400: PermanentError, 401: PermanentError, 404: PermanentError}
     expected |= {429: TransientError, 500: TransientError, 503: TransientError}
@@ -199,5 +198,6 @@ async def test_aiohttp_openai_errors_are_sorted_by_their_real_status(fake_llm: F
             await agent.answer(f"status {status}", model=None, instructions=None)
         assert fake_llm.calls_for(f"status {status}") == 1
     fake_llm.hold("slow")
+    hasty = Agent(ModelClient(settings.model_copy(update={"agent_timeout_seconds": 0.5})))
     with pytest.raises(TransientError, match=r"no answer within 0\.5 s"):
-        await agent.answer("slow", model=None, instructions=None)
+        await hasty.answer("slow", model=None, instructions=None)

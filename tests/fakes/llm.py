@@ -1,14 +1,20 @@
 """A fake OpenAI-compatible chat-completions server, so that litellm's own client code runs.
 
-Answers `Answer to: <query>` at once, unless told to hold a query until released or to fail it
-with given HTTP statuses first.
+Answers `Answer to: <query>` at once, unless told otherwise: hold a query until released, fail
+it with given HTTP statuses first, or play a script of replies (text, tool calls, a JSON answer,
+custom usage, a malformed body, an error status) for a query or for the next calls.
+
+A call's query is the content of its last user message: every turn of one agent run (whose
+later turns end with tool results) counts as a call for the run's query.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +25,83 @@ def answer_for(query: str) -> str:
     return f"Answer to: {query}"
 
 
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 1
+    completion_tokens: int = 1
+    total_tokens: int | None = None  # None: the sum of the two
+
+    def body(self) -> dict[str, int]:
+        total = self.total_tokens
+        if total is None:
+            total = self.prompt_tokens + self.completion_tokens
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": total,
+        }
+
+
+@dataclass(frozen=True)
+class Text:
+    """An assistant message with this content."""
+
+    content: str
+    usage: Usage = Usage()
+    finish_reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One tool call of a ToolCalls reply; `arguments` given as a dict are sent as JSON text."""
+
+    name: str
+    arguments: dict[str, Any] | str = field(default_factory=dict)
+    id: str | None = None  # None: call_<n>, n counting the fake's calls
+
+
+@dataclass(frozen=True, init=False)
+class ToolCalls:
+    """An assistant message asking for these tool calls (several: parallel calls)."""
+
+    calls: tuple[Call, ...]
+    content: str | None = None
+    usage: Usage = Usage()
+
+    def __init__(self, *calls: Call, content: str | None = None, usage: Usage = Usage()) -> None:
+        object.__setattr__(self, "calls", calls)
+        object.__setattr__(self, "content", content)
+        object.__setattr__(self, "usage", usage)
+
+
+@dataclass(frozen=True)
+class Json:
+    """A structured answer: `value` serialised as the message's content."""
+
+    value: Any
+    usage: Usage = Usage()
+
+
+@dataclass(frozen=True)
+class Raw:
+    """These bytes as the body, whatever they are (a proxy's page, JSON without `choices`)."""
+
+    body: str
+    status: int = 200
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Status:
+    """An HTTP error status with an OpenAI-style error body."""
+
+    status: int
+    message: str | None = None  # None: "fake failure <status>"
+
+
+Reply = Text | ToolCalls | Json | Raw | Status
+
+
 @dataclass
 class FakeLLM:
     url: str = ""
@@ -26,7 +109,8 @@ class FakeLLM:
     # Each call's request headers (names lower-cased), in the order of `calls`.
     headers: list[dict[str, str]] = field(default_factory=list)
     _holds: dict[str, asyncio.Event] = field(default_factory=dict)
-    _failures: dict[str, list[int]] = field(default_factory=dict)
+    _scripts: dict[str, deque[Reply]] = field(default_factory=dict)
+    _next: deque[Reply] = field(default_factory=deque)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _runner: web.AppRunner | None = None
     # Each answer takes a random time in this range (seconds), like a real model.
@@ -37,7 +121,7 @@ class FakeLLM:
     held: asyncio.Event | None = None
 
     def queries(self) -> list[str]:
-        return [call["messages"][-1]["content"] for call in self.calls]
+        return [query_of(call) for call in self.calls]
 
     def calls_for(self, query: str) -> int:
         return self.queries().count(query)
@@ -50,7 +134,16 @@ class FakeLLM:
 
     def fail(self, query: str, *statuses: int) -> None:
         """The next calls for `query` answer these HTTP statuses, in order."""
-        self._failures[query] = list(statuses)
+        self.script(query, *(Status(status) for status in statuses))
+
+    def script(self, query: str, *replies: Reply) -> None:
+        """The next calls for `query` get these replies, in order; then the usual answer."""
+        self._scripts[query] = deque(replies)
+
+    def script_next(self, *replies: Reply) -> None:
+        """The next calls, whatever their query, get these replies (before any per-query
+        script), in order."""
+        self._next.extend(replies)
 
     async def wait_for_calls(self, query: str, count: int = 1, timeout: float = 10) -> None:
         async with asyncio.timeout(timeout), self._changed:
@@ -58,49 +151,83 @@ class FakeLLM:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.json()
-        query = body["messages"][-1]["content"]
+        query = query_of(body)
         self.calls.append(body)
         self.headers.append({name.lower(): value for name, value in request.headers.items()})
+        number = len(self.calls)
         async with self._changed:
             self._changed.notify_all()
-        statuses = self._failures.get(query)
-        if statuses:
-            status = statuses.pop(0)
-            return web.json_response(
-                {"error": {"message": f"fake failure {status}", "type": "fake", "code": status}},
-                status=status,
-            )
+        reply = self._next_reply(query)
+        if isinstance(reply, Status | Raw):
+            # Failures come at once, before any hold: they stand for a provider refusing.
+            return self._respond(reply, body, number)
         hold = self._holds.get(query) or self.held
         if hold is not None:
             await hold.wait()
         if self.delay[1] > 0:
             await asyncio.sleep(random.uniform(*self.delay))
+        if reply is None:
+            reply = Text(self.answers.get(query, answer_for(query)))
+        return self._respond(reply, body, number)
+
+    def _next_reply(self, query: str) -> Reply | None:
+        if self._next:
+            return self._next.popleft()
+        script = self._scripts.get(query)
+        return script.popleft() if script else None
+
+    @staticmethod
+    def _respond(reply: Reply, body: dict[str, Any], number: int) -> web.Response:
+        if isinstance(reply, Status):
+            message = reply.message or f"fake failure {reply.status}"
+            error = {"message": message, "type": "fake", "code": reply.status}
+            return web.json_response({"error": error}, status=reply.status)
+        if isinstance(reply, Raw):
+            return web.Response(
+                text=reply.body, status=reply.status, content_type=reply.content_type
+            )
+        message: dict[str, Any] = {"role": "assistant"}
+        finish_reason = "stop"
+        if isinstance(reply, Text):
+            message["content"] = reply.content
+            finish_reason = reply.finish_reason
+        elif isinstance(reply, Json):
+            message["content"] = json.dumps(reply.value)
+        else:
+            message["content"] = reply.content
+            message["tool_calls"] = [
+                {
+                    "id": call.id or f"call_{number}_{index}",
+                    "type": "function",
+                    "function": {
+                        "name": call.name,
+                        "arguments": (
+                            call.arguments
+                            if isinstance(call.arguments, str)
+                            else json.dumps(call.arguments)
+                        ),
+                    },
+                }
+                for index, call in enumerate(reply.calls)
+            ]
+            finish_reason = "tool_calls"
         return web.json_response(
             {
-                "id": f"chatcmpl-{len(self.calls)}",
+                "id": f"chatcmpl-{number}",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {
-                            "role": "assistant",
-                            "content": self.answers.get(query, answer_for(query)),
-                        },
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+                "usage": reply.usage.body(),
             }
         )
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}/v1"
@@ -110,3 +237,12 @@ class FakeLLM:
             hold.set()
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+def query_of(body: dict[str, Any]) -> str:
+    """The content of a request's last user message ("" if it has none)."""
+    for message in reversed(body.get("messages", [])):
+        if message.get("role") == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else json.dumps(content)
+    return ""

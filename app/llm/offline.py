@@ -1,0 +1,94 @@
+"""Loading litellm, and the built-in offline model it serves when no model is configured.
+
+The offline model is a litellm custom provider, so its calls take the same path as a real
+model's (litellm.acompletion, a ModelResponse with usage) and the service works end to end
+without a key or a network.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from app.config import OFFLINE_MODEL
+
+if TYPE_CHECKING:
+    from litellm.llms.custom_llm import CustomLLM
+
+OFFLINE_PROVIDER = OFFLINE_MODEL.split("/", 1)[0]
+
+
+def offline_answer(query: str, instructions: str) -> str:
+    """The offline model's reply: deterministic, and says how to get a real one."""
+    quoted = textwrap.shorten(" ".join(query.split()), width=300, placeholder=" …")
+    return (
+        f"[offline model] You asked: {quoted}\n\n"
+        "This answer comes from agent-notify's built-in offline model, which runs when no LLM "
+        "is configured. The request went through the whole durable path - accepted, executed, "
+        "resolved and delivered - just as it would with a real model.\n\n"
+        "To get real answers, set AGENT_MODEL to a litellm model name (for example "
+        "openai/gpt-4o-mini) and the provider's key (AGENT_API_KEY, or the provider's own "
+        "variable such as OPENAI_API_KEY)."
+    )
+
+
+def load_litellm() -> ModuleType:
+    """Import litellm without network access, with the offline model registered (again, if
+    something replaced litellm's provider list since).
+
+    Importing litellm takes seconds: the service does it in its start-up thread (building a
+    ModelClient), and this package's modules import it inside functions, after this ran.
+    """
+    # Without this, importing litellm fetches its model cost map from the internet.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    if not any(item["provider"] == OFFLINE_PROVIDER for item in litellm.custom_provider_map):
+        litellm.custom_provider_map = [
+            *litellm.custom_provider_map,
+            {"provider": OFFLINE_PROVIDER, "custom_handler": _offline_model()},
+        ]
+    return litellm
+
+
+def _offline_model() -> CustomLLM:
+    import litellm
+    from litellm.llms.custom_llm import CustomLLM
+
+    class OfflineModel(CustomLLM):
+        async def acompletion(  # type: ignore[override]  # litellm passes many more arguments
+            self, model: str, messages: list[dict[str, object]], **kwargs: object
+        ) -> litellm.ModelResponse:
+            system = _last_text(messages, "system", first=True)
+            user = _last_text(messages, "user")
+            answer = offline_answer(user, system)
+            return litellm.ModelResponse(
+                model=model,
+                choices=[
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": answer},
+                    }
+                ],
+                # Words stand in for tokens: deterministic, and enough to show usage end to end.
+                usage=litellm.Usage(
+                    prompt_tokens=len(f"{system} {user}".split()),
+                    completion_tokens=len(answer.split()),
+                ),
+            )
+
+    return OfflineModel()
+
+
+def _last_text(messages: list[dict[str, object]], role: str, *, first: bool = False) -> str:
+    """The text of the last (or first) message of `role`, "" if there is none."""
+    found = [m.get("content") for m in messages if m.get("role") == role]
+    if not found:
+        return ""
+    content = found[0] if first else found[-1]
+    return content if isinstance(content, str) else ""
