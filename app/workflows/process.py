@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from prometheus_client import generate_latest
 
 from app import __version__
-from app.agent import Agent
 from app.config import Settings
 from app.db import migrate
 from app.db.connection import asyncpg_dsn, is_outage
@@ -27,6 +26,7 @@ from app.engine.janitor import FallbackPoll, Janitor
 from app.engine.leases import LeaseKeeper
 from app.engine.listener import Listener
 from app.engine.supervisor import Supervisor
+from app.llm import Agent, ModelClient
 from app.mailer import create_mailer
 from app.metrics import Metrics
 from app.workflows.delivery import DeliveryWorker
@@ -116,8 +116,10 @@ class ServiceProcess:
         )
         store = Store.of(database, scope)
         listener = Listener(asyncpg_dsn(database_url))
-        agent = await asyncio.to_thread(Agent, settings)
-        stack.push_async_callback(agent.aclose)
+        # Blocking: imports litellm and checks the configured model's route.
+        model_client = await asyncio.to_thread(ModelClient, settings)
+        stack.push_async_callback(model_client.aclose)
+        agent = Agent(model_client)
         mailer = create_mailer(settings)
         metrics = Metrics()
         delivery = DeliveryWorker(

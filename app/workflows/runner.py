@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Hashable
 
-from app.agent import Agent
 from app.config import Settings
 from app.db.rows import Delivery, RunCompletion, WorkflowRow
 from app.db.store import Store
@@ -15,6 +14,7 @@ from app.engine.listener import Listener
 from app.engine.retry import RetryPolicy, through_outages
 from app.engine.worker import Worker
 from app.errors import PermanentError, TransientError, describe
+from app.llm import Agent
 from app.metrics import Metrics
 
 logger = logging.getLogger(__name__)

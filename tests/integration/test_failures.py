@@ -66,6 +66,29 @@ async def test_transient_llm_errors_give_up_after_the_maximum_attempts(
     assert fake_llm.calls_for("down") == 4
 
 
+async def test_a_bug_fails_the_run_at_once_with_the_reason(
+    client: httpx.AsyncClient, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only provider, network and timeout errors are worth another attempt: anything else (a
+    bug) fails the run on its first attempt, with the reason recorded."""
+    answer = Agent.answer
+
+    async def broken(self: Agent, query: str, **kwargs: object) -> str:
+        if query == "bug":
+            raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+        return await answer(self, query, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Agent, "answer", broken)
+    response = await client.post("/workflows/bug/run", json="bug")
+    assert response.status_code == 424
+    status = (await client.get("/workflows/bug")).json()
+    assert status["attempts"] == 1
+    assert status["error"] == (
+        "internal error: TypeError: unsupported operand type(s) for +: 'int' and 'str'"
+    )
+    assert (await client.post("/workflows/fine/run", json="fine")).status_code == 200
+
+
 async def test_failure_emails_can_be_turned_off(
     start_app: Callable[..., Awaitable[RunningApp]], fake_llm: FakeLLM, inbox: Inbox
 ) -> None:
