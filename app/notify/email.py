@@ -40,7 +40,9 @@ def render_value(value: object) -> str:
 
 
 def subject_and_body(notification: Notification) -> tuple[str, str]:
-    """What the email says."""
+    """What the email says. A failure's recorded reason is for operators, not recipients: it
+    is often a provider's raw exception (with the model, the endpoint, part of a key), so the
+    email only says where it can be read."""
     key = notification.workflow_key
     if notification.state is PromiseState.RESOLVED:
         return f"Your agent task {key} is ready", render_value(notification.value)
@@ -51,7 +53,10 @@ def subject_and_body(notification: Notification) -> tuple[str, str]:
         )
     return (
         f"Your agent task {key} failed",
-        f"Your agent task failed: {notification.error or 'no reason recorded'}",
+        f"Your agent task {key} could not be completed.\n"
+        "\n"
+        "The service recorded the reason; whoever runs the service can see it at\n"
+        f"GET /workflows/{key} or on the dashboard at /ui/workflows/{key}.",
     )
 
 

@@ -17,6 +17,10 @@ from app.states import CANCELLED_ERROR, PromiseState
 
 MAIL_FROM = "Agent Notify <noreply@example.com>"
 NOW = datetime(2026, 11, 26, 15, 4, 5, tzinfo=UTC)
+PROVIDER_ERROR = (
+    "AuthenticationError: litellm.AuthenticationError: AuthenticationError: OpenAIException - "
+    "Incorrect API key provided: sk-wrong"
+)
 
 
 def resolved(value: object, *, key: str = "msg-123", to: str = "a@example.com") -> Notification:
@@ -54,6 +58,24 @@ def test_headers_and_a_json_value() -> None:
 def test_a_string_value_is_the_body_as_is(value: str) -> None:
     parsed = read_back(build_message(resolved(value), mail_from=MAIL_FROM))
     assert parsed.get_content() == (value if value.endswith("\n") else value + "\n")
+
+
+def test_a_failure_says_where_to_look_and_not_the_providers_message() -> None:
+    parsed = read_back(build_message(rejected(PROVIDER_ERROR), mail_from=MAIL_FROM))
+    assert parsed["Subject"] == "Your agent task msg-123 failed"
+    body = parsed.get_content()
+    assert body.startswith("Your agent task msg-123 could not be completed.\n")
+    assert "GET /workflows/msg-123" in body
+    assert "/ui/workflows/msg-123" in body
+    for leak in ("AuthenticationError", "sk-wrong", "OpenAIException", "litellm"):
+        assert leak not in body
+
+
+@pytest.mark.parametrize("error", [None, "", "the reviewer declined"])
+def test_every_failure_gets_the_same_plain_sentence(error: str | None) -> None:
+    body = read_back(build_message(rejected(error), mail_from=MAIL_FROM)).get_content()
+    expected = read_back(build_message(rejected(PROVIDER_ERROR), mail_from=MAIL_FROM))
+    assert body == expected.get_content()
 
 
 def test_a_cancelled_task() -> None:
