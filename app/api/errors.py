@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
+from app.api.schemas import REQUIRED_FIELDS
 from app.db import DATABASE_ERRORS, is_outage
 from app.errors import AppError
 
@@ -24,6 +26,16 @@ HTTP_CODES = {
     413: "body_too_large",
     415: "unsupported_media_type",
 }
+# The commonest mistake with the seed's `curl --json '"…"'`: the inner quotes forgotten.
+QUOTE_HINT = "To send text, quote it as a JSON string: --json '\"Write a poem\"'"
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+KEY_RULE = "1 to 256 characters of letters, digits, '.', '_', '~' or '-'"
+
+
+class Problem(NamedTuple):
+    status: int
+    code: str
+    message: str
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -31,48 +43,109 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 
 def _location(loc: Sequence[Any]) -> str:
-    parts = [str(part) for part in loc if part not in ("body",)]
-    return ".".join(parts)
+    return ".".join(str(part) for part in loc if part != "body")
 
 
-def describe_validation(errors: Sequence[Any]) -> tuple[int, str, str]:
-    """Status, code and a sentence for a request that failed validation."""
+def _reason(error: dict[str, Any]) -> str:
+    return str(error.get("msg", "")).removeprefix("Value error, ")
+
+
+def _malformed_json(error: dict[str, Any], body: object) -> Problem:
+    detail = error.get("ctx", {}).get("error", "")
+    position = error.get("loc", ("body", 0))[-1]
+    message = f"the request body is not valid JSON ({detail} at character {position})"
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+    # No JSON value starts where the body starts: most likely text sent without its quotes.
+    starts_badly = isinstance(position, int) and not text[:position].strip()
+    if detail == "Expecting value" and starts_badly and text.strip():
+        message = f"{message}. {QUOTE_HINT}"
+    return Problem(400, code="malformed_json", message=message)
+
+
+def _fields_message(errors: Sequence[dict[str, Any]]) -> str:
+    """A sentence for a body's field errors: each missing field named with what it is for,
+    fields the body may not have named together, any other error as `field: reason`."""
+    parts: list[str] = []
+    unexpected: list[str] = []
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        field = _location(loc)
+        if error.get("type") == "missing" and len(loc) == 2 and loc[0] == "body":
+            gloss = REQUIRED_FIELDS.get(field)
+            parts.append(f"`{field}` is required" + (f" ({gloss})" if gloss else ""))
+        elif error.get("type") == "extra_forbidden":
+            unexpected.append(f"`{field}`")
+        elif loc[-1:] == ("email",):
+            parts.append(f"invalid email address: {_reason(error)}")
+        else:
+            parts.append(f"{field}: {_reason(error)}")
+    if unexpected:
+        noun = "field" if len(unexpected) == 1 else "fields"
+        parts.append(f"unexpected {noun} {', '.join(unexpected)}")
+    return "; ".join(parts)
+
+
+def describe_validation(errors: Sequence[Any], body: object = None) -> Problem:
+    """Status, code and a sentence for a request that failed validation (`body`: as received,
+    for hints on malformed JSON)."""
     first = errors[0]
     loc = tuple(first.get("loc", ()))
     kind = first.get("type", "")
     if kind == "json_invalid":
-        detail = first.get("ctx", {}).get("error", "")
-        return 400, "malformed_json", f"the request body is not valid JSON ({detail})"
+        return _malformed_json(first, body)
     if loc[:2] == ("path", "key"):
-        return (
-            422,
-            "invalid_key",
-            "the workflow key must be 1 to 256 characters of letters, digits, '.', '_', '~' or '-'",
-        )
+        return Problem(422, code="invalid_key", message=f"the workflow key must be {KEY_RULE}")
     if loc == ("query", "key_prefix"):
-        return (
+        return Problem(
             422,
-            "invalid_key_prefix",
-            "key_prefix must be up to 256 characters of letters, digits, '.', '_', '~' or '-' "
-            "(the start of a workflow key)",
+            code="invalid_key_prefix",
+            message="key_prefix must be up to 256 characters of letters, digits, '.', '_', "
+            "'~' or '-' (the start of a workflow key)",
         )
     if loc == ("body",) and kind == "missing":
-        return 422, "missing_body", "a JSON body is required (send it with curl --json)"
+        return Problem(
+            422, code="missing_body", message="a JSON body is required (send it with curl --json)"
+        )
     if loc == ("body",) and kind in ("model_type", "model_attributes_type", "dict_type"):
-        return (
+        return Problem(
             422,
-            "invalid_body",
-            "the body must be a JSON string or a JSON object (see /docs for its fields); "
+            code="invalid_body",
+            message="the body must be a JSON string or a JSON object (see /docs for its fields); "
             "send it as JSON with Content-Type: application/json",
         )
-    if loc[-1:] == ("email",):
-        reason = str(first.get("msg", "")).removeprefix("Value error, ")
-        return 422, "invalid_email", f"invalid email address: {reason}"
-    messages = [
-        f"{_location(e.get('loc', ()))}: {str(e.get('msg', '')).removeprefix('Value error, ')}"
-        for e in errors
+    # The code follows the first error, as it always has; the message names every problem.
+    code = "invalid_email" if loc[-1:] == ("email",) else "invalid_request"
+    return Problem(422, code=code, message=_fields_message(errors))
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route answers at this request's path (Starlette's 405 names only those
+    of the first route it found there)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
     ]
-    return 422, "invalid_request", "; ".join(messages)
+
+
+def _http_problem(request: Request, exc: HTTPException) -> Problem:
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    message = str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = "no such endpoint; see /docs for the API"
+    elif exc.status_code == 405:
+        methods = " or ".join(allowed_methods(request)) or "no method"
+        message = (
+            f"{request.method} is not answered at {request.url.path}: this endpoint answers "
+            f"{methods}; see /docs for the API"
+        )
+    elif exc.status_code == 400 and message == "There was an error parsing the body":
+        code = "malformed_json"
+        message = "the request body is not valid UTF-8 JSON"
+    return Problem(exc.status_code, code=code, message=message)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -84,22 +157,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        status, code, message = describe_validation(exc.errors())
-        return error_response(status, code, message)
+        return error_response(*describe_validation(exc.errors(), exc.body))
 
     @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
-        code = HTTP_CODES.get(exc.status_code, "http_error")
-        message = str(exc.detail)
-        if exc.status_code == 404 and message == "Not Found":
-            message = "no such endpoint; see /docs for the API"
-        elif exc.status_code == 405:
-            message = "this endpoint does not answer that method; see /docs for the API"
-        elif exc.status_code == 400 and message == "There was an error parsing the body":
-            code, message = "malformed_json", "the request body is not valid UTF-8 JSON"
-        response = error_response(exc.status_code, code, message)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        response = error_response(*_http_problem(request, exc))
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(allowed_methods(request))
         return response
 
     async def _database(_request: Request, exc: Exception) -> JSONResponse:
