@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import format_datetime, parseaddr
 
-from app.states import CANCELLED_ERROR, PromiseState
+from app.states import AGENT_PROMISE, CANCELLED_ERROR, PromiseState
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,7 @@ class Notification:
     email: str
     message_id: str
     workflow_key: str
+    promise: str  # its name; AGENT_PROMISE is the agent's answer
     state: PromiseState  # resolved or rejected
     value: object
     error: str | None
@@ -40,12 +41,22 @@ def render_value(value: object) -> str:
 
 
 def subject_and_body(notification: Notification) -> tuple[str, str]:
-    """What the email says. A failure's recorded reason is for operators, not recipients: it
-    is often a provider's raw exception (with the model, the endpoint, part of a key), so the
-    email only says where it can be read."""
+    """What the email says.
+
+    The agent's failure is recorded as the provider's or the runtime's own words (with the
+    model, the endpoint, part of a key): meant for operators, not recipients, so the email only
+    says where to read it. Another promise is rejected through the API by whoever completes it,
+    with a reason meant for its subscribers: that one is quoted.
+    """
     key = notification.workflow_key
     if notification.state is PromiseState.RESOLVED:
         return f"Your agent task {key} is ready", render_value(notification.value)
+    if notification.promise != AGENT_PROMISE:
+        return (
+            f"Your agent task {key}: {notification.promise} was rejected",
+            f"The promise {notification.promise} of your agent task {key} was rejected: "
+            f"{notification.error or 'no reason given'}",
+        )
     if notification.error == CANCELLED_ERROR:
         return (
             f"Your agent task {key} was cancelled",

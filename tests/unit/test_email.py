@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from app.config import KEY_PATTERN
 from app.notify import Notification, build_message, message_id_for
-from app.states import CANCELLED_ERROR, PromiseState
+from app.states import AGENT_PROMISE, CANCELLED_ERROR, PromiseState
 
 MAIL_FROM = "Agent Notify <noreply@example.com>"
 NOW = datetime(2026, 11, 26, 15, 4, 5, tzinfo=UTC)
@@ -24,11 +24,15 @@ PROVIDER_ERROR = (
 
 
 def resolved(value: object, *, key: str = "msg-123", to: str = "a@example.com") -> Notification:
-    return Notification(to, "<1@example.com>", key, PromiseState.RESOLVED, value, None)
+    return Notification(
+        to, "<1@example.com>", key, AGENT_PROMISE, PromiseState.RESOLVED, value, None
+    )
 
 
-def rejected(error: str | None, *, key: str = "msg-123") -> Notification:
-    return Notification("a@example.com", "<1@example.com>", key, PromiseState.REJECTED, None, error)
+def rejected(error: str | None, *, promise: str = AGENT_PROMISE) -> Notification:
+    return Notification(
+        "a@example.com", "<1@example.com>", "msg-123", promise, PromiseState.REJECTED, None, error
+    )
 
 
 def read_back(message: EmailMessage) -> EmailMessage:
@@ -39,7 +43,13 @@ def read_back(message: EmailMessage) -> EmailMessage:
 
 def test_headers_and_a_json_value() -> None:
     notification = Notification(
-        "b@example.com", "<2@example.com>", "k2", PromiseState.RESOLVED, {"n": 1, "s": "ü"}, None
+        "b@example.com",
+        "<2@example.com>",
+        "k2",
+        AGENT_PROMISE,
+        PromiseState.RESOLVED,
+        {"n": 1, "s": "ü"},
+        None,
     )
     parsed = read_back(build_message(notification, mail_from=MAIL_FROM, now=NOW))
     assert parsed["To"] == "b@example.com"
@@ -71,11 +81,22 @@ def test_a_failure_says_where_to_look_and_not_the_providers_message() -> None:
         assert leak not in body
 
 
-@pytest.mark.parametrize("error", [None, "", "the reviewer declined"])
-def test_every_failure_gets_the_same_plain_sentence(error: str | None) -> None:
+@pytest.mark.parametrize("error", [None, "", "TypeError: 'NoneType' object is not iterable"])
+def test_every_failure_of_the_agent_gets_the_same_plain_sentence(error: str | None) -> None:
     body = read_back(build_message(rejected(error), mail_from=MAIL_FROM)).get_content()
     expected = read_back(build_message(rejected(PROVIDER_ERROR), mail_from=MAIL_FROM))
     assert body == expected.get_content()
+
+
+def test_another_promise_rejected_through_the_api_says_why() -> None:
+    message = build_message(
+        rejected("the reviewer declined", promise="review"), mail_from=MAIL_FROM
+    )
+    parsed = read_back(message)
+    assert parsed["Subject"] == "Your agent task msg-123: review was rejected"
+    assert parsed.get_content() == (
+        "The promise review of your agent task msg-123 was rejected: the reviewer declined\n"
+    )
 
 
 def test_a_cancelled_task() -> None:
@@ -143,7 +164,9 @@ def test_any_answer_reads_back_with_its_headers(
     subscription_id: object, key: str, value: object, address: str
 ) -> None:
     message_id = message_id_for(str(subscription_id), MAIL_FROM)
-    notification = Notification(address, message_id, key, PromiseState.RESOLVED, value, None)
+    notification = Notification(
+        address, message_id, key, AGENT_PROMISE, PromiseState.RESOLVED, value, None
+    )
     parsed = read_back(build_message(notification, mail_from=MAIL_FROM))
     assert parsed["Message-ID"] == message_id
     assert parsed["X-Agent-Notify-Key"] == key

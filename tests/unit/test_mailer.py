@@ -19,7 +19,7 @@ from app.notify import (
     create_mailer,
     message_id_for,
 )
-from app.states import PromiseState
+from app.states import AGENT_PROMISE, PromiseState
 from tests.fakes.smtp import Inbox
 
 MAIL_FROM = "agent-notify <agent-notify@example.test>"
@@ -53,6 +53,7 @@ def message_to(address: str, answer: str = "the answer") -> Any:
         address,
         message_id_for(f"id-{address.partition('@')[0]}", MAIL_FROM),
         "msg-123",
+        AGENT_PROMISE,
         PromiseState.RESOLVED,
         answer,
         None,
