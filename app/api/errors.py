@@ -113,7 +113,7 @@ def describe_validation(errors: Sequence[Any], body: object = None) -> Problem:
             message="the body must be a JSON string or a JSON object (see /docs for its fields); "
             "send it as JSON with Content-Type: application/json",
         )
-    # The code follows the first error, as it always has; the message names every problem.
+    # The code is the first error's (clients match on it); the message names every problem.
     code = "invalid_email" if loc[-1:] == ("email",) else "invalid_request"
     return Problem(422, code=code, message=_fields_message(errors))
 
