@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Any, NamedTuple
 
 from fastapi import FastAPI, Request
@@ -12,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from app.api.schemas import REQUIRED_FIELDS
+from app.api.schemas import REQUIRED_FIELDS, ErrorResponse
 from app.db import DATABASE_ERRORS, is_outage
 from app.errors import AppError
 
@@ -30,6 +31,146 @@ HTTP_CODES = {
 QUOTE_HINT = "To send text, quote it as a JSON string: --json '\"Write a poem\"'"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 KEY_RULE = "1 to 256 characters of letters, digits, '.', '_', '~' or '-'"
+
+
+# One example per error code, shown under its status in /docs. README.md lists the same codes.
+ERROR_EXAMPLES: dict[str, tuple[int, str]] = {
+    "malformed_json": (
+        400,
+        "the request body is not valid JSON (Expecting value at character 0). To send text, "
+        "quote it as a JSON string: --json '\"Write a poem\"'",
+    ),
+    "unauthorized": (401, "this endpoint needs an API token: send 'Authorization: Bearer <token>'"),
+    "not_found": (404, "no workflow 'msg-123': start one with POST /workflows/msg-123/run/send"),
+    "key_conflict": (
+        409,
+        "workflow 'msg-123' already exists with a different input; use a new key to run another "
+        "query, or send the same input to attach to it",
+    ),
+    "workflow_cancelled": (409, "workflow 'msg-123' was cancelled"),
+    "already_finished": (409, "workflow 'msg-123' already succeeded; nothing to cancel"),
+    "not_finished": (
+        409,
+        "workflow 'msg-123' is not finished, or its emails are still being sent; cancel it or "
+        "wait for it first",
+    ),
+    "promise_already_completed": (
+        409,
+        "promise 'approval' of 'msg-123' is already resolved, with another outcome; the first "
+        "completion stands",
+    ),
+    "agent_promise": (
+        409,
+        "'agent_response' is the agent's own answer: the run completes it. To stop the run, "
+        "POST /workflows/msg-123/cancel",
+    ),
+    "idempotent_request_in_progress": (
+        409,
+        "a request with this Idempotency-Key is still being answered; retry later",
+    ),
+    "body_too_large": (413, "the request body is larger than 65536 bytes (MAX_BODY_BYTES)"),
+    "invalid_key": (
+        422,
+        "the workflow key must be 1 to 256 characters of letters, digits, '.', '_', '~' or '-'",
+    ),
+    "invalid_request": (
+        422,
+        "`query` is required (what the agent is asked); unexpected field `prompt`",
+    ),
+    "missing_body": (422, "a JSON body is required (send it with curl --json)"),
+    "invalid_body": (
+        422,
+        "the body must be a JSON string or a JSON object (see /docs for its fields); send it as "
+        "JSON with Content-Type: application/json",
+    ),
+    "invalid_email": (
+        422,
+        "invalid email address: An email address must have an @-sign.",
+    ),
+    "query_too_long": (
+        422,
+        "the query is 40000 characters long; at most 32000 are accepted (MAX_QUERY_CHARS)",
+    ),
+    "model_not_allowed": (
+        422,
+        "model 'openai/gpt-4o' is not allowed; runs use openai/gpt-4o-mini unless the operator "
+        "allows others (AGENT_ALLOWED_MODELS)",
+    ),
+    "too_many_subscriptions": (
+        422,
+        "workflow 'msg-123' has 1000 subscriptions, the most one may have "
+        "(MAX_SUBSCRIPTIONS_PER_WORKFLOW)",
+    ),
+    "invalid_key_prefix": (
+        422,
+        "key_prefix must be up to 256 characters of letters, digits, '.', '_', '~' or '-' (the "
+        "start of a workflow key)",
+    ),
+    "invalid_cursor": (
+        422,
+        "cursor is not one this service gave out; use next_cursor from the previous page",
+    ),
+    "invalid_idempotency_key": (422, "Idempotency-Key must be 1 to 200 printable characters"),
+    "idempotency_key_reused": (
+        422,
+        "this Idempotency-Key was used for a different request; use a new key",
+    ),
+    "workflow_failed": (
+        424,
+        "workflow 'msg-123' failed: AuthenticationError: litellm.AuthenticationError: "
+        "Incorrect API key provided",
+    ),
+    "delivery_failed": (
+        424,
+        "the notification to me@example.com was not sent (failed): SMTP 550 5.1.1 mailbox "
+        "unavailable",
+    ),
+    "rate_limited": (
+        429,
+        "too many subscriptions from this client: at most 120 a minute "
+        "(SUBSCRIBE_RATE_PER_MINUTE); retry in 1 s",
+    ),
+    "database_unavailable": (503, "the database is unavailable; retry shortly"),
+    "shutting_down": (
+        503,
+        "this process is shutting down; send the request again (the work itself is durable "
+        "and continues)",
+    ),
+}
+
+
+# What an Idempotency-Key on a POST can be answered with, before the endpoint runs.
+IDEMPOTENCY_ERRORS = (
+    "invalid_idempotency_key",
+    "idempotency_key_reused",
+    "idempotent_request_in_progress",
+)
+
+
+def error_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
+    """An endpoint's `responses=`: each status its error codes answer with, one example each."""
+    by_status: dict[int, list[str]] = {}
+    for code in dict.fromkeys(("unauthorized", *codes, "database_unavailable")):
+        by_status.setdefault(ERROR_EXAMPLES[code][0], []).append(code)
+    return {
+        status: {
+            "model": ErrorResponse,
+            "description": f"{HTTPStatus(status).phrase}: "
+            + ", ".join(f"`{code}`" for code in status_codes),
+            "content": {
+                "application/json": {
+                    "examples": {
+                        code: {
+                            "summary": code,
+                            "value": {"error": {"code": code, "message": ERROR_EXAMPLES[code][1]}},
+                        }
+                        for code in status_codes
+                    }
+                }
+            },
+        }
+        for status, status_codes in sorted(by_status.items())
+    }
 
 
 class Problem(NamedTuple):

@@ -7,12 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 
 from app.api.deps import KeyPath, service_of
+from app.api.errors import IDEMPOTENCY_ERRORS, error_responses
 from app.api.schemas import (
-    IDEMPOTENCY_ERRORS,
     PromiseOut,
     RejectRequest,
     ResolveRequest,
-    error_responses,
 )
 from app.config import KEY_PATTERN
 

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Body, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import KeyPath, service_of
+from app.api.errors import IDEMPOTENCY_ERRORS, error_responses
 from app.api.schemas import (
-    IDEMPOTENCY_ERRORS,
     RUN_EXAMPLES,
     SUBSCRIBE_EXAMPLES,
     OutputPending,
@@ -22,7 +22,6 @@ from app.api.schemas import (
     WorkflowOut,
     WorkflowState,
     WorkflowSummaryOut,
-    error_responses,
 )
 from app.api.security import SubscribeRateLimit
 from app.durable.store import RunInput, WorkflowRow

@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from app.api.errors import HTTP_CODES
-from app.api.schemas import ERROR_EXAMPLES
+from app.api.errors import ERROR_EXAMPLES, HTTP_CODES
 
 ROOT = Path(__file__).resolve().parents[2]
 # Where a code is given: `code="…"` / `code = "…"` (class defaults, raises, Problem(...)),

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.api.schemas import ERROR_EXAMPLES
+from app.api.errors import ERROR_EXAMPLES
 from app.config import Settings
 from app.main import create_app
 
