@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
 from app.api.deps import KeyPath, service_of
-from app.api.schemas import ErrorResponse, PromiseOut, RejectRequest, ResolveRequest
+from app.api.errors import IDEMPOTENCY_ERRORS, error_responses
+from app.api.schemas import (
+    PromiseOut,
+    RejectRequest,
+    ResolveRequest,
+)
 from app.config import KEY_PATTERN
 
 router = APIRouter()
@@ -30,15 +35,25 @@ COMPLETION = (
 )
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorResponse} for code in (400, 413, 422, 503, *codes)}
+COMPLETION_ERRORS = (
+    "invalid_key",
+    "malformed_json",
+    "body_too_large",
+    "missing_body",
+    "invalid_body",
+    "invalid_request",
+    "not_found",
+    "promise_already_completed",
+    "agent_promise",
+    *IDEMPOTENCY_ERRORS,
+)
 
 
 @router.get(
     "/{key}/promises/{name}",
     summary="Peek at a promise",
     description="Its state (`pending`, `resolved`, `rejected`) and its value or error.",
-    responses=_errors(404),
+    responses=error_responses("invalid_key", "invalid_request", "not_found"),
 )
 async def get_promise(key: KeyPath, name: NamePath, request: Request) -> PromiseOut:
     service = service_of(request)
@@ -49,7 +64,7 @@ async def get_promise(key: KeyPath, name: NamePath, request: Request) -> Promise
     "/{key}/promises/{name}/resolve",
     summary="Resolve a promise",
     description=COMPLETION,
-    responses=_errors(404, 409),
+    responses=error_responses(*COMPLETION_ERRORS),
 )
 async def resolve_promise(
     key: KeyPath, name: NamePath, body: ResolveRequest, request: Request
@@ -63,7 +78,7 @@ async def resolve_promise(
     "/{key}/promises/{name}/reject",
     summary="Reject a promise",
     description=COMPLETION,
-    responses=_errors(404, 409),
+    responses=error_responses(*COMPLETION_ERRORS),
 )
 async def reject_promise(
     key: KeyPath, name: NamePath, body: RejectRequest, request: Request

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Body, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import KeyPath, service_of
+from app.api.errors import IDEMPOTENCY_ERRORS, error_responses
 from app.api.schemas import (
     RUN_EXAMPLES,
     SUBSCRIBE_EXAMPLES,
-    ErrorResponse,
     OutputPending,
     RunAccepted,
     RunBody,
@@ -35,8 +35,14 @@ router = APIRouter()
 listing = APIRouter()
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorResponse} for code in (400, 413, 422, 503, *codes)}
+# The errors a request with a JSON body can get before its endpoint runs.
+BODY_ERRORS = (
+    "malformed_json",
+    "body_too_large",
+    "missing_body",
+    "invalid_body",
+    "invalid_request",
+)
 
 
 def _run_input(body: RunBody) -> RunInput:
@@ -58,7 +64,17 @@ def _result(workflow: WorkflowRow) -> RunResult:
         "Starts the workflow (or attaches to the existing one with the same input) and answers "
         "with the agent's output once it is ready. The agent runs at most once per key."
     ),
-    responses=_errors(409, 424),
+    responses=error_responses(
+        "invalid_key",
+        *BODY_ERRORS,
+        "query_too_long",
+        "model_not_allowed",
+        "key_conflict",
+        "workflow_cancelled",
+        "workflow_failed",
+        "shutting_down",
+        *IDEMPOTENCY_ERRORS,
+    ),
 )
 async def run(
     key: KeyPath,
@@ -77,7 +93,14 @@ async def run(
         "input again for the key answers `previously_accepted` and runs nothing."
     ),
     status_code=status.HTTP_202_ACCEPTED,
-    responses=_errors(409),
+    responses=error_responses(
+        "invalid_key",
+        *BODY_ERRORS,
+        "query_too_long",
+        "model_not_allowed",
+        "key_conflict",
+        *IDEMPOTENCY_ERRORS,
+    ),
 )
 async def run_send(
     key: KeyPath,
@@ -96,7 +119,17 @@ async def run_send(
         "Registers the address for the agent's answer (before, during or after the run) and "
         "answers once the email has been handed to the mail server, with its Message-ID."
     ),
-    responses=_errors(424, 429),
+    responses=error_responses(
+        "invalid_key",
+        *BODY_ERRORS,
+        "invalid_email",
+        "too_many_subscriptions",
+        "not_found",
+        "delivery_failed",
+        "rate_limited",
+        "shutting_down",
+        *IDEMPOTENCY_ERRORS,
+    ),
 )
 async def on_notify(
     key: KeyPath,
@@ -123,7 +156,14 @@ async def on_notify(
         "ready, or at once if it already is. Subscribing the same address twice is a no-op."
     ),
     status_code=status.HTTP_202_ACCEPTED,
-    responses=_errors(429),
+    responses=error_responses(
+        "invalid_key",
+        *BODY_ERRORS,
+        "invalid_email",
+        "too_many_subscriptions",
+        "rate_limited",
+        *IDEMPOTENCY_ERRORS,
+    ),
 )
 async def on_notify_send(
     key: KeyPath,
@@ -143,7 +183,7 @@ async def on_notify_send(
         "The workflow's state, input, output or error, timings and attempts, its promise and "
         "every subscription with its delivery state."
     ),
-    responses=_errors(404),
+    responses=error_responses("invalid_key", "not_found"),
 )
 async def get_workflow(key: KeyPath, request: Request) -> WorkflowOut:
     service = service_of(request)
@@ -162,7 +202,17 @@ async def get_workflow(key: KeyPath, request: Request) -> WorkflowOut:
         "(409); 202 with the current state if the timeout passed first. Waiting holds no "
         "database connection: the process's one LISTEN connection wakes it."
     ),
-    responses={202: {"model": OutputPending}, **_errors(404, 409, 424)},
+    responses={
+        202: {"model": OutputPending},
+        **error_responses(
+            "invalid_key",
+            "invalid_request",
+            "not_found",
+            "workflow_cancelled",
+            "workflow_failed",
+            "shutting_down",
+        ),
+    },
 )
 async def output(
     key: KeyPath,
@@ -192,7 +242,7 @@ async def output(
         "is rejected as `cancelled`, subscribers are told, and waiting `run` callers get a 409 "
         "`workflow_cancelled`. Cancelling a finished workflow is a 409 that says how it ended."
     ),
-    responses=_errors(404, 409),
+    responses=error_responses("invalid_key", "not_found", "already_finished", *IDEMPOTENCY_ERRORS),
 )
 async def cancel(key: KeyPath, request: Request) -> WorkflowOut:
     service = service_of(request)
@@ -214,7 +264,7 @@ async def cancel(key: KeyPath, request: Request) -> WorkflowOut:
         "being sent."
     ),
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=_errors(404, 409),
+    responses=error_responses("invalid_key", "not_found", "not_finished"),
 )
 async def delete(key: KeyPath, request: Request) -> None:
     service = service_of(request)
@@ -228,7 +278,7 @@ async def delete(key: KeyPath, request: Request) -> None:
         "Newest first. Pass `next_cursor` back as `cursor` for the next page, with the same "
         "`status` and `key_prefix`; pages stay correct while workflows are being added."
     ),
-    responses=_errors(),
+    responses=error_responses("invalid_request", "invalid_key_prefix", "invalid_cursor"),
 )
 async def list_workflows(
     request: Request,

@@ -54,7 +54,8 @@ def _storable(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_storable)]
-Query = Annotated[Text, Field(min_length=1), AfterValidator(_not_blank)]
+# Not min_length=1: "" would get pydantic's own message, "   " this one; both get this one.
+Query = Annotated[Text, AfterValidator(_not_blank), Field(json_schema_extra={"minLength": 1})]
 
 
 class RunRequest(BaseModel):
@@ -194,6 +195,15 @@ class RejectRequest(BaseModel):
     error: Annotated[Text, Field(min_length=1, max_length=4000)] = Field(
         description="Why the promise failed.", examples=["the reviewer declined"]
     )
+
+
+# What each required field of a request body is for: named when a body lacks it.
+REQUIRED_FIELDS: dict[str, str] = {
+    name: description[:1].lower() + description[1:].rstrip(".")
+    for model in (RunRequest, SubscribeRequest, ResolveRequest, RejectRequest)
+    for name, field in model.model_fields.items()
+    if field.is_required() and (description := field.description)
+}
 
 
 class ErrorDetail(BaseModel):

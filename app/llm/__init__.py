@@ -1,7 +1,7 @@
 """Model calls: the one model interface, its two transports, the offline model, error classes.
 
 May import only `app.config`, `app.errors`, `app.states` and third-party libraries (litellm,
-openai, aiohttp, httpx) — never app.db, app.durable, app.engine, app.workflows or app.api.
+openai, aiohttp, httpx) — never app.db, app.engine, app.workflows or app.api.
 
 litellm takes seconds to import: this package imports it inside functions, once `load_litellm()`
 (run when a ModelClient is built) has set it up, so importing the package stays cheap.

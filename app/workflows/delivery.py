@@ -16,9 +16,8 @@ from app.engine.listener import Listener
 from app.engine.retry import RetryPolicy, through_outages
 from app.engine.worker import Worker
 from app.errors import PermanentError, TransientError
-from app.mailer import Mailer, Notification, build_message
 from app.metrics import Metrics
-from app.states import PromiseState
+from app.notify import Mailer, Notification, build_message
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +153,8 @@ def notification_of(delivery: Delivery) -> Notification:
         email=subscription.email,
         message_id=subscription.message_id,
         workflow_key=subscription.workflow_key,
-        resolved=promise.state == PromiseState.RESOLVED,
+        promise=subscription.promise_name,
+        state=promise.state,
         value=promise.value,
         error=promise.error,
     )

@@ -27,8 +27,8 @@ from app.engine.leases import LeaseKeeper
 from app.engine.listener import Listener
 from app.engine.supervisor import Supervisor
 from app.llm import Agent, ModelClient
-from app.mailer import create_mailer
 from app.metrics import Metrics
+from app.notify import create_mailer
 from app.workflows.delivery import DeliveryWorker
 from app.workflows.runner import Runner
 from app.workflows.service import WorkflowService

@@ -33,7 +33,7 @@ from app.db.store import Store
 from app.db.subscriptions import TooManySubscriptions
 from app.engine.listener import Listener, Wakeup
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
-from app.mailer import message_id_for
+from app.notify import message_id_for
 from app.states import AGENT_PROMISE, PromiseState
 from app.workflows.cursor import decode_cursor, encode_cursor
 from app.workflows.delivery import DeliveryWorker

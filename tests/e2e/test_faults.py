@@ -197,7 +197,8 @@ async def test_llm_errors_retried_or_failed_at_once(
     assert fake_llm.calls_for("denied") == 1
     notices = {m["To"]: m for m in await inbox.wait_for(2)}
     assert notices["a@example.com"].get_content().strip() == answer_for("flaky")
-    assert "Your agent task failed" in notices["b@example.com"].get_content()
+    assert "could not be completed" in notices["b@example.com"].get_content()
+    assert "AuthenticationError" not in notices["b@example.com"].get_content()
 
 
 async def test_three_replicas_share_the_work(

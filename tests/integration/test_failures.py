@@ -47,7 +47,8 @@ async def test_permanent_llm_error_fails_the_workflow_and_tells_subscribers(
 
     [message] = await inbox.wait_for(1)
     assert "failed" in message["Subject"]
-    assert "Your agent task failed" in message.get_content()
+    assert "Your agent task bad could not be completed." in message.get_content()
+    assert "BadRequestError" not in message.get_content()
     status = await until_workflow(
         client, "bad", lambda s: s["subscriptions"][0]["status"] == "sent"
     )

@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str] | None] = {
     "app.cli": None,
 }
 # Modules on their way into a part.
-MOVING = {"app.mailer": "app.notify"}
+MOVING: dict[str, str] = {}
 
 
 def modules() -> Iterator[tuple[str, Path]]:

@@ -139,3 +139,113 @@ async def test_wrong_method_is_a_json_405(client: httpx.AsyncClient) -> None:
     response = await client.get("/workflows/k/run")
     assert response.status_code == 405
     assert error_of(response)["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("content", [b"Write a poem", b"  Write a poem", b"'Write a poem'"])
+async def test_text_without_its_quotes_gets_a_hint(
+    client: httpx.AsyncClient, db: asyncpg.Connection, content: bytes
+) -> None:
+    response = await client.post(
+        "/workflows/k/run/send", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "malformed_json"
+    assert "not valid JSON (Expecting value" in error["message"]
+    assert """quote it as a JSON string: --json '"Write a poem"'""" in error["message"]
+    assert await db.fetchval("SELECT count(*) FROM workflow") == 0
+
+
+@pytest.mark.parametrize("content", [b'{"query": ', b'{"query": x}', b'"unterminated'])
+async def test_broken_json_gets_no_quoting_hint(client: httpx.AsyncClient, content: bytes) -> None:
+    response = await client.post(
+        "/workflows/k/run/send", content=content, headers={"content-type": "application/json"}
+    )
+    error = error_of(response)
+    assert (response.status_code, error["code"]) == (400, "malformed_json")
+    assert "at character" in error["message"]
+    assert "quote it" not in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "code", "message"),
+    [
+        (
+            "/workflows/k/on_notify/send",
+            {"mail": "me@example.com"},
+            "invalid_email",
+            "`email` is required (the address that gets the agent's answer); "
+            "unexpected field `mail`",
+        ),
+        (
+            "/workflows/k/run/send",
+            {"prompt": "x", "Query": "y"},
+            "invalid_request",
+            "`query` is required (what the agent is asked); unexpected fields `prompt`, `Query`",
+        ),
+        (
+            "/workflows/k/run/send",
+            {"query": "x", "extra": 1},
+            "invalid_request",
+            "unexpected field `extra`",
+        ),
+        (
+            "/workflows/k/on_notify/send",
+            {},
+            "invalid_email",
+            "`email` is required (the address that gets the agent's answer)",
+        ),
+    ],
+)
+async def test_a_missing_or_unexpected_field_is_named(
+    client: httpx.AsyncClient, path: str, body: object, code: str, message: str
+) -> None:
+    response = await client.post(path, json=body)
+    assert response.status_code == 422
+    assert error_of(response) == {"code": code, "message": message}
+
+
+async def test_promise_bodies_name_their_field(client: httpx.AsyncClient) -> None:
+    await client.post("/workflows/k/run/send", json="q")
+    response = await client.post("/workflows/k/promises/approval/resolve", json={"val": 1})
+    assert error_of(response)["message"] == (
+        "`value` is required (the promise's value: any JSON); unexpected field `val`"
+    )
+    response = await client.post("/workflows/k/promises/approval/reject", json={})
+    assert error_of(response)["message"] == "`error` is required (why the promise failed)"
+
+
+async def test_an_empty_query_gets_one_message(client: httpx.AsyncClient) -> None:
+    errors = []
+    for body in ("", "   ", {"query": ""}, {"query": " \t\n"}):
+        response = await client.post("/workflows/k/run/send", json=body)
+        assert response.status_code == 422
+        errors.append(error_of(response))
+    assert (
+        errors
+        == [{"code": "invalid_request", "message": "query: must not be empty or only whitespace"}]
+        * 4
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/workflows/k/run", ["POST"]),
+        ("PUT", "/workflows/k", ["GET", "DELETE"]),
+        ("DELETE", "/AsyncNotificationsAgent/k/on_notify/send", ["POST"]),
+        ("POST", "/workflows/k/promises/p", ["GET"]),
+    ],
+)
+async def test_wrong_method_says_which_methods_the_endpoint_answers(
+    client: httpx.AsyncClient, method: str, path: str, allowed: list[str]
+) -> None:
+    response = await client.request(method, path)
+    assert response.status_code == 405
+    error = error_of(response)
+    assert error["code"] == "method_not_allowed"
+    assert response.headers["allow"] == ", ".join(allowed)
+    named = " or ".join(allowed)
+    assert error["message"] == (
+        f"{method} is not answered at {path}: this endpoint answers {named}; see /docs for the API"
+    )

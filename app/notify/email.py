@@ -1,0 +1,90 @@
+"""The notification email: what one subscriber is owed, and the message that tells them."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from email.utils import format_datetime, parseaddr
+
+from app.states import AGENT_PROMISE, CANCELLED_ERROR, PromiseState
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """What one subscriber is owed: the outcome of a completed promise of one workflow."""
+
+    email: str
+    message_id: str
+    workflow_key: str
+    promise: str  # its name; AGENT_PROMISE is the agent's answer
+    state: PromiseState  # resolved or rejected
+    value: object
+    error: str | None
+
+
+def message_id_for(subscription_id: str, mail_from: str) -> str:
+    """A Message-ID fixed by the subscription, so a re-send after a crash carries the same one."""
+    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "agent-notify.invalid"
+    domain = re.sub(r"[^A-Za-z0-9.-]", "", domain) or "agent-notify.invalid"
+    return f"<{subscription_id}@{domain}>"
+
+
+def render_value(value: object) -> str:
+    """The promise value as email text: a string as is, anything else as indented JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def subject_and_body(notification: Notification) -> tuple[str, str]:
+    """What the email says.
+
+    The agent's failure is recorded as the provider's or the runtime's own words (with the
+    model, the endpoint, part of a key): meant for operators, not recipients, so the email only
+    says where to read it. Another promise is rejected through the API by whoever completes it,
+    with a reason meant for its subscribers: that one is quoted.
+    """
+    key = notification.workflow_key
+    if notification.state is PromiseState.RESOLVED:
+        return f"Your agent task {key} is ready", render_value(notification.value)
+    if notification.promise != AGENT_PROMISE:
+        return (
+            f"Your agent task {key}: {notification.promise} was rejected",
+            f"The promise {notification.promise} of your agent task {key} was rejected: "
+            f"{notification.error or 'no reason given'}",
+        )
+    if notification.error == CANCELLED_ERROR:
+        return (
+            f"Your agent task {key} was cancelled",
+            "Your agent task was cancelled before it finished.",
+        )
+    return (
+        f"Your agent task {key} failed",
+        f"Your agent task {key} could not be completed.\n"
+        "\n"
+        "The service recorded the reason; whoever runs the service can see it at\n"
+        f"GET /workflows/{key} or on the dashboard at /ui/workflows/{key}.",
+    )
+
+
+def build_message(
+    notification: Notification, *, mail_from: str, now: datetime | None = None
+) -> EmailMessage:
+    """The email for `notification`, from `mail_from`. A header value with a line break in it
+    raises ValueError (the email package refuses header injection)."""
+    subject, body = subject_and_body(notification)
+    message = EmailMessage(policy=default_policy)
+    message["From"] = mail_from
+    message["To"] = notification.email
+    message["Message-ID"] = notification.message_id
+    message["Date"] = format_datetime(now or datetime.now(UTC))
+    # RFC 3834: an automatic message; well-behaved responders do not answer it.
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Agent-Notify-Key"] = notification.workflow_key
+    message["Subject"] = subject
+    message.set_content(body if body.endswith("\n") else body + "\n")
+    return message

@@ -1,0 +1,154 @@
+"""Handing emails over: SMTP replies sorted into transient and permanent, connections reused,
+and the outbox folder when no SMTP server is configured."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Settings
+from app.errors import PermanentError, TransientError
+from app.notify import (
+    Notification,
+    OutboxMailer,
+    SmtpMailer,
+    build_message,
+    create_mailer,
+    message_id_for,
+)
+from app.states import AGENT_PROMISE, PromiseState
+from tests.fakes.smtp import Inbox
+
+MAIL_FROM = "agent-notify <agent-notify@example.test>"
+
+
+class CountingInbox(Inbox):
+    """An Inbox that counts SMTP sessions (one EHLO each)."""
+
+    sessions = 0
+
+    async def handle_EHLO(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.sessions += 1
+        session.host_name = hostname  # what aiosmtpd's own EHLO does when no hook is set
+        return responses
+
+
+@pytest.fixture
+async def smtp_server() -> Any:
+    server = CountingInbox()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def message_to(address: str, answer: str = "the answer") -> Any:
+    notification = Notification(
+        address,
+        message_id_for(f"id-{address.partition('@')[0]}", MAIL_FROM),
+        "msg-123",
+        AGENT_PROMISE,
+        PromiseState.RESOLVED,
+        answer,
+        None,
+    )
+    return build_message(notification, mail_from=MAIL_FROM)
+
+
+def smtp_mailer(port: int) -> SmtpMailer:
+    return SmtpMailer(Settings(smtp_host="127.0.0.1", smtp_port=port, mail_from=MAIL_FROM))
+
+
+async def test_sends_over_one_reused_connection(smtp_server: CountingInbox) -> None:
+    mailer = smtp_mailer(smtp_server.port)
+    try:
+        for address in ("a@example.com", "b@example.com", "c@example.com"):
+            await mailer.send(message_to(address, f"for {address}"), recipient=address)
+    finally:
+        await mailer.close()
+    messages = await smtp_server.wait_for(3)
+    assert [m["To"] for m in messages] == ["a@example.com", "b@example.com", "c@example.com"]
+    assert messages[1].get_content().strip() == "for b@example.com"
+    assert smtp_server.sessions == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        ("451 4.3.0 try again later", TransientError),
+        ("452 4.2.2 mailbox full", TransientError),
+        ("550 5.1.1 mailbox unavailable", PermanentError),
+        ("553 5.1.3 bad address", PermanentError),
+    ],
+)
+async def test_a_refused_recipient(
+    smtp_server: CountingInbox, reply: str, error: type[Exception]
+) -> None:
+    smtp_server.reply("x@example.com", reply)
+    mailer = smtp_mailer(smtp_server.port)
+    try:
+        with pytest.raises(error, match=reply.split()[0]):
+            await mailer.send(message_to("x@example.com"), recipient="x@example.com")
+    finally:
+        await mailer.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [("451 4.3.0 queue full", TransientError), ("554 5.6.0 rejected", PermanentError)],
+)
+async def test_a_refused_message_and_the_connection_is_not_reused(
+    smtp_server: CountingInbox, reply: str, error: type[Exception]
+) -> None:
+    smtp_server.reply_after_storing("x@example.com", reply)
+    mailer = smtp_mailer(smtp_server.port)
+    try:
+        with pytest.raises(error, match=reply.split()[0]):
+            await mailer.send(message_to("x@example.com"), recipient="x@example.com")
+        await mailer.send(message_to("y@example.com"), recipient="y@example.com")
+    finally:
+        await mailer.close()
+    assert smtp_server.sessions == 2
+
+
+async def test_an_address_the_server_cannot_take_is_permanent(
+    smtp_server: CountingInbox,
+) -> None:
+    # aiosmtpd does not offer SMTPUTF8 unless asked: an internationalised local part cannot go.
+    mailer = smtp_mailer(smtp_server.port)
+    try:
+        with pytest.raises(PermanentError, match="does not support"):
+            await mailer.send(message_to("ü@example.com"), recipient="ü@example.com")
+    finally:
+        await mailer.close()
+
+
+async def test_an_unreachable_server_is_transient() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    mailer = smtp_mailer(port)
+    with pytest.raises(TransientError, match="SMTP"):
+        await mailer.send(message_to("a@example.com"), recipient="a@example.com")
+
+
+async def test_the_outbox_writes_one_file_per_message_id(tmp_path: Path) -> None:
+    mailer = OutboxMailer(tmp_path / "outbox")
+    await mailer.send(message_to("a@example.com", "first"), recipient="a@example.com")
+    await mailer.send(message_to("a@example.com", "again"), recipient="a@example.com")
+    [written] = (tmp_path / "outbox").iterdir()
+    assert written.name == "id-a@example.test.eml"
+    assert written.read_bytes().endswith(b"\n\nagain\n")
+
+
+def test_create_mailer_uses_smtp_only_when_configured(tmp_path: Path) -> None:
+    assert isinstance(create_mailer(Settings(outbox_dir=tmp_path)), OutboxMailer)
+    smtp = create_mailer(Settings(smtp_host="mail.example.test", smtp_starttls=True))
+    assert isinstance(smtp, SmtpMailer)
+    assert smtp.description == "SMTP mail.example.test:587"
