@@ -6,8 +6,9 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
-from email.policy import default as default_policy
+from email.policy import default
 from email.utils import format_datetime, parseaddr
 
 from app.states import AGENT_PROMISE, CANCELLED_ERROR, PromiseState
@@ -24,6 +25,28 @@ class Notification:
     state: PromiseState  # resolved or rejected
     value: object
     error: str | None
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The standard header registry, making each header name's class once.
+
+    HeaderRegistry builds a new class every time a header is set, about half the CPU of
+    building a notification; the classes it builds for one name are identical.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        made = self._made.get(name.lower())
+        if made is None:
+            made = self._made[name.lower()] = super().__getitem__(name)
+        return made
+
+
+# email.policy.default, with header classes made once per name.
+POLICY = default.clone(header_factory=_HeaderClasses())
 
 
 def message_id_for(subscription_id: str, mail_from: str) -> str:
@@ -77,7 +100,7 @@ def build_message(
     """The email for `notification`, from `mail_from`. A header value with a line break in it
     raises ValueError (the email package refuses header injection)."""
     subject, body = subject_and_body(notification)
-    message = EmailMessage(policy=default_policy)
+    message = EmailMessage(policy=POLICY)
     message["From"] = mail_from
     message["To"] = notification.email
     message["Message-ID"] = notification.message_id

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import app.notify.email
 from app.config import KEY_PATTERN
 from app.notify import Notification, build_message, message_id_for
 from app.states import AGENT_PROMISE, CANCELLED_ERROR, PromiseState
@@ -172,3 +173,23 @@ def test_any_answer_reads_back_with_its_headers(
     assert parsed["X-Agent-Notify-Key"] == key
     assert parsed["To"].addresses[0].addr_spec == address
     assert parsed["Subject"] == f"Your agent task {key} is ready"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    key=st.from_regex(KEY_PATTERN, fullmatch=True),
+    value=TEXT,
+    address=st.emails(),
+    mail_from=st.sampled_from([MAIL_FROM, "agent-notify@localhost", "Zoë Ünïcode <z@example.com>"]),
+)
+def test_header_classes_made_once_write_the_bytes_the_standard_policy_writes(
+    key: str, value: str, address: str, mail_from: str
+) -> None:
+    notification = Notification(
+        address, "<1@example.com>", key, AGENT_PROMISE, PromiseState.RESOLVED, value, None
+    )
+    ours = build_message(notification, mail_from=mail_from, now=NOW).as_bytes()
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(app.notify.email, "POLICY", email.policy.default)
+        standard = build_message(notification, mail_from=mail_from, now=NOW).as_bytes()
+    assert ours == standard
