@@ -43,6 +43,7 @@ def _serve(args: argparse.Namespace) -> None:
     # After a graceful stop uvicorn re-raises the signal it caught, to end the process the way
     # the signal would have; it finds this handler: the stop was graceful, so the exit is 0.
     signal.signal(signal.SIGTERM, _exit_quietly)
+    signal.signal(signal.SIGINT, _exit_quietly)
     uvicorn.Server(config).run()
 
 

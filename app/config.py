@@ -46,7 +46,12 @@ class Settings(BaseSettings):
         "working directory)",
     )
     db_pool_size: int = Field(
-        10, ge=1, description="query connections per process (plus one LISTEN connection)"
+        10,
+        ge=1,
+        description=(
+            "query connections per process; each process opens two more: one kept for lease "
+            "renewals, and the LISTEN connection"
+        ),
     )
     migrate_on_start: bool = Field(
         True,

@@ -14,6 +14,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import FrameType
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -47,8 +48,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # pause the event loop to walk it.
             gc.collect()
             gc.freeze()
-            with _shutdown_on_signal(process.service.begin_shutdown):
-                yield
+            try:
+                with _shutdown_on_signal(process.service.begin_shutdown):
+                    yield
+            finally:
+                gc.unfreeze()
 
     app = FastAPI(
         title="agent-notify",
@@ -92,27 +96,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 @contextlib.contextmanager
 def _shutdown_on_signal(begin_shutdown: Callable[[], None]) -> Iterator[None]:
-    """The moment SIGTERM arrives, tell the service (it stops taking work and releases waiting
-    requests, so open connections and in-flight work drain within one grace period), then let
-    the server's own handler run. The same however the app is served (`agent-notify serve`,
-    `uvicorn app.main:app`); nothing is chained where the server installed no handler."""
-    previous = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+    """The moment SIGTERM or SIGINT arrives, tell the service (it stops taking work and
+    releases waiting requests, so open connections and in-flight work drain within one grace
+    period), then let the server's own handler run. The same however the app is served
+    (`agent-notify serve`, `uvicorn app.main:app`); nothing is chained where the server
+    installed no handler."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
     # A handler runs between bytecodes of the main thread, outside the loop: hand over.
     loop = asyncio.get_running_loop()
+    chained: dict[signal.Signals, tuple[Any, Any]] = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        if callable(previous):
 
-    def handle(signum: int, frame: FrameType | None) -> None:
-        loop.call_soon_threadsafe(begin_shutdown)
-        previous(signum, frame)
+            def handle(number: int, frame: FrameType | None, previous: Any = previous) -> None:
+                loop.call_soon_threadsafe(begin_shutdown)
+                previous(number, frame)
 
-    signal.signal(signal.SIGTERM, handle)
+            signal.signal(signum, handle)
+            chained[signum] = (handle, previous)
     try:
         yield
     finally:
-        if signal.getsignal(signal.SIGTERM) is handle:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, (handle, previous) in chained.items():
+            if signal.getsignal(signum) is handle:
+                signal.signal(signum, previous)
 
 
 app = create_app()

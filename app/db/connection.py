@@ -102,13 +102,17 @@ def asyncpg_dsn(database_url: str) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# The longest a statement waits for a connection before it counts as an outage (503).
+POOL_TIMEOUT_SECONDS = 30.0
+
+
 def create_engine(database_url: str, *, pool_size: int) -> AsyncEngine:
     """One engine per process; its pool serves every query except LISTEN."""
     return create_async_engine(
         sqlalchemy_url(database_url),
         pool_size=pool_size,
         max_overflow=0,
-        pool_timeout=30,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
         # No pre-ping (it would add a round trip to every statement): a connection broken by a
         # Postgres restart fails its first use, and SQLAlchemy then invalidates the pool's
         # connections made before it.

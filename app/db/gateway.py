@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Row, TextClause, text
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.db.connection import create_engine
+from app.db.connection import POOL_TIMEOUT_SECONDS, create_engine
 
 QUERIES_FILE = Path(__file__).with_name("queries.sql")
 _NAME_LINE = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
@@ -79,27 +80,45 @@ class Statements:
 
 @dataclass(frozen=True, slots=True)
 class _Lane:
-    """Who may take a connection now: ordinary callers share a bounded number of them."""
+    """Who may take a connection now: ordinary callers share a bounded number of them, and
+    wait for one at most as long as the pool would make them wait (then PoolTimeoutError, a
+    database outage to every caller)."""
 
     limit: asyncio.Semaphore | None
+    timeout_seconds: float = 0.0
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
         if self.limit is None:
             yield
             return
-        async with self.limit:
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                await self.limit.acquire()
+        except TimeoutError:
+            raise PoolTimeoutError(
+                f"no database connection free within {self.timeout_seconds:g} s"
+            ) from None
+        try:
             yield
+        finally:
+            self.limit.release()
 
 
 class Database:
     """Named statements over one engine, whose pool holds `connections` + 1 connections:
     ordinary callers take at most `connections` at once, `urgent` callers the one left."""
 
-    def __init__(self, engine: AsyncEngine, *, connections: int) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        connections: int,
+        wait_seconds: float = POOL_TIMEOUT_SECONDS,
+    ) -> None:
         self._engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._lane = _Lane(asyncio.Semaphore(connections))
+        self._lane = _Lane(asyncio.Semaphore(connections), wait_seconds)
         self._connections = connections
 
     @classmethod

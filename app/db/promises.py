@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+from app.db.connection import sqlstate_of
 from app.db.gateway import Database
 from app.db.rows import PromiseCompletion, PromiseRow, deliveries_of
 from app.db.runs import UnknownWorkflow
 from app.db.scope import Scope
+
+# What agent_notify_complete_promise_v1() raises when the workflow went while it ran.
+UNKNOWN_WORKFLOW_SQLSTATE = "AN404"
 
 
 class Promises:
@@ -17,7 +21,7 @@ class Promises:
 
     async def get(self, key: str, name: str) -> PromiseRow | None:
         row = await self._db.fetchrow("select_promise", key=key, name=name)
-        return None if row is None else PromiseRow.of(row)
+        return None if row is None else PromiseRow.of(row.promise_row)
 
     async def complete(
         self, key: str, name: str, *, value: object = None, error: str | None = None, room: int
@@ -25,15 +29,20 @@ class Promises:
         """Resolve (`error` None) or reject the promise, creating it if absent; first writer
         wins. Its subscribers are released as when a run completes its promise (`room` of
         them leased here). UnknownWorkflow when the key has no workflow."""
-        row = await self._db.fetchrow(
-            "complete_promise",
-            key=key,
-            name=name,
-            value=None if error is not None else json.dumps(value, allow_nan=False),
-            error=error,
-            room=room,
-            **self._bound,
-        )
+        try:
+            row = await self._db.fetchrow(
+                "complete_promise",
+                key=key,
+                name=name,
+                value=None if error is not None else json.dumps(value, allow_nan=False),
+                error=error,
+                room=room,
+                **self._bound,
+            )
+        except Exception as exc:
+            if sqlstate_of(exc) == UNKNOWN_WORKFLOW_SQLSTATE:
+                raise UnknownWorkflow(key) from exc
+            raise
         if row is None:
             raise UnknownWorkflow(key)
         promise = PromiseRow.of(row.promise_row)

@@ -1,6 +1,9 @@
 -- Every statement the service runs, each under a `-- name: …` line; app/db/gateway.py loads
 -- them and is the only code that executes SQL. Parameters are `:name` (SQLAlchemy's text()).
 -- A statement is its own transaction unless run inside Database.transaction().
+-- A table's row travels as jsonb (`to_jsonb(row)`, read by app/db/rows.py): a column a later
+-- migration adds is ignored by code that does not know it, and changes no statement's result
+-- type under a running replica's cached statements.
 -- Rules that span rows are versioned SQL functions (migrations/versions/*-0006_*): the
 -- statements here call them.
 -- Lock order, everywhere: the promise row, then the workflow row, then subscriptions.
@@ -13,20 +16,20 @@ INSERT INTO workflow
 VALUES (:key, :query, :model, :instructions, 'running', 1, :owner,
         now() + make_interval(secs => :lease_seconds), now())
 ON CONFLICT (key) DO NOTHING
-RETURNING workflow.*
+RETURNING to_jsonb(workflow) AS workflow_row
 
 -- name: accept_run_for_any
 -- A new run nobody leased, announced to every worker (the NOTIFY goes out at commit).
 INSERT INTO workflow (key, query, model, instructions, status)
 VALUES (:key, :query, :model, :instructions, 'pending')
 ON CONFLICT (key) DO NOTHING
-RETURNING workflow.*, pg_notify(:work_channel, 'run')
+RETURNING to_jsonb(workflow) AS workflow_row, pg_notify(:work_channel, 'run')
 
 -- name: select_workflow
-SELECT * FROM workflow WHERE key = :key
+SELECT to_jsonb(workflow) AS workflow_row FROM workflow WHERE key = :key
 
 -- name: select_workflows
-SELECT * FROM workflow WHERE key = ANY(:keys)
+SELECT to_jsonb(workflow) AS workflow_row FROM workflow WHERE key = ANY(:keys)
 
 -- name: claim_runs
 -- Lease unfinished runs that nobody holds (or whose holder died) and are due.
@@ -43,7 +46,7 @@ SET status = 'running', lease_owner = :owner,
     lease_expires_at = now() + make_interval(secs => :lease_seconds),
     attempts = w.attempts + 1, started_at = coalesce(w.started_at, now()), updated_at = now()
 FROM claimable WHERE w.key = claimable.key
-RETURNING w.*
+RETURNING to_jsonb(w) AS workflow_row
 
 -- name: retry_run_later
 -- Give the run back, due again after the delay, with the last error recorded.
@@ -103,7 +106,7 @@ WITH runs AS (
 SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM deliveries) AS deliveries
 
 -- name: select_promise
-SELECT * FROM promise WHERE workflow_key = :key AND name = :name
+SELECT to_jsonb(promise) AS promise_row FROM promise WHERE workflow_key = :key AND name = :name
 
 -- name: complete_promise
 SELECT * FROM agent_notify_complete_promise_v1(
@@ -116,7 +119,7 @@ SELECT * FROM agent_notify_subscribe_v1(
     :notify_on_failure, :max_per_workflow, :work_channel)
 
 -- name: select_subscription
-SELECT * FROM subscription WHERE id = :id
+SELECT to_jsonb(subscription) AS subscription_row FROM subscription WHERE id = :id
 
 -- name: claim_deliveries
 -- Lease ready subscriptions that nobody holds (or whose holder died) and are due, each with
@@ -134,7 +137,7 @@ SET lease_owner = :owner, lease_expires_at = now() + make_interval(secs => :leas
     attempts = s.attempts + 1, updated_at = now()
 FROM claimable, promise AS p
 WHERE s.id = claimable.id AND p.workflow_key = s.workflow_key AND p.name = s.promise_name
-RETURNING s.*, p AS promise_row
+RETURNING to_jsonb(s) AS subscription_row, to_jsonb(p) AS promise_row
 
 -- name: mark_sent
 -- Record the acceptance of notifications whose lease `owner` still holds; returns, for each,
@@ -176,22 +179,38 @@ WHERE id IN (
 RETURNING pg_notify(:key_channel, workflow_key || ' ' || id::text)
 
 -- name: workflow_subscriptions
-SELECT * FROM subscription WHERE workflow_key = :key ORDER BY created_at, id
+SELECT to_jsonb(subscription) AS subscription_row FROM subscription
+WHERE workflow_key = :key ORDER BY created_at, id
 
 -- name: list_workflows
--- Newest first. `before` is the (created_at, key) of the previous page's last row, so rows
--- inserted meanwhile never shift a page; key_prefix is compared as plain text (starts_with,
--- not LIKE: '%' and '_' match only themselves).
+-- Newest first. `before_at`/`before_key` are the previous page's last row (NULL: the first
+-- page), so rows inserted meanwhile never shift a page; `key_prefix` ('' for every key) is
+-- compared as plain text (starts_with, not LIKE: '%' and '_' match only themselves). Written
+-- so that a generic plan still walks ix_workflow_created_at_key from the cursor down.
 SELECT key, status, left(query, 200) AS query, model, attempts, left(error, 200) AS error,
        created_at, updated_at, finished_at,
        (SELECT count(*) FROM subscription AS s WHERE s.workflow_key = w.key) AS subscribers,
        (SELECT count(*) FROM subscription AS s
         WHERE s.workflow_key = w.key AND s.status = 'sent') AS notified
 FROM workflow AS w
-WHERE (CAST(:status AS text) IS NULL OR status = :status)
-  AND (CAST(:key_prefix AS text) IS NULL OR starts_with(key, :key_prefix))
-  AND (CAST(:before_at AS timestamptz) IS NULL
-       OR (created_at, key) < (:before_at, CAST(:before_key AS text)))
+WHERE (created_at, key) < (coalesce(CAST(:before_at AS timestamptz), 'infinity'),
+                           coalesce(CAST(:before_key AS text), ''))
+  AND starts_with(key, :key_prefix)
+ORDER BY created_at DESC, key DESC
+LIMIT :limit
+
+-- name: list_workflows_in_state
+-- The same, for one state, on ix_workflow_status_created_at_key.
+SELECT key, status, left(query, 200) AS query, model, attempts, left(error, 200) AS error,
+       created_at, updated_at, finished_at,
+       (SELECT count(*) FROM subscription AS s WHERE s.workflow_key = w.key) AS subscribers,
+       (SELECT count(*) FROM subscription AS s
+        WHERE s.workflow_key = w.key AND s.status = 'sent') AS notified
+FROM workflow AS w
+WHERE status = :status
+  AND (created_at, key) < (coalesce(CAST(:before_at AS timestamptz), 'infinity'),
+                           coalesce(CAST(:before_key AS text), ''))
+  AND starts_with(key, :key_prefix)
 ORDER BY created_at DESC, key DESC
 LIMIT :limit
 

@@ -34,7 +34,8 @@ class Reads:
 
     async def _read_workflows(self, keys: Sequence[str]) -> dict[str, WorkflowRow | None]:
         rows = await self._db.fetch("select_workflows", keys=list(set(keys)))
-        return {row.key: WorkflowRow.of(row) for row in rows}
+        workflows = [WorkflowRow.of(row.workflow_row) for row in rows]
+        return {workflow.key: workflow for workflow in workflows}
 
     async def status(self, key: str) -> WorkflowStatus:
         """The workflow, its agent promise and every subscription, read in one snapshot."""
@@ -44,9 +45,9 @@ class Reads:
             subscriptions = await statements.fetch("workflow_subscriptions", key=key)
         return WorkflowStatus(
             key=key,
-            workflow=None if workflow is None else WorkflowRow.of(workflow),
-            promise=None if promise is None else PromiseRow.of(promise),
-            subscriptions=[SubscriptionRow.of(row) for row in subscriptions],
+            workflow=None if workflow is None else WorkflowRow.of(workflow.workflow_row),
+            promise=None if promise is None else PromiseRow.of(promise.promise_row),
+            subscriptions=[SubscriptionRow.of(row.subscription_row) for row in subscriptions],
         )
 
     async def page(
@@ -58,15 +59,17 @@ class Reads:
         key_prefix: str | None = None,
     ) -> list[WorkflowSummary]:
         """Newest first; `before` is the (created_at, key) of the previous page's last row."""
-        rows = await self._db.fetch(
-            "list_workflows",
-            status=status,
-            key_prefix=key_prefix or None,
-            before_at=None if before is None else before[0],
-            before_key=None if before is None else before[1],
-            limit=limit,
-        )
-        return [WorkflowSummary.of(row) for row in rows]
+        params = {
+            "key_prefix": key_prefix or "",
+            "before_at": None if before is None else before[0],
+            "before_key": None if before is None else before[1],
+            "limit": limit,
+        }
+        if status is None:
+            rows = await self._db.fetch("list_workflows", **params)
+        else:
+            rows = await self._db.fetch("list_workflows_in_state", status=status, **params)
+        return [WorkflowSummary.of(row._mapping) for row in rows]
 
     async def changed_keys(
         self, keys: list[str], *, since: datetime | None

@@ -1,18 +1,21 @@
 """Typed rows: what the data gateway's statements return, as frozen dataclasses.
 
-A row is built from a SQLAlchemy `Row` or from a composite value the SQL functions return (an
-asyncpg `Record`), by field name: columns a statement returns beyond the dataclass's fields are
-ignored, so a new column never breaks an older reader.
+A table's row reaches Python as the JSON object `to_jsonb(row)` makes (queries.sql): a row is
+built from it by field name, timestamps and ids parsed back from their JSON text. Keys beyond
+the dataclass's fields are ignored, so a column a later migration adds never breaks a reader
+that does not know it.
 """
 
 from __future__ import annotations
 
+import functools
+import types
+import typing
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Protocol, Self
-
-from sqlalchemy import Row
+from typing import Any, Self
 
 from app.states import (
     FINISHED_SUBSCRIPTION_STATES,
@@ -23,24 +26,42 @@ from app.states import (
 )
 
 
-class _ByName(Protocol):
-    def __getitem__(self, name: str) -> Any: ...
+def _parse_datetime(value: Any) -> Any:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
-def by_name(source: Row[Any] | _ByName) -> _ByName:
-    """Field access by column name, for a SQLAlchemy Row or an asyncpg Record."""
-    if isinstance(source, Row):
-        return source._mapping
-    return source
+def _parse_uuid(value: Any) -> Any:
+    return uuid.UUID(value) if isinstance(value, str) else value
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _parser(annotation: Any) -> Callable[[Any], Any]:
+    """How a field of this type is read from JSON (text for timestamps and ids)."""
+    members = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else ()
+    kinds = set(members) or {annotation}
+    if datetime in kinds:
+        return _parse_datetime
+    if uuid.UUID in kinds:
+        return _parse_uuid
+    return _identity
+
+
+@functools.cache
+def _parsers(cls: type) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, _parser(hints[f.name])) for f in fields(cls))
 
 
 class _FromColumns:
-    """`of(row)`: the dataclass from a row's columns of the same names."""
+    """`of(row)`: the dataclass from a JSON object (or a row's mapping) of the same names."""
 
     @classmethod
-    def of(cls, source: Row[Any] | _ByName) -> Self:
-        columns = by_name(source)
-        return cls(**{f.name: columns[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+    def of(cls, source: Mapping[Any, Any]) -> Self:
+        parsers = _parsers(typing.cast(type, cls))
+        return cls(**{name: parse(source[name]) for name, parse in parsers})
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +234,6 @@ class IdempotentResponse:
     content_type: str | None
 
 
-def deliveries_of(subscriptions: list[Any] | None, promise: PromiseRow) -> list[Delivery]:
+def deliveries_of(subscriptions: list[Any], promise: PromiseRow) -> list[Delivery]:
     """Deliveries from the subscription rows a SQL function leased, all of one promise."""
-    return [Delivery(SubscriptionRow.of(row), promise) for row in subscriptions or []]
+    return [Delivery(SubscriptionRow.of(row), promise) for row in subscriptions]

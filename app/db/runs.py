@@ -57,12 +57,12 @@ class Runs:
             else:
                 row = await self._db.fetchrow("accept_run_for_any", **values)
             if row is not None:
-                return WorkflowRow.of(row), True
+                return WorkflowRow.of(row.workflow_row), True
             existing = await self._db.fetchrow("select_workflow", key=key)
             if existing is not None:
                 break
             # Deleted between the two statements (a DELETE, retention): insert again.
-        workflow = WorkflowRow.of(existing)
+        workflow = WorkflowRow.of(existing.workflow_row)
         if workflow.input != run:
             raise InputMismatch(workflow)
         return workflow, False
@@ -70,7 +70,7 @@ class Runs:
     async def claim(self, *, limit: int) -> list[WorkflowRow]:
         """Lease unfinished runs that nobody holds (or whose holder died) and are due."""
         rows = await self._db.fetch("claim_runs", limit=limit, **self._bound)
-        return [WorkflowRow.of(row) for row in rows]
+        return [WorkflowRow.of(row.workflow_row) for row in rows]
 
     async def retry_later(self, run: WorkflowRow, *, error: str, delay_seconds: float) -> bool:
         """Give the run back, due again after the delay, with the last error recorded; False

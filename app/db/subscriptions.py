@@ -54,12 +54,15 @@ class Subscriptions:
 
     async def get(self, subscription_id: uuid.UUID) -> SubscriptionRow | None:
         row = await self._db.fetchrow("select_subscription", id=subscription_id)
-        return None if row is None else SubscriptionRow.of(row)
+        return None if row is None else SubscriptionRow.of(row.subscription_row)
 
     async def claim(self, *, limit: int) -> list[Delivery]:
         """Lease ready subscriptions that nobody holds (or whose holder died) and are due."""
         rows = await self._db.fetch("claim_deliveries", limit=limit, **self._bound)
-        return [Delivery(SubscriptionRow.of(row), PromiseRow.of(row.promise_row)) for row in rows]
+        return [
+            Delivery(SubscriptionRow.of(row.subscription_row), PromiseRow.of(row.promise_row))
+            for row in rows
+        ]
 
     async def mark_sent(self, subscription_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, float]:
         """Record notifications as sent: for those whose lease this process still held, the

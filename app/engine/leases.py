@@ -15,6 +15,7 @@ from collections.abc import Callable, Hashable
 
 from app.db.connection import is_outage
 from app.db.runs import Runs
+from app.engine.retry import through_outages
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,12 @@ class LeaseKeeper:
                 if not (isinstance(exc, TimeoutError) or is_outage(exc)):
                     raise
                 logger.warning("cannot renew leases (%s: %s)", type(exc).__name__, exc)
+
+    async def renew_now(self) -> None:
+        """Renew at once, waiting out a database outage for up to one renewal interval (after
+        the LISTEN connection comes back: the pool's connections may be dead too)."""
+        async with asyncio.timeout(self.interval):
+            await through_outages(self.renew, what="renew this process's leases")
 
     async def renew(self) -> None:
         """Renew now, if this process holds anything."""

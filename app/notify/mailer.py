@@ -139,7 +139,11 @@ class OutboxMailer:
         self.description = f"outbox folder {outbox_dir}"
 
     async def send(self, message: EmailMessage, *, recipient: str) -> None:
-        await asyncio.to_thread(self._write, message)
+        try:
+            await asyncio.to_thread(self._write, message)
+        except OSError as exc:
+            # A full disk, a read-only or missing volume: worth another attempt later.
+            raise TransientError(f"cannot write to the outbox {self._dir}: {exc}") from exc
 
     async def close(self) -> None:
         pass

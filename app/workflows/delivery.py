@@ -99,20 +99,18 @@ class DeliveryWorker(Worker[Delivery]):
             await self.recover(item, str(exc))
         else:
             self._metrics.smtp_seconds.labels("ok").observe(time.perf_counter() - started)
-            what = f"record email {notification.message_id} as sent"
-            try:
-                waited = await through_outages(
-                    lambda: self._sent.submit(subscription_id), what=what
-                )
-            except Exception:
-                # The batch's statement failed for a reason other than an outage (it may be
-                # another item's): record this one alone rather than send the email again.
-                logger.exception("cannot %s in a batch; recording it alone", what)
-                recorded = await through_outages(
-                    lambda: self._store.subscriptions.mark_sent([subscription_id]), what=what
-                )
-                waited = recorded.get(subscription_id)
             self._metrics.emails.labels("sent").inc()
+            try:
+                waited = await self._record_sent(item)
+            except Exception:
+                # Sent, but not recorded: never "failed". The lease lapses and the email is sent
+                # again with the same Message-ID, which receivers de-duplicate.
+                logger.exception(
+                    "email %s was sent but cannot be recorded; it will be sent again",
+                    notification.message_id,
+                    extra=self.log_fields(item),
+                )
+                return
             if waited is None:
                 logger.warning(
                     "email %s was sent after its lease passed to another process",
@@ -122,6 +120,21 @@ class DeliveryWorker(Worker[Delivery]):
             else:
                 self._metrics.ready_to_sent_seconds.observe(waited)
             self._listener.wake(notification.workflow_key, str(subscription_id))
+
+    async def _record_sent(self, item: Delivery) -> float | None:
+        """Seconds since the subscription became ready; None if its lease was lost."""
+        subscription_id = item.subscription_id
+        what = f"record email {item.subscription.message_id} as sent"
+        try:
+            return await through_outages(lambda: self._sent.submit(subscription_id), what=what)
+        except Exception:
+            # The batch's statement failed for a reason other than an outage (it may be
+            # another item's): record this one alone rather than send the email again.
+            logger.exception("cannot %s in a batch; recording it alone", what)
+            recorded = await through_outages(
+                lambda: self._store.subscriptions.mark_sent([subscription_id]), what=what
+            )
+            return recorded.get(subscription_id)
 
     async def retry_later(self, item: Delivery, error: str, delay_seconds: float) -> bool:
         self._metrics.emails.labels("retried").inc()

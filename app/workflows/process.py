@@ -158,7 +158,7 @@ class ServiceProcess:
         )
         # Leases first, then wake-ups: after a long disconnection this process's leases may
         # have lapsed, and its own workers must not be the ones to grab them back twice.
-        listener.on_connected(lease_keeper.renew)
+        listener.on_connected(lease_keeper.renew_now)
         listener.on_reconnected(self.metrics.listener_reconnects.inc)
         listener.on_work(self.runner.wake)
         listener.on_work(self.delivery.wake)

@@ -12,8 +12,9 @@ and new replicas against one schema. (0004's and 0005's unversioned functions ar
 by replicas of the release before this one; a later migration drops them.)
 
 Lock order, in every function: the promise row, then the workflow row, then subscriptions.
-Functions return whole rows as the table's composite type, so a new column reaches the caller
-without a new function version.
+Functions return rows as jsonb (`to_jsonb(row)`): a column added by a later migration reaches
+the callers that know it and is ignored by the others, with no new function version and nothing
+for a client's cached statements or type codecs to trip over.
 
 Revision ID: 0006
 Revises: 0005
@@ -132,7 +133,7 @@ CREATE FUNCTION agent_notify_complete_run_v1(
     p_promise text,
     p_key_channel text,
     p_work_channel text
-) RETURNS TABLE (workflow_row workflow, promise_row promise, deliveries subscription[])
+) RETURNS TABLE (workflow_row jsonb, promise_row jsonb, deliveries jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
     done workflow;
@@ -162,13 +163,12 @@ BEGIN
     END IF;
     PERFORM pg_notify(p_key_channel, p_key);
     RETURN QUERY SELECT
-        done, completed,
-        ARRAY(
-            SELECT r FROM agent_notify_release_waiting_v1(
-                p_key, p_promise, completed.state = 'rejected', p_owner, p_room,
-                p_lease_seconds, p_notify_on_failure, p_work_channel
-            ) AS r
-        );
+        to_jsonb(done), to_jsonb(completed),
+        (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at, r.id), '[]')
+         FROM agent_notify_release_waiting_v1(
+             p_key, p_promise, completed.state = 'rejected', p_owner, p_room,
+             p_lease_seconds, p_notify_on_failure, p_work_channel
+         ) AS r);
 END
 $$
 """
@@ -189,7 +189,7 @@ CREATE FUNCTION agent_notify_complete_promise_v1(
     p_notify_on_failure boolean,
     p_key_channel text,
     p_work_channel text
-) RETURNS TABLE (promise_row promise, changed boolean, deliveries subscription[])
+) RETURNS TABLE (promise_row jsonb, changed boolean, deliveries jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
     current promise;
@@ -199,8 +199,13 @@ BEGIN
         RETURN;
     END IF;
     current := agent_notify_lock_promise_v1(p_key, p_name, true);
+    -- Deleted since the check above (its promise rows were locked first): undo the insert.
+    PERFORM 1 FROM workflow AS w WHERE w.key = p_key FOR KEY SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no workflow %', p_key USING ERRCODE = 'AN404';
+    END IF;
     IF current.state <> 'pending' THEN
-        RETURN QUERY SELECT current, false, '{}'::subscription[];
+        RETURN QUERY SELECT to_jsonb(current), false, '[]'::jsonb;
         RETURN;
     END IF;
     UPDATE promise AS p
@@ -211,13 +216,12 @@ BEGIN
     RETURNING p.* INTO current;
     PERFORM pg_notify(p_key_channel, p_key);
     RETURN QUERY SELECT
-        current, true,
-        ARRAY(
-            SELECT r FROM agent_notify_release_waiting_v1(
-                p_key, p_name, p_error IS NOT NULL, p_deliver_to, p_room, p_lease_seconds,
-                p_notify_on_failure, p_work_channel
-            ) AS r
-        );
+        to_jsonb(current), true,
+        (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at, r.id), '[]')
+         FROM agent_notify_release_waiting_v1(
+             p_key, p_name, p_error IS NOT NULL, p_deliver_to, p_room, p_lease_seconds,
+             p_notify_on_failure, p_work_channel
+         ) AS r);
 END
 $$
 """
@@ -236,9 +240,7 @@ CREATE FUNCTION agent_notify_cancel_v1(
     p_promise text,
     p_key_channel text,
     p_work_channel text
-) RETURNS TABLE (
-    workflow_row workflow, cancelled boolean, promise_row promise, deliveries subscription[]
-)
+) RETURNS TABLE (workflow_row jsonb, cancelled boolean, promise_row jsonb, deliveries jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
     current workflow;
@@ -249,7 +251,7 @@ BEGIN
         RETURN;
     END IF;
     IF current.status NOT IN ('pending', 'running') THEN
-        RETURN QUERY SELECT current, false, NULL::promise, '{}'::subscription[];
+        RETURN QUERY SELECT to_jsonb(current), false, NULL::jsonb, '[]'::jsonb;
         RETURN;
     END IF;
     PERFORM agent_notify_lock_promise_v1(p_key, p_promise, true);
@@ -261,22 +263,27 @@ BEGIN
     IF NOT FOUND THEN
         -- It finished meanwhile (its run held the promise lock first).
         SELECT * INTO current FROM workflow AS w WHERE w.key = p_key;
-        RETURN QUERY SELECT current, false, NULL::promise, '{}'::subscription[];
+        RETURN QUERY SELECT to_jsonb(current), false, NULL::jsonb, '[]'::jsonb;
         RETURN;
     END IF;
     UPDATE promise AS p
     SET state = 'rejected', value = NULL, error = p_reason, completed_at = now()
     WHERE p.workflow_key = p_key AND p.name = p_promise AND p.state = 'pending'
     RETURNING p.* INTO rejected;
+    IF NOT FOUND THEN
+        -- Completed already (a run completes its promise and its workflow in one statement,
+        -- so only by hand): its subscribers were released then.
+        SELECT * INTO rejected FROM promise AS p
+        WHERE p.workflow_key = p_key AND p.name = p_promise;
+    END IF;
     PERFORM pg_notify(p_key_channel, p_key);
     RETURN QUERY SELECT
-        current, true, rejected,
-        ARRAY(
-            SELECT r FROM agent_notify_release_waiting_v1(
-                p_key, p_promise, true, p_deliver_to, p_room, p_lease_seconds,
-                p_notify_on_failure, p_work_channel
-            ) AS r
-        );
+        to_jsonb(current), true, to_jsonb(rejected),
+        (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at, r.id), '[]')
+         FROM agent_notify_release_waiting_v1(
+             p_key, p_promise, rejected.state = 'rejected', p_deliver_to, p_room,
+             p_lease_seconds, p_notify_on_failure, p_work_channel
+         ) AS r);
 END
 $$
 """
@@ -301,9 +308,7 @@ CREATE FUNCTION agent_notify_subscribe_v1(
     p_notify_on_failure boolean,
     p_max integer,
     p_work_channel text
-) RETURNS TABLE (
-    subscription_row subscription, created boolean, leased boolean, promise_row promise
-)
+) RETURNS TABLE (subscription_row jsonb, created boolean, leased boolean, promise_row jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
     promised promise;
@@ -345,13 +350,13 @@ BEGIN
         IF NOT FOUND THEN
             RETURN;
         END IF;
-        RETURN QUERY SELECT subscribed, false, false, promised;
+        RETURN QUERY SELECT to_jsonb(subscribed), false, false, to_jsonb(promised);
         RETURN;
     END IF;
     IF new_status = 'ready' AND owner IS NULL THEN
         PERFORM pg_notify(p_work_channel, 'delivery');
     END IF;
-    RETURN QUERY SELECT subscribed, true, owner IS NOT NULL, promised;
+    RETURN QUERY SELECT to_jsonb(subscribed), true, owner IS NOT NULL, to_jsonb(promised);
 END
 $$
 """
@@ -361,14 +366,17 @@ DELETE_WORKFLOW = r"""
 -- again. outcome: 'deleted' (with the row), 'busy' (not finished, or a notification still on
 -- its way: nothing deleted), or 'unknown'.
 CREATE FUNCTION agent_notify_delete_workflow_v1(p_key text, p_key_channel text)
-RETURNS TABLE (outcome text, workflow_row workflow)
+RETURNS TABLE (outcome text, workflow_row jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
     gone workflow;
+    locked text[];
 BEGIN
     -- Promise rows first, as everywhere: a subscriber waiting on one is not lost to the
     -- cascade, and the checks below see every subscription committed before.
-    PERFORM 1 FROM promise AS p WHERE p.workflow_key = p_key FOR UPDATE;
+    SELECT array_agg(p.name) INTO locked FROM (
+        SELECT p.name FROM promise AS p WHERE p.workflow_key = p_key FOR UPDATE
+    ) AS p;
     DELETE FROM workflow AS w
     WHERE w.key = p_key AND w.status IN ('succeeded', 'failed', 'cancelled')
       AND NOT EXISTS (
@@ -378,13 +386,14 @@ BEGIN
     RETURNING w.* INTO gone;
     IF NOT FOUND THEN
         PERFORM 1 FROM workflow AS w WHERE w.key = p_key;
-        RETURN QUERY SELECT CASE WHEN FOUND THEN 'busy' ELSE 'unknown' END, NULL::workflow;
+        RETURN QUERY SELECT CASE WHEN FOUND THEN 'busy' ELSE 'unknown' END, NULL::jsonb;
         RETURN;
     END IF;
-    -- Subscriptions go with their promise (ON DELETE CASCADE).
-    DELETE FROM promise AS p WHERE p.workflow_key = p_key;
+    -- Subscriptions go with their promise (ON DELETE CASCADE). Only the promises locked above:
+    -- one created meanwhile stays, with its subscriber, for the key's next run.
+    DELETE FROM promise AS p WHERE p.workflow_key = p_key AND p.name = ANY(locked);
     PERFORM pg_notify(p_key_channel, p_key);
-    RETURN QUERY SELECT 'deleted', gone;
+    RETURN QUERY SELECT 'deleted', to_jsonb(gone);
 END
 $$
 """

@@ -225,3 +225,30 @@ async def test_aiohttp_openai_errors_are_sorted_by_their_real_status(fake_llm: F
     hasty = Agent(ModelClient(settings.model_copy(update={"agent_timeout_seconds": 0.5})))
     with pytest.raises(TransientError, match=r"no answer within 0\.5 s"):
         await hasty.answer("slow", model=None, instructions=None)
+
+
+async def test_an_email_sent_but_not_recorded_is_sent_again_not_failed(
+    start_app: Callable[..., Awaitable[RunningApp]], inbox: Inbox
+) -> None:
+    """Recording `sent` fails for a reason that is not an outage: the subscription is not
+    marked failed (the email went out); its lease lapses and the email goes again, with the
+    same Message-ID."""
+    app = await start_app(lease_seconds=1.0, poll_interval_seconds=0.2)
+    subscriptions = app.app.state.process.store.subscriptions
+    mark_sent = subscriptions.mark_sent
+    failures = [RuntimeError("a bug in recording")] * 2  # the batch, then the single retry
+
+    async def failing_once(ids: object) -> object:
+        if failures:
+            raise failures.pop()
+        return await mark_sent(ids)
+
+    subscriptions.mark_sent = failing_once
+    await app.client.post("/workflows/rec/run", json="q")
+    await app.client.post("/workflows/rec/on_notify/send", json="a@example.com")
+    status = await until_workflow(
+        app.client, "rec", lambda s: s["subscriptions"][0]["status"] == "sent", timeout=20
+    )
+    first, again = await inbox.wait_for(2)
+    assert first["Message-ID"] == again["Message-ID"] == status["subscriptions"][0]["message_id"]
+    assert status["subscriptions"][0]["attempts"] == 2

@@ -443,3 +443,44 @@ async def test_lease_renewal_goes_through_when_every_ordinary_connection_is_take
         assert sum(isinstance(result, WorkflowRow) for result in created) == 1
     finally:
         await blocker.close()
+
+
+async def test_a_statement_waits_for_a_connection_no_longer_than_the_pool_would(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """All of the ordinary connections held (a database that hangs rather than refuses): the
+    next statement fails as an outage after the wait, instead of queueing for ever."""
+    engine = Database.connect(database_url, connections=1).engine
+    database = Database(engine, connections=1, wait_seconds=0.3)
+    store = store_of(database)
+    blocker = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute(
+            "INSERT INTO workflow (key, query, status) VALUES ('held', 'q', 'pending')"
+        )
+        holding = asyncio.ensure_future(accept(store, "held"))
+        await until_blocked(db, 1)
+        with pytest.raises(DATABASE_ERRORS) as waited:
+            await store.reads.schema_revision()
+        assert is_outage(waited.value)
+        await transaction.rollback()
+        await holding
+    finally:
+        await blocker.close()
+        await database.close()
+
+
+async def test_the_cancel_of_a_run_whose_promise_completed_already_returns_it(
+    store: Store, db: asyncpg.Connection
+) -> None:
+    await accept(store, "k")
+    await db.execute(
+        "INSERT INTO promise (workflow_key, name, state, value) "
+        "VALUES ('k', 'agent_response', 'resolved', '\"by hand\"')"
+    )
+    cancellation = await store.runs.cancel("k", room=1)
+    assert cancellation.cancelled
+    assert cancellation.workflow.status == "cancelled"
+    assert cancellation.deliveries == []
