@@ -1,8 +1,15 @@
 """The one connector: every statement the service runs is named in queries.sql and runs here.
 
-Statements run through SQLAlchemy Core (`text()`, the engine's pool, the asyncpg driver). One
-outside a transaction runs in autocommit: it is its own transaction, with no BEGIN and COMMIT
-round trips. `transaction()` groups statements that must see one snapshot.
+Statements are loaded once, compiled by SQLAlchemy to the driver's positional form, and run on
+the asyncpg connections of the engine's pool (`AsyncConnection.get_raw_connection()`). The pool,
+its connection set-up (the jsonb codec, the application name) and its accounting stay
+SQLAlchemy's; each statement skips the execution layer it does not need. One outside a
+transaction runs in autocommit: it is its own transaction, with no BEGIN and COMMIT round
+trips. `transaction()` groups statements that must see one snapshot.
+
+A connection that fails other than with an SQL error (cancelled, timed out, broken) is closed,
+never reused; an outage (a Postgres restart) replaces the pool, so the connections made before
+it fail no further statement.
 
 The pool holds one connection more than ordinary callers may take at once: the urgent lane
 (`Database.urgent`) always finds it free, so lease renewals never queue behind a burst of
@@ -14,21 +21,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from sqlalchemy import Row, TextClause, text
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.db.connection import POOL_TIMEOUT_SECONDS, create_engine
+from app.db.connection import POOL_TIMEOUT_SECONDS, create_engine, is_outage
 
 QUERIES_FILE = Path(__file__).with_name("queries.sql")
 _NAME_LINE = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
 
-Isolation = Literal["READ COMMITTED", "REPEATABLE READ"]
+Isolation = Literal["read_committed", "repeatable_read"]
+
+
+class Record(Protocol):
+    """A row as the driver returns it (asyncpg's Record): values by column name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 def load_queries(source: str) -> dict[str, str]:
@@ -43,11 +58,34 @@ def load_queries(source: str) -> dict[str, str]:
     return queries
 
 
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A named statement in the driver's form: `$n` placeholders, and the names they stand for."""
+
+    name: str
+    sql: str
+    parameters: tuple[str, ...]
+
+    @classmethod
+    def compile(cls, name: str, sql: str) -> Statement:
+        compiled = text(sql).compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+        return cls(name, compiled.string, tuple(compiled.positiontup or ()))
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        """The positional arguments from named ones (extra names are ignored)."""
+        try:
+            return [params[name] for name in self.parameters]
+        except KeyError as exc:
+            raise TypeError(f"statement {self.name!r} needs a value for {exc}") from None
+
+
 QUERIES: Mapping[str, str] = load_queries(QUERIES_FILE.read_text(encoding="utf-8"))
-_STATEMENTS: dict[str, TextClause] = {name: text(sql) for name, sql in QUERIES.items()}
+_STATEMENTS: dict[str, Statement] = {
+    name: Statement.compile(name, sql) for name, sql in QUERIES.items()
+}
 
 
-def statement(name: str) -> TextClause:
+def statement(name: str) -> Statement:
     try:
         return _STATEMENTS[name]
     except KeyError:
@@ -55,27 +93,32 @@ def statement(name: str) -> TextClause:
 
 
 class Statements:
-    """Running named statements on one connection; the rows are SQLAlchemy `Row`s."""
+    """Running named statements on one driver connection; rows are asyncpg Records."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: asyncpg.Connection) -> None:
         self._connection = connection
 
-    async def fetch(self, query: str, /, **params: Any) -> Sequence[Row[Any]]:
-        result = await self._connection.execute(statement(query), params)
-        return result.all()
+    async def fetch(self, query: str, /, **params: Any) -> list[Record]:
+        named = statement(query)
+        rows: list[Record] = await self._connection.fetch(named.sql, *named.arguments(params))
+        return rows
 
-    async def fetchrow(self, query: str, /, **params: Any) -> Row[Any] | None:
-        result = await self._connection.execute(statement(query), params)
-        return result.one_or_none()
+    async def fetchrow(self, query: str, /, **params: Any) -> Record | None:
+        named = statement(query)
+        row: Record | None = await self._connection.fetchrow(named.sql, *named.arguments(params))
+        return row
 
     async def fetchval(self, query: str, /, **params: Any) -> Any:
-        result = await self._connection.execute(statement(query), params)
-        return result.scalar()
+        named = statement(query)
+        return await self._connection.fetchval(named.sql, *named.arguments(params))
 
     async def execute(self, query: str, /, **params: Any) -> int:
         """Run a statement that returns no rows; how many rows it changed."""
-        result = await self._connection.execute(statement(query), params)
-        return result.rowcount
+        named = statement(query)
+        status: str = await self._connection.execute(named.sql, *named.arguments(params))
+        # asyncpg answers the command tag: "UPDATE 3", "DELETE 0", "INSERT 0 1".
+        count = status.rpartition(" ")[2]
+        return int(count) if count.isdigit() else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +135,16 @@ class _Lane:
         if self.limit is None:
             yield
             return
-        try:
-            async with asyncio.timeout(self.timeout_seconds):
-                await self.limit.acquire()
-        except TimeoutError:
-            raise PoolTimeoutError(
-                f"no database connection free within {self.timeout_seconds:g} s"
-            ) from None
+        if self.limit.locked():
+            try:
+                async with asyncio.timeout(self.timeout_seconds):
+                    await self.limit.acquire()
+            except TimeoutError:
+                raise PoolTimeoutError(
+                    f"no database connection free within {self.timeout_seconds:g} s"
+                ) from None
+        else:
+            await self.limit.acquire()
         try:
             yield
         finally:
@@ -117,7 +163,6 @@ class Database:
         wait_seconds: float = POOL_TIMEOUT_SECONDS,
     ) -> None:
         self._engine = engine
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._lane = _Lane(asyncio.Semaphore(connections), wait_seconds)
         self._connections = connections
 
@@ -141,34 +186,53 @@ class Database:
         """Close every pooled connection (at shutdown)."""
         await self._engine.dispose()
 
-    async def fetch(self, query: str, /, **params: Any) -> Sequence[Row[Any]]:
-        async with self._single() as statements:
+    async def fetch(self, query: str, /, **params: Any) -> list[Record]:
+        async with self._statements() as statements:
             return await statements.fetch(query, **params)
 
-    async def fetchrow(self, query: str, /, **params: Any) -> Row[Any] | None:
-        async with self._single() as statements:
+    async def fetchrow(self, query: str, /, **params: Any) -> Record | None:
+        async with self._statements() as statements:
             return await statements.fetchrow(query, **params)
 
     async def fetchval(self, query: str, /, **params: Any) -> Any:
-        async with self._single() as statements:
+        async with self._statements() as statements:
             return await statements.fetchval(query, **params)
 
     async def execute(self, query: str, /, **params: Any) -> int:
-        async with self._single() as statements:
+        async with self._statements() as statements:
             return await statements.execute(query, **params)
 
     @contextlib.asynccontextmanager
     async def transaction(
-        self, *, isolation: Isolation = "READ COMMITTED"
+        self, *, isolation: Isolation = "read_committed"
     ) -> AsyncIterator[Statements]:
         """Statements in one transaction, committed at the end (rolled back on an error)."""
-        async with self._lane.turn(), self._engine.connect() as connection:
-            if isolation != "READ COMMITTED":
-                await connection.execution_options(isolation_level=isolation)
-            async with connection.begin():
-                yield Statements(connection)
+        async with self._driver() as driver, driver.transaction(isolation=isolation):
+            yield Statements(driver)
 
     @contextlib.asynccontextmanager
-    async def _single(self) -> AsyncIterator[Statements]:
-        async with self._lane.turn(), self._autocommit.connect() as connection:
-            yield Statements(connection)
+    async def _statements(self) -> AsyncIterator[Statements]:
+        async with self._driver() as driver:
+            yield Statements(driver)
+
+    @contextlib.asynccontextmanager
+    async def _driver(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of the pool, as the driver's own."""
+        async with self._lane.turn(), self._engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            try:
+                yield raw.driver_connection
+            except BaseException as exc:
+                await self._discard(connection, exc)
+                raise
+
+    async def _discard(self, connection: AsyncConnection, exc: BaseException) -> None:
+        """After a failure: an SQL error leaves the connection fine; anything else (cancelled,
+        timed out, broken) closes it; an outage also replaces the pool (its other connections
+        were made before it, and are as dead)."""
+        if isinstance(exc, asyncpg.PostgresError) and not is_outage(exc):
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.shield(connection.invalidate(exc if isinstance(exc, Exception) else None))
+        if is_outage(exc):
+            await self._engine.dispose(close=False)

@@ -22,10 +22,10 @@ class IdempotencyKeys:
             if row is not None:
                 break
             # A first use committed after the statement began: read it again.
-        if row.claimed:
+        if row["claimed"]:
             return None
         return IdempotentResponse(
-            row.fingerprint, row.status_code, row.response_body, row.content_type
+            row["fingerprint"], row["status_code"], row["response_body"], row["content_type"]
         )
 
     async def finish(

@@ -21,7 +21,7 @@ class Promises:
 
     async def get(self, key: str, name: str) -> PromiseRow | None:
         row = await self._db.fetchrow("select_promise", key=key, name=name)
-        return None if row is None else PromiseRow.of(row.promise_row)
+        return None if row is None else PromiseRow.of(row["promise_row"])
 
     async def complete(
         self, key: str, name: str, *, value: object = None, error: str | None = None, room: int
@@ -45,5 +45,5 @@ class Promises:
             raise
         if row is None:
             raise UnknownWorkflow(key)
-        promise = PromiseRow.of(row.promise_row)
-        return PromiseCompletion(promise, row.changed, deliveries_of(row.deliveries, promise))
+        promise = PromiseRow.of(row["promise_row"])
+        return PromiseCompletion(promise, row["changed"], deliveries_of(row["deliveries"], promise))

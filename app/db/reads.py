@@ -34,20 +34,20 @@ class Reads:
 
     async def _read_workflows(self, keys: Sequence[str]) -> dict[str, WorkflowRow | None]:
         rows = await self._db.fetch("select_workflows", keys=list(set(keys)))
-        workflows = [WorkflowRow.of(row.workflow_row) for row in rows]
+        workflows = [WorkflowRow.of(row["workflow_row"]) for row in rows]
         return {workflow.key: workflow for workflow in workflows}
 
     async def status(self, key: str) -> WorkflowStatus:
         """The workflow, its agent promise and every subscription, read in one snapshot."""
-        async with self._db.transaction(isolation="REPEATABLE READ") as statements:
+        async with self._db.transaction(isolation="repeatable_read") as statements:
             workflow = await statements.fetchrow("select_workflow", key=key)
             promise = await statements.fetchrow("select_promise", key=key, name=AGENT_PROMISE)
             subscriptions = await statements.fetch("workflow_subscriptions", key=key)
         return WorkflowStatus(
             key=key,
-            workflow=None if workflow is None else WorkflowRow.of(workflow.workflow_row),
-            promise=None if promise is None else PromiseRow.of(promise.promise_row),
-            subscriptions=[SubscriptionRow.of(row.subscription_row) for row in subscriptions],
+            workflow=None if workflow is None else WorkflowRow.of(workflow["workflow_row"]),
+            promise=None if promise is None else PromiseRow.of(promise["promise_row"]),
+            subscriptions=[SubscriptionRow.of(row["subscription_row"]) for row in subscriptions],
         )
 
     async def page(
@@ -69,7 +69,7 @@ class Reads:
             rows = await self._db.fetch("list_workflows", **params)
         else:
             rows = await self._db.fetch("list_workflows_in_state", status=status, **params)
-        return [WorkflowSummary.of(row._mapping) for row in rows]
+        return [WorkflowSummary.of(row) for row in rows]
 
     async def changed_keys(
         self, keys: list[str], *, since: datetime | None
@@ -78,13 +78,13 @@ class Reads:
         when None), and the database's clock now, for the next call."""
         row = await self._db.fetchrow("changed_keys", keys=keys, since=since)
         assert row is not None
-        return set(row.changed), row.now
+        return set(row["changed"]), row["now"]
 
     async def state_counts(self) -> StateCounts:
         """Rows by state, and work that is due with nobody holding it (for /metrics)."""
         counts = StateCounts()
         for row in await self._db.fetch("state_counts"):
-            getattr(counts, row.family)[row.status] = row.n
+            getattr(counts, row["family"])[row["status"]] = row["n"]
         return counts
 
     async def schema_revision(self) -> str | None:

@@ -12,10 +12,10 @@ import functools
 import types
 import typing
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from app.states import (
     FINISHED_SUBSCRIPTION_STATES,
@@ -24,6 +24,12 @@ from app.states import (
     SubscriptionState,
     WorkflowState,
 )
+
+
+class _Columns(Protocol):
+    """A JSON object, or a row (asyncpg Record): values by column name."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
 
 
 def _parse_datetime(value: Any) -> Any:
@@ -59,7 +65,7 @@ class _FromColumns:
     """`of(row)`: the dataclass from a JSON object (or a row's mapping) of the same names."""
 
     @classmethod
-    def of(cls, source: Mapping[Any, Any]) -> Self:
+    def of(cls, source: _Columns) -> Self:
         parsers = _parsers(typing.cast(type, cls))
         return cls(**{name: parse(source[name]) for name, parse in parsers})
 

@@ -57,12 +57,12 @@ class Runs:
             else:
                 row = await self._db.fetchrow("accept_run_for_any", **values)
             if row is not None:
-                return WorkflowRow.of(row.workflow_row), True
+                return WorkflowRow.of(row["workflow_row"]), True
             existing = await self._db.fetchrow("select_workflow", key=key)
             if existing is not None:
                 break
             # Deleted between the two statements (a DELETE, retention): insert again.
-        workflow = WorkflowRow.of(existing.workflow_row)
+        workflow = WorkflowRow.of(existing["workflow_row"])
         if workflow.input != run:
             raise InputMismatch(workflow)
         return workflow, False
@@ -70,7 +70,7 @@ class Runs:
     async def claim(self, *, limit: int) -> list[WorkflowRow]:
         """Lease unfinished runs that nobody holds (or whose holder died) and are due."""
         rows = await self._db.fetch("claim_runs", limit=limit, **self._bound)
-        return [WorkflowRow.of(row.workflow_row) for row in rows]
+        return [WorkflowRow.of(row["workflow_row"]) for row in rows]
 
     async def retry_later(self, run: WorkflowRow, *, error: str, delay_seconds: float) -> bool:
         """Give the run back, due again after the delay, with the last error recorded; False
@@ -108,9 +108,9 @@ class Runs:
                 return None
             raise
         assert row is not None  # the function returns one row or raises
-        promise = PromiseRow.of(row.promise_row)
+        promise = PromiseRow.of(row["promise_row"])
         return RunCompletion(
-            WorkflowRow.of(row.workflow_row), deliveries_of(row.deliveries, promise)
+            WorkflowRow.of(row["workflow_row"]), deliveries_of(row["deliveries"], promise)
         )
 
     async def cancel(self, key: str, *, room: int) -> Cancellation:
@@ -122,12 +122,12 @@ class Runs:
         )
         if row is None:
             raise UnknownWorkflow(key)
-        workflow = WorkflowRow.of(row.workflow_row)
-        if not row.cancelled:
+        workflow = WorkflowRow.of(row["workflow_row"])
+        if not row["cancelled"]:
             return Cancellation(workflow, cancelled=False, deliveries=[])
-        promise = PromiseRow.of(row.promise_row)
+        promise = PromiseRow.of(row["promise_row"])
         return Cancellation(
-            workflow, cancelled=True, deliveries=deliveries_of(row.deliveries, promise)
+            workflow, cancelled=True, deliveries=deliveries_of(row["deliveries"], promise)
         )
 
     async def delete(self, key: str) -> WorkflowRow | None:
@@ -136,11 +136,11 @@ class Runs:
         still on their way (nothing is deleted then); UnknownWorkflow if there is none."""
         row = await self._db.fetchrow("delete_workflow", key=key, **self._bound)
         assert row is not None
-        if row.outcome == "unknown":
+        if row["outcome"] == "unknown":
             raise UnknownWorkflow(key)
-        if row.outcome == "busy":
+        if row["outcome"] == "busy":
             return None
-        return WorkflowRow.of(row.workflow_row)
+        return WorkflowRow.of(row["workflow_row"])
 
     async def purge(self, *, retention_seconds: float, limit: int = 500) -> int:
         """Retention: delete up to `limit` keys finished longer ago than the retention (and
@@ -173,7 +173,7 @@ class Runs:
             **self._bound,
         )
         assert row is not None
-        return row.runs, row.deliveries
+        return row["runs"], row["deliveries"]
 
     @property
     def scope(self) -> Scope:

@@ -46,21 +46,21 @@ class Subscriptions:
         )
         if row is None:
             raise TooManySubscriptions(key)
-        subscription = SubscriptionRow.of(row.subscription_row)
+        subscription = SubscriptionRow.of(row["subscription_row"])
         delivery = None
-        if row.leased:
-            delivery = Delivery(subscription, PromiseRow.of(row.promise_row))
-        return Subscribed(subscription, created=row.created, delivery=delivery)
+        if row["leased"]:
+            delivery = Delivery(subscription, PromiseRow.of(row["promise_row"]))
+        return Subscribed(subscription, created=row["created"], delivery=delivery)
 
     async def get(self, subscription_id: uuid.UUID) -> SubscriptionRow | None:
         row = await self._db.fetchrow("select_subscription", id=subscription_id)
-        return None if row is None else SubscriptionRow.of(row.subscription_row)
+        return None if row is None else SubscriptionRow.of(row["subscription_row"])
 
     async def claim(self, *, limit: int) -> list[Delivery]:
         """Lease ready subscriptions that nobody holds (or whose holder died) and are due."""
         rows = await self._db.fetch("claim_deliveries", limit=limit, **self._bound)
         return [
-            Delivery(SubscriptionRow.of(row.subscription_row), PromiseRow.of(row.promise_row))
+            Delivery(SubscriptionRow.of(row["subscription_row"]), PromiseRow.of(row["promise_row"]))
             for row in rows
         ]
 
@@ -68,7 +68,7 @@ class Subscriptions:
         """Record notifications as sent: for those whose lease this process still held, the
         seconds since each became ready."""
         rows = await self._db.fetch("mark_sent", ids=list(subscription_ids), **self._bound)
-        return {row.id: row.waited for row in rows}
+        return {row["id"]: row["waited"] for row in rows}
 
     async def fail(self, subscription_id: uuid.UUID, *, error: str) -> bool:
         """Give up on a subscription, with the reason; False if the lease was lost."""
