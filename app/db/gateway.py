@@ -125,29 +125,27 @@ class Statements:
 class _Lane:
     """Who may take a connection now: ordinary callers share a bounded number of them, and
     wait for one at most as long as the pool would make them wait (then PoolTimeoutError, a
-    database outage to every caller)."""
+    database outage to every caller). The urgent lane has no limit."""
 
     limit: asyncio.Semaphore | None
     timeout_seconds: float = 0.0
 
-    @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
+    async def enter(self) -> None:
         if self.limit is None:
-            yield
             return
-        if self.limit.locked():
-            try:
-                async with asyncio.timeout(self.timeout_seconds):
-                    await self.limit.acquire()
-            except TimeoutError:
-                raise PoolTimeoutError(
-                    f"no database connection free within {self.timeout_seconds:g} s"
-                ) from None
-        else:
+        if not self.limit.locked():
             await self.limit.acquire()
+            return
         try:
-            yield
-        finally:
+            async with asyncio.timeout(self.timeout_seconds):
+                await self.limit.acquire()
+        except TimeoutError:
+            raise PoolTimeoutError(
+                f"no database connection free within {self.timeout_seconds:g} s"
+            ) from None
+
+    def leave(self) -> None:
+        if self.limit is not None:
             self.limit.release()
 
 
@@ -187,20 +185,20 @@ class Database:
         await self._engine.dispose()
 
     async def fetch(self, query: str, /, **params: Any) -> list[Record]:
-        async with self._statements() as statements:
-            return await statements.fetch(query, **params)
+        async with self._driver() as driver:
+            return await Statements(driver).fetch(query, **params)
 
     async def fetchrow(self, query: str, /, **params: Any) -> Record | None:
-        async with self._statements() as statements:
-            return await statements.fetchrow(query, **params)
+        async with self._driver() as driver:
+            return await Statements(driver).fetchrow(query, **params)
 
     async def fetchval(self, query: str, /, **params: Any) -> Any:
-        async with self._statements() as statements:
-            return await statements.fetchval(query, **params)
+        async with self._driver() as driver:
+            return await Statements(driver).fetchval(query, **params)
 
     async def execute(self, query: str, /, **params: Any) -> int:
-        async with self._statements() as statements:
-            return await statements.execute(query, **params)
+        async with self._driver() as driver:
+            return await Statements(driver).execute(query, **params)
 
     @contextlib.asynccontextmanager
     async def transaction(
@@ -211,20 +209,19 @@ class Database:
             yield Statements(driver)
 
     @contextlib.asynccontextmanager
-    async def _statements(self) -> AsyncIterator[Statements]:
-        async with self._driver() as driver:
-            yield Statements(driver)
-
-    @contextlib.asynccontextmanager
     async def _driver(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection of the pool, as the driver's own."""
-        async with self._lane.turn(), self._engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            try:
-                yield raw.driver_connection
-            except BaseException as exc:
-                await self._discard(connection, exc)
-                raise
+        await self._lane.enter()
+        try:
+            async with self._engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                try:
+                    yield raw.driver_connection
+                except BaseException as exc:
+                    await self._discard(connection, exc)
+                    raise
+        finally:
+            self._lane.leave()
 
     async def _discard(self, connection: AsyncConnection, exc: BaseException) -> None:
         """After a failure: an SQL error leaves the connection fine; anything else (cancelled,
