@@ -183,10 +183,11 @@ SELECT to_jsonb(subscription) AS subscription_row FROM subscription
 WHERE workflow_key = :key ORDER BY created_at, id
 
 -- name: list_workflows
--- Newest first. `before_at`/`before_key` are the previous page's last row (NULL: the first
--- page), so rows inserted meanwhile never shift a page; `key_prefix` ('' for every key) is
--- compared as plain text (starts_with, not LIKE: '%' and '_' match only themselves). Written
--- so that a generic plan still walks ix_workflow_created_at_key from the cursor down.
+-- Newest first, of the states asked for. `before_at`/`before_key` are the previous page's last
+-- row (NULL: the first page), so rows inserted meanwhile never shift a page; `key_prefix` (''
+-- for every key) is compared as plain text (starts_with, not LIKE: '%' and '_' match only
+-- themselves). Written so that a generic plan still walks ix_workflow_created_at_key from the
+-- cursor down.
 SELECT key, status, left(query, 200) AS query, model, attempts, left(error, 200) AS error,
        created_at, updated_at, finished_at,
        (SELECT count(*) FROM subscription AS s WHERE s.workflow_key = w.key) AS subscribers,
@@ -195,21 +196,7 @@ SELECT key, status, left(query, 200) AS query, model, attempts, left(error, 200)
 FROM workflow AS w
 WHERE (created_at, key) < (coalesce(CAST(:before_at AS timestamptz), 'infinity'),
                            coalesce(CAST(:before_key AS text), ''))
-  AND starts_with(key, :key_prefix)
-ORDER BY created_at DESC, key DESC
-LIMIT :limit
-
--- name: list_workflows_in_state
--- The same, for one state, on ix_workflow_status_created_at_key.
-SELECT key, status, left(query, 200) AS query, model, attempts, left(error, 200) AS error,
-       created_at, updated_at, finished_at,
-       (SELECT count(*) FROM subscription AS s WHERE s.workflow_key = w.key) AS subscribers,
-       (SELECT count(*) FROM subscription AS s
-        WHERE s.workflow_key = w.key AND s.status = 'sent') AS notified
-FROM workflow AS w
-WHERE status = :status
-  AND (created_at, key) < (coalesce(CAST(:before_at AS timestamptz), 'infinity'),
-                           coalesce(CAST(:before_key AS text), ''))
+  AND status = ANY(:statuses)
   AND starts_with(key, :key_prefix)
 ORDER BY created_at DESC, key DESC
 LIMIT :limit

@@ -15,7 +15,7 @@ from app.db.rows import (
     WorkflowStatus,
     WorkflowSummary,
 )
-from app.states import AGENT_PROMISE
+from app.states import AGENT_PROMISE, WorkflowState
 
 
 class Reads:
@@ -59,16 +59,14 @@ class Reads:
         key_prefix: str | None = None,
     ) -> list[WorkflowSummary]:
         """Newest first; `before` is the (created_at, key) of the previous page's last row."""
-        params = {
-            "key_prefix": key_prefix or "",
-            "before_at": None if before is None else before[0],
-            "before_key": None if before is None else before[1],
-            "limit": limit,
-        }
-        if status is None:
-            rows = await self._db.fetch("list_workflows", **params)
-        else:
-            rows = await self._db.fetch("list_workflows_in_state", status=status, **params)
+        rows = await self._db.fetch(
+            "list_workflows",
+            statuses=[status] if status is not None else list(WorkflowState),
+            key_prefix=key_prefix or "",
+            before_at=None if before is None else before[0],
+            before_key=None if before is None else before[1],
+            limit=limit,
+        )
         return [WorkflowSummary.of(row) for row in rows]
 
     async def changed_keys(

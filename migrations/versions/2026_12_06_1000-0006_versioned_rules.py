@@ -63,7 +63,7 @@ RELEASE_WAITING = r"""
 -- The oldest p_room of them are leased to p_deliver_to, whose delivery worker reserved the room
 -- and sends them right after the commit; the rest are announced to every worker. When the
 -- promise was rejected and failures are not notified, they fail instead, with the reason.
--- Returns the leased subscriptions, oldest first.
+-- Returns the leased subscriptions, oldest first, as a jsonb array of rows.
 CREATE FUNCTION agent_notify_release_waiting_v1(
     p_key text,
     p_promise text,
@@ -73,18 +73,19 @@ CREATE FUNCTION agent_notify_release_waiting_v1(
     p_lease_seconds double precision,
     p_notify_on_failure boolean,
     p_work_channel text
-) RETURNS SETOF subscription
+) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     waiting uuid[];
     leased uuid[];
+    readied jsonb;
 BEGIN
     IF p_rejected AND NOT p_notify_on_failure THEN
         UPDATE subscription AS s
         SET status = 'failed', updated_at = now(),
             last_error = 'not notified: the task failed and NOTIFY_ON_FAILURE is off'
         WHERE s.workflow_key = p_key AND s.promise_name = p_promise AND s.status = 'waiting';
-        RETURN;
+        RETURN '[]';
     END IF;
     -- Two plain statements on the key's index: a join here gets a cached plan that scans the
     -- whole table.
@@ -92,14 +93,13 @@ BEGIN
     FROM subscription AS s
     WHERE s.workflow_key = p_key AND s.promise_name = p_promise AND s.status = 'waiting';
     IF waiting IS NULL THEN
-        RETURN;
+        RETURN '[]';
     END IF;
     leased := waiting[1:greatest(p_room, 0)];
     IF cardinality(waiting) > cardinality(leased) THEN
         PERFORM pg_notify(p_work_channel, 'delivery');
     END IF;
-    RETURN QUERY
-    WITH readied AS (
+    WITH released AS (
         UPDATE subscription AS s
         SET status = 'ready', ready_at = now(), next_attempt_at = now(), updated_at = now(),
             lease_owner = CASE WHEN s.id = ANY(leased) THEN p_deliver_to END,
@@ -109,8 +109,9 @@ BEGIN
         WHERE s.workflow_key = p_key AND s.promise_name = p_promise AND s.status = 'waiting'
         RETURNING s.*
     )
-    SELECT * FROM readied WHERE readied.lease_owner IS NOT NULL
-    ORDER BY readied.created_at, readied.id;
+    SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at, r.id), '[]') INTO readied
+    FROM released AS r WHERE r.lease_owner IS NOT NULL;
+    RETURN readied;
 END
 $$
 """
@@ -164,11 +165,9 @@ BEGIN
     PERFORM pg_notify(p_key_channel, p_key);
     RETURN QUERY SELECT
         to_jsonb(done), to_jsonb(completed),
-        (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at, r.id), '[]')
-         FROM agent_notify_release_waiting_v1(
-             p_key, p_promise, completed.state = 'rejected', p_owner, p_room,
-             p_lease_seconds, p_notify_on_failure, p_work_channel
-         ) AS r);
+        agent_notify_release_waiting_v1(
+            p_key, p_promise, completed.state = 'rejected', p_owner, p_room, p_lease_seconds,
+            p_notify_on_failure, p_work_channel);
 END
 $$
 """
@@ -217,11 +216,9 @@ BEGIN
     PERFORM pg_notify(p_key_channel, p_key);
     RETURN QUERY SELECT
         to_jsonb(current), true,
-        (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at, r.id), '[]')
-         FROM agent_notify_release_waiting_v1(
-             p_key, p_name, p_error IS NOT NULL, p_deliver_to, p_room, p_lease_seconds,
-             p_notify_on_failure, p_work_channel
-         ) AS r);
+        agent_notify_release_waiting_v1(
+            p_key, p_name, p_error IS NOT NULL, p_deliver_to, p_room, p_lease_seconds,
+            p_notify_on_failure, p_work_channel);
 END
 $$
 """
@@ -279,11 +276,9 @@ BEGIN
     PERFORM pg_notify(p_key_channel, p_key);
     RETURN QUERY SELECT
         to_jsonb(current), true, to_jsonb(rejected),
-        (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at, r.id), '[]')
-         FROM agent_notify_release_waiting_v1(
-             p_key, p_promise, rejected.state = 'rejected', p_deliver_to, p_room,
-             p_lease_seconds, p_notify_on_failure, p_work_channel
-         ) AS r);
+        agent_notify_release_waiting_v1(
+            p_key, p_promise, rejected.state = 'rejected', p_deliver_to, p_room, p_lease_seconds,
+            p_notify_on_failure, p_work_channel);
 END
 $$
 """
