@@ -88,22 +88,30 @@ SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM deliveries) AS
        pg_notify(:work_channel, 'released')
 
 -- name: renew_leases
--- Extend the leases of the runs, deliveries and Idempotency-Key claims this process works on.
+-- Extend the leases of the runs, deliveries and Idempotency-Key claims this process works on;
+-- returns the keys and ids it still held.
 WITH runs AS (
     UPDATE workflow SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
     WHERE key = ANY(:run_keys) AND lease_owner = :owner AND status = 'running'
-    RETURNING 1
+    RETURNING key
 ), deliveries AS (
     UPDATE subscription SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
     WHERE id = ANY(:subscription_ids) AND lease_owner = :owner AND status = 'ready'
-    RETURNING 1
+    RETURNING id
 ), requests AS (
     UPDATE idempotency_key
     SET claim_expires_at = now() + make_interval(secs => :lease_seconds)
     WHERE :idempotent_requests AND claimed_by = :owner AND status_code IS NULL
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM deliveries) AS deliveries
+SELECT ARRAY(SELECT key FROM runs) AS runs, ARRAY(SELECT id FROM deliveries) AS deliveries
+
+-- name: confirm_run_lease
+-- The fence before a model call: renew the run's lease if this attempt of this process still
+-- holds it (one row), else change nothing (none).
+UPDATE workflow SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
+WHERE key = :key AND created_at = :created_at AND lease_owner = :owner
+  AND attempts = :attempts AND status = 'running'
 
 -- name: select_promise
 SELECT to_jsonb(promise) AS promise_row FROM promise WHERE workflow_key = :key AND name = :name
@@ -156,6 +164,12 @@ SET status = 'failed', last_error = :error, lease_owner = NULL, lease_expires_at
     updated_at = now()
 WHERE id = :id AND lease_owner = :owner AND status = 'ready'
 RETURNING pg_notify(:key_channel, workflow_key || ' ' || id::text)
+
+-- name: confirm_delivery_lease
+-- The fence before sending: renew the delivery's lease if this attempt of this process still
+-- holds it (one row), else change nothing (none).
+UPDATE subscription SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
+WHERE id = :id AND lease_owner = :owner AND attempts = :attempts AND status = 'ready'
 
 -- name: retry_delivery_later
 -- Give the delivery back, due again after the delay, with the last error recorded.

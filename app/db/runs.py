@@ -160,11 +160,11 @@ class Runs:
         run_keys: list[str],
         subscription_ids: list[uuid.UUID],
         idempotent_requests: bool,
-    ) -> tuple[int, int]:
+    ) -> tuple[set[str], set[uuid.UUID]]:
         """Extend the leases of the runs and deliveries this process works on (and, with
         `idempotent_requests`, the claims of the Idempotency-Keys it is answering), on the
-        urgent lane; returns how many runs and deliveries were renewed. A row the process holds
-        but no longer works on is not renewed: its lease lapses and someone else takes it."""
+        urgent lane; returns the run keys and subscription ids it still held. A row the process
+        holds but no longer works on is not renewed: its lease lapses and someone else takes it."""
         row = await self._db.urgent.fetchrow(
             "renew_leases",
             run_keys=run_keys,
@@ -173,7 +173,18 @@ class Runs:
             **self._bound,
         )
         assert row is not None
-        return row["runs"], row["deliveries"]
+        return set(row["runs"]), set(row["deliveries"])
+
+    async def confirm_lease(self, run: WorkflowRow, *, attempts: int) -> bool:
+        """Renew the run's lease if attempt `attempts` of this process holds it still."""
+        changed = await self._db.execute(
+            "confirm_run_lease",
+            key=run.key,
+            created_at=run.created_at,
+            attempts=attempts,
+            **self._bound,
+        )
+        return changed == 1
 
     @property
     def scope(self) -> Scope:

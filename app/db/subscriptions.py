@@ -77,6 +77,13 @@ class Subscriptions:
         )
         return row is not None
 
+    async def confirm_lease(self, subscription_id: uuid.UUID, *, attempts: int) -> bool:
+        """Renew the delivery's lease if attempt `attempts` of this process holds it still."""
+        changed = await self._db.execute(
+            "confirm_delivery_lease", id=subscription_id, attempts=attempts, **self._bound
+        )
+        return changed == 1
+
     async def retry_later(
         self, subscription_id: uuid.UUID, *, error: str, delay_seconds: float
     ) -> bool:

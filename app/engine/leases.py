@@ -2,8 +2,10 @@
 
 Every LEASE_SECONDS/3 the leases of the runs and deliveries in flight here (and the claims of the
 Idempotency-Keys being answered) are extended in one statement, on the database's urgent lane:
-a burst of requests holding every other connection cannot delay it. When the LISTEN connection
-comes back after a loss they are renewed at once, before anyone is woken to claim lapsed work.
+a burst of requests holding every other connection cannot delay it. What the database renewed
+extends each worker's own record of its leases (engine/fence.py); what it did not must be
+confirmed before any effect. When the LISTEN connection comes back after a loss they are
+renewed at once, before anyone is woken to claim lapsed work.
 """
 
 from __future__ import annotations
@@ -11,13 +13,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Protocol
 
 from app.db.connection import is_outage
 from app.db.runs import Runs
+from app.engine.fence import LeaseBook
 from app.engine.retry import through_outages
 
 logger = logging.getLogger(__name__)
+
+
+class Holder(Protocol):
+    """A worker, as far as its leases go."""
+
+    leases: LeaseBook
+
+    def held(self) -> list[Hashable]: ...
 
 
 class LeaseKeeper:
@@ -26,13 +38,13 @@ class LeaseKeeper:
         *,
         runs: Runs,
         lease_seconds: float,
-        held_runs: Callable[[], list[Hashable]],
-        held_deliveries: Callable[[], list[Hashable]],
+        run_worker: Holder,
+        delivery_worker: Holder,
         answering: Callable[[], int],
     ) -> None:
         self._runs = runs
-        self._held_runs = held_runs
-        self._held_deliveries = held_deliveries
+        self._run_worker = run_worker
+        self._delivery_worker = delivery_worker
         # How many Idempotency-Key requests this process is answering (their claims are leased).
         self._answering = answering
         self.interval = lease_seconds / 3
@@ -58,12 +70,33 @@ class LeaseKeeper:
     async def renew(self) -> None:
         """Renew now, if this process holds anything."""
         # The runner holds runs by (key, created_at); a run's lease is renewed by its key.
-        run_keys = [run[0] for run in self._held_runs() if isinstance(run, tuple)]
-        subscription_ids = [i for i in self._held_deliveries() if isinstance(i, uuid.UUID)]
+        held_runs: list[tuple[Any, ...]] = [
+            run for run in self._run_worker.held() if isinstance(run, tuple)
+        ]
+        held_deliveries = [i for i in self._delivery_worker.held() if isinstance(i, uuid.UUID)]
         answering = self._answering() > 0
-        if run_keys or subscription_ids or answering:
-            await self._runs.renew_leases(
-                run_keys=run_keys,
-                subscription_ids=subscription_ids,
-                idempotent_requests=answering,
-            )
+        if not (held_runs or held_deliveries or answering):
+            return
+        started = LeaseBook.now()
+        run_keys, subscription_ids = await self._runs.renew_leases(
+            run_keys=[run[0] for run in held_runs],
+            subscription_ids=held_deliveries,
+            idempotent_requests=answering,
+        )
+        _record(self._run_worker.leases, held_runs, lambda run: run[0] in run_keys, started)
+        _record(
+            self._delivery_worker.leases,
+            held_deliveries,
+            lambda subscription: subscription in subscription_ids,
+            started,
+        )
+
+
+def _record(
+    leases: LeaseBook,
+    held: Sequence[Hashable],
+    renewed: Callable[[Any], bool],
+    started: float,
+) -> None:
+    leases.renewed([item for item in held if renewed(item)], started)
+    leases.lapsed([item for item in held if not renewed(item)])

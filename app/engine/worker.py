@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from app.db.connection import is_outage
+from app.engine.fence import LeaseBook
 from app.engine.retry import RetryPolicy, through_outages
 from app.errors import describe
 
@@ -25,9 +26,11 @@ Item = TypeVar("Item")
 
 @dataclass(frozen=True, slots=True)
 class Room:
-    """Slots reserved in a worker for items a statement is about to lease to this process."""
+    """Slots reserved in a worker for items a statement is about to lease to this process;
+    `opened_at` is a clock reading from before that statement (LeaseBook.now())."""
 
     granted: int
+    opened_at: float
 
 
 class Worker(Generic[Item]):
@@ -39,6 +42,7 @@ class Worker(Generic[Item]):
         concurrency: int,
         poll_interval_seconds: float,
         retry: RetryPolicy,
+        lease_seconds: float,
         backlog: int | None = None,
     ) -> None:
         self.concurrency = concurrency
@@ -55,6 +59,7 @@ class Worker(Generic[Item]):
         self._draining = False  # no more local leases either: the rest is handed back
         self._reserved = 0
         self._shortchanged = False
+        self.leases = LeaseBook(lease_seconds)
 
     # -- what subclasses provide --------------------------------------------------------------
 
@@ -79,6 +84,10 @@ class Worker(Generic[Item]):
         """Attempts so far, this one included (the claim or hand-over counted it)."""
         raise NotImplementedError
 
+    async def confirm_lease(self, item: Item, attempts: int) -> bool:
+        """Renew the item's lease if attempt `attempts` of this process still holds it."""
+        raise NotImplementedError
+
     async def retry_later(self, item: Item, error: str, delay_seconds: float) -> bool:
         """Give the item back, due again after the delay; False if its lease was lost."""
         raise NotImplementedError
@@ -86,6 +95,34 @@ class Worker(Generic[Item]):
     async def give_up(self, item: Item, error: str) -> None:
         """Record that the item failed for good, with the reason."""
         raise NotImplementedError
+
+    # -- the fence ----------------------------------------------------------------------------
+
+    async def fence(self, item: Item) -> bool:
+        """Call immediately before an effect (a model call, an email): True if this attempt of
+        this process still holds the item's lease — surely, by its own clock, or else confirmed
+        (and renewed) in the database. False: the lease passed on; do not make the effect."""
+        identity = self.identity(item)
+        leases = self.leases
+        if leases.surely_ours(identity):
+            return True
+        started = leases.now()
+        attempts = leases.attempts(identity)
+        if await through_outages(
+            lambda: self.confirm_lease(item, attempts),
+            what=f"confirm the lease of {self.describe(item)}",
+        ):
+            leases.renewed([identity], started)
+            return True
+        leases.lapsed([identity])
+        logger.warning(
+            "%s %s: its lease passed to another process (or attempt) before the effect; "
+            "not made here",
+            self.name,
+            self.describe(item),
+            extra=self.log_fields(item),
+        )
+        return False
 
     # -- failures -----------------------------------------------------------------------------
 
@@ -143,7 +180,7 @@ class Worker(Generic[Item]):
         """Room for up to `wanted` items about to be leased to this process by a statement yet
         to run: pass `room.granted` to it, and submit the items it leased right after the
         block (no await in between), so concurrent statements cannot lease more than fits."""
-        room = Room(self.reserve(wanted))
+        room = Room(self.reserve(wanted), self.leases.now())
         try:
             yield room
         finally:
@@ -168,9 +205,12 @@ class Worker(Generic[Item]):
     def wake_later(self, delay_seconds: float) -> None:
         asyncio.get_running_loop().call_later(delay_seconds, self._wake.set)
 
-    def submit(self, item: Item) -> None:
-        """Process an item this process already holds the lease of."""
+    def submit(self, item: Item, *, leased_at: float) -> None:
+        """Process an item this process already holds the lease of, taken by a statement sent
+        after `leased_at` (LeaseBook.now()). One in flight already is not started twice: it
+        goes on under the newer attempt."""
         identity = self.identity(item)
+        self.leases.taken(identity, self.attempts(item), leased_at)
         if identity in self._inflight:
             return
         task = asyncio.create_task(self._guarded(item), name=f"{self.name}:{self.describe(item)}")
@@ -179,6 +219,7 @@ class Worker(Generic[Item]):
 
     def _done(self, identity: Hashable) -> None:
         self._inflight.pop(identity, None)
+        self.leases.forget(identity)
         self._wake.set()
 
     async def _guarded(self, item: Item) -> None:
@@ -223,6 +264,7 @@ class Worker(Generic[Item]):
             self._wake.clear()
             free = self.free_slots()
             if free > 0 and not self._stopping:
+                started = self.leases.now()
                 try:
                     claimed = await self.claim(free)
                 except Exception as exc:
@@ -234,7 +276,7 @@ class Worker(Generic[Item]):
                     )
                     claimed = []
                 for item in claimed:
-                    self.submit(item)
+                    self.submit(item, leased_at=started)
                 if claimed and len(claimed) == free:
                     continue
             with contextlib.suppress(TimeoutError):

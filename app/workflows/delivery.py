@@ -41,6 +41,7 @@ class DeliveryWorker(Worker[Delivery]):
             backlog=4 * settings.delivery_concurrency,
             poll_interval_seconds=settings.poll_interval_seconds,
             retry=RetryPolicy.of(settings),
+            lease_seconds=settings.lease_seconds,
         )
         self._store = store
         self._mailer = mailer
@@ -84,6 +85,8 @@ class DeliveryWorker(Worker[Delivery]):
         notification = notification_of(item)
         subscription_id = item.subscription_id
         message = build_message(notification, mail_from=self._settings.mail_from)
+        if not await self.fence(item):
+            return
         started = time.perf_counter()
         try:
             await self._mailer.send(message, recipient=notification.email)
@@ -135,6 +138,11 @@ class DeliveryWorker(Worker[Delivery]):
                 lambda: self._store.subscriptions.mark_sent([subscription_id]), what=what
             )
             return recorded.get(subscription_id)
+
+    async def confirm_lease(self, item: Delivery, attempts: int) -> bool:
+        return await self._store.subscriptions.confirm_lease(
+            item.subscription_id, attempts=attempts
+        )
 
     async def retry_later(self, item: Delivery, error: str, delay_seconds: float) -> bool:
         self._metrics.emails.labels("retried").inc()

@@ -152,8 +152,8 @@ class ServiceProcess:
         lease_keeper = LeaseKeeper(
             runs=store.runs,
             lease_seconds=settings.lease_seconds,
-            held_runs=self.runner.held,
-            held_deliveries=self.delivery.held,
+            run_worker=self.runner,
+            delivery_worker=self.delivery,
             answering=lambda: self.service.answering_idempotent,
         )
         # Leases first, then wake-ups: after a long disconnection this process's leases may

@@ -41,6 +41,7 @@ class Runner(Worker[WorkflowRow]):
             concurrency=settings.runner_concurrency,
             poll_interval_seconds=settings.poll_interval_seconds,
             retry=RetryPolicy.of(settings),
+            lease_seconds=settings.lease_seconds,
         )
         self._store = store
         self._agent = agent
@@ -67,6 +68,9 @@ class Runner(Worker[WorkflowRow]):
 
     async def process(self, item: WorkflowRow) -> None:
         metrics = self._metrics
+        if not await self.fence(item):
+            metrics.runs_finished.labels("abandoned").inc()
+            return
         metrics.runs_started.inc()
         started = time.perf_counter()
         try:
@@ -126,6 +130,9 @@ class Runner(Worker[WorkflowRow]):
             finally:
                 call.cancel()
 
+    async def confirm_lease(self, item: WorkflowRow, attempts: int) -> bool:
+        return await self._store.runs.confirm_lease(item, attempts=attempts)
+
     async def retry_later(self, item: WorkflowRow, error: str, delay_seconds: float) -> bool:
         self._metrics.runs_finished.labels("retried").inc()
         return await self._store.runs.retry_later(item, error=error, delay_seconds=delay_seconds)
@@ -159,8 +166,6 @@ class Runner(Worker[WorkflowRow]):
                 return
             handover.finished = completion.workflow
         self._metrics.runs_finished.labels("succeeded" if error is None else "failed").inc()
-        for delivery in completion.deliveries:
-            self._delivery.submit(delivery)
 
     async def _complete(
         self, item: WorkflowRow, *, output: str | None, error: str | None
@@ -170,9 +175,13 @@ class Runner(Worker[WorkflowRow]):
         one subscriber), reserved once for every attempt. If the lease lapses during an outage,
         whoever took the run over wins."""
         with self._delivery.room(1) as room:
-            return await through_outages(
+            completion = await through_outages(
                 lambda: self._store.runs.complete(
                     item, output=output, error=error, room=room.granted
                 ),
                 what=f"record the outcome of {item.key}",
             )
+        if completion is not None:
+            for delivery in completion.deliveries:
+                self._delivery.submit(delivery, leased_at=room.opened_at)
+        return completion

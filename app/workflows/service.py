@@ -114,7 +114,7 @@ class WorkflowService:
                     code="key_conflict",
                 ) from exc
         if created and room.granted:
-            self._runner.submit(workflow)
+            self._runner.submit(workflow, leased_at=room.opened_at)
         return workflow, created
 
     async def workflow(self, key: str) -> WorkflowRow:
@@ -174,7 +174,7 @@ class WorkflowService:
                 cancellation = await self._store.runs.cancel(key, room=room.granted)
             except UnknownWorkflow as exc:
                 raise NotFound(f"no workflow {key!r}") from exc
-        self._hand_over(cancellation.deliveries)
+        self._hand_over(cancellation.deliveries, room.opened_at)
         self._listener.wake(key)
         return cancellation
 
@@ -216,7 +216,7 @@ class WorkflowService:
                     code="too_many_subscriptions",
                 ) from exc
         if subscribed.delivery is not None:
-            self._hand_over([subscribed.delivery])
+            self._hand_over([subscribed.delivery], room.opened_at)
         return subscribed
 
     async def wait_delivered(self, subscription: SubscriptionRow) -> SubscriptionRow:
@@ -257,7 +257,7 @@ class WorkflowService:
                 raise NotFound(
                     f"no workflow {key!r}: promises belong to a workflow; start it first"
                 ) from exc
-        self._hand_over(completion.deliveries)
+        self._hand_over(completion.deliveries, room.opened_at)
         promise = completion.promise
         if not completion.changed:
             wanted = PromiseState.RESOLVED if error is None else PromiseState.REJECTED
@@ -274,9 +274,10 @@ class WorkflowService:
                 )
         return completion
 
-    def _hand_over(self, deliveries: list[Delivery]) -> None:
+    def _hand_over(self, deliveries: list[Delivery], leased_at: float) -> None:
+        """Send the deliveries a statement sent after `leased_at` leased to this process."""
         for delivery in deliveries:
-            self._delivery.submit(delivery)
+            self._delivery.submit(delivery, leased_at=leased_at)
 
     # -- reads --------------------------------------------------------------------------------
 
