@@ -118,7 +118,31 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = Field(None, description="SMTP password")
     smtp_starttls: bool = Field(False, description="upgrade the connection with STARTTLS")
     smtp_tls: bool = Field(False, description="connect over TLS from the start (SMTPS)")
-    smtp_timeout_seconds: float = Field(30.0, gt=0, description="timeout of one SMTP exchange")
+    smtp_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="timeout of each step of an SMTP exchange (connecting, EHLO, MAIL, RCPT, "
+        "…) but the reply to the message itself",
+    )
+    smtp_data_timeout_seconds: float = Field(
+        600.0,
+        gt=0,
+        description=(
+            "how long the server may take to confirm a message it was sent (the reply that ends "
+            "DATA; RFC 5321 allows 10 minutes). No reply by then, or a lost connection, leaves "
+            "unknown whether it took the message: the subscription records an unknown outcome "
+            "(`outcome_unknown_at`) and is sent once more after `SMTP_UNKNOWN_RETRY_SECONDS`"
+        ),
+    )
+    smtp_unknown_retry_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description=(
+            "after an unknown outcome, how long before the one further attempt (with the same "
+            "Message-ID, so receivers can drop a second copy); a second unknown outcome fails "
+            "the subscription with the reason, and it is not sent again"
+        ),
+    )
     mail_from: str = Field(
         "agent-notify <agent-notify@localhost>",
         description="sender; its domain ends every Message-ID",

@@ -59,6 +59,11 @@ class TransientError(Exception):
     """An external call failed in a way worth retrying (timeouts, 429, 5xx, 4xx SMTP replies)."""
 
 
+class OutcomeUnknown(TransientError):
+    """An external call may or may not have taken effect: an email the SMTP server was sent but
+    never confirmed. Tried again at most once, after a long delay."""
+
+
 class PermanentError(Exception):
     """An external call failed in a way retrying cannot fix (bad request, auth, 5xx SMTP)."""
 

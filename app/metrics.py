@@ -32,7 +32,7 @@ class Metrics:
         )
         self.emails = Counter(
             "agent_notify_emails",
-            "Notification attempts, by outcome (sent, failed, retried)",
+            "Notification attempts, by outcome (sent, failed, retried, unknown)",
             ["outcome"],
             registry=registry,
         )

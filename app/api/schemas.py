@@ -246,6 +246,14 @@ class SubscriptionOut(BaseModel):
     last_error: str | None = None
     created_at: datetime
     sent_at: datetime | None = None
+    outcome_unknown_at: datetime | None = Field(
+        default=None,
+        description=(
+            "Set when an attempt's outcome was unknown: the SMTP server was sent the email but "
+            "never confirmed it, so it may have arrived. It is then sent once more, later, with "
+            "the same Message-ID; a second unknown outcome fails the subscription."
+        ),
+    )
 
     @classmethod
     def of(cls, row: SubscriptionRow) -> SubscriptionOut:
@@ -260,6 +268,7 @@ class SubscriptionOut(BaseModel):
             last_error=row.last_error,
             created_at=row.created_at,
             sent_at=row.sent_at,
+            outcome_unknown_at=row.outcome_unknown_at,
         )
 
 

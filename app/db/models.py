@@ -149,6 +149,8 @@ class Subscription(Base):
     updated_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
     ready_at: Mapped[datetime | None] = mapped_column(TZ)
     sent_at: Mapped[datetime | None] = mapped_column(TZ)
+    # The first attempt whose outcome was unknown (the SMTP server never confirmed the message).
+    outcome_unknown_at: Mapped[datetime | None] = mapped_column(TZ)
 
 
 class IdempotencyKey(Base):

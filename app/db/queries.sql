@@ -172,10 +172,13 @@ UPDATE subscription SET lease_expires_at = now() + make_interval(secs => :lease_
 WHERE id = :id AND lease_owner = :owner AND attempts = :attempts AND status = 'ready'
 
 -- name: retry_delivery_later
--- Give the delivery back, due again after the delay, with the last error recorded.
+-- Give the delivery back, due again after the delay, with the last error recorded; when the
+-- attempt's outcome was unknown, the first such attempt's time too.
 UPDATE subscription
 SET lease_owner = NULL, lease_expires_at = NULL, last_error = :error,
-    next_attempt_at = now() + make_interval(secs => :delay_seconds), updated_at = now()
+    next_attempt_at = now() + make_interval(secs => :delay_seconds), updated_at = now(),
+    outcome_unknown_at = CASE WHEN :outcome_unknown THEN coalesce(outcome_unknown_at, now())
+                              ELSE outcome_unknown_at END
 WHERE id = :id AND lease_owner = :owner AND status = 'ready'
 
 -- name: expire_subscriptions

@@ -140,6 +140,8 @@ class SubscriptionRow(_FromColumns):
     updated_at: datetime
     ready_at: datetime | None
     sent_at: datetime | None
+    # When an attempt's outcome was first unknown (sent, never confirmed); None if never.
+    outcome_unknown_at: datetime | None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", SubscriptionState(self.status))

@@ -85,15 +85,22 @@ class Subscriptions:
         return changed == 1
 
     async def retry_later(
-        self, subscription_id: uuid.UUID, *, error: str, delay_seconds: float
+        self,
+        subscription_id: uuid.UUID,
+        *,
+        error: str,
+        delay_seconds: float,
+        outcome_unknown: bool = False,
     ) -> bool:
-        """Give the delivery back, due again after the delay, with the last error recorded;
-        False if the lease was lost."""
+        """Give the delivery back, due again after the delay, with the last error recorded (and,
+        with `outcome_unknown`, that the attempt's outcome is unknown); False if the lease was
+        lost."""
         changed = await self._db.execute(
             "retry_delivery_later",
             id=subscription_id,
             error=error,
             delay_seconds=delay_seconds,
+            outcome_unknown=outcome_unknown,
             **self._bound,
         )
         return changed == 1

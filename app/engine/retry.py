@@ -19,16 +19,21 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """RETRY_INITIAL_SECONDS, RETRY_MAX_SECONDS and RETRY_MAX_ATTEMPTS, for runs and emails."""
+    """RETRY_INITIAL_SECONDS, RETRY_MAX_SECONDS and RETRY_MAX_ATTEMPTS, for runs and emails; and
+    for an effect whose outcome was unknown, the one late retry's delay."""
 
     initial_seconds: float
     max_seconds: float
     max_attempts: int
+    unknown_outcome_seconds: float = 3600.0
 
     @classmethod
-    def of(cls, settings: Settings) -> RetryPolicy:
+    def of(cls, settings: Settings, *, unknown_outcome_seconds: float = 3600.0) -> RetryPolicy:
         return cls(
-            settings.retry_initial_seconds, settings.retry_max_seconds, settings.retry_max_attempts
+            settings.retry_initial_seconds,
+            settings.retry_max_seconds,
+            settings.retry_max_attempts,
+            unknown_outcome_seconds,
         )
 
     def delay(self, attempt: int) -> float:

@@ -96,6 +96,17 @@ class Worker(Generic[Item]):
         """Record that the item failed for good, with the reason."""
         raise NotImplementedError
 
+    def outcome_was_unknown(self, item: Item) -> bool:
+        """Whether an earlier attempt on the item ended with its outcome unknown."""
+        return False
+
+    async def retry_after_unknown_outcome(
+        self, item: Item, error: str, delay_seconds: float
+    ) -> bool:
+        """retry_later, also recording that this attempt's outcome is unknown (workers whose
+        effects can end so)."""
+        raise NotImplementedError
+
     # -- the fence ----------------------------------------------------------------------------
 
     async def fence(self, item: Item) -> bool:
@@ -126,15 +137,31 @@ class Worker(Generic[Item]):
 
     # -- failures -----------------------------------------------------------------------------
 
-    async def recover(self, item: Item, error: str) -> None:
+    async def recover(self, item: Item, error: str, *, outcome_unknown: bool = False) -> None:
         """After a failure worth retrying: retry later with backoff, or give up once the
-        attempts are used up."""
+        attempts are used up.
+
+        `outcome_unknown`: the effect may have happened (an email sent but never confirmed).
+        Repeating it may duplicate it, so it is tried once more, after the policy's long
+        `unknown_outcome_seconds`; a second unknown outcome gives up.
+        """
         attempts = self.attempts(item)
+        if outcome_unknown and self.outcome_was_unknown(item):
+            await self.give_up(
+                item, f"outcome unknown twice, so not tried again (it may have arrived): {error}"
+            )
+            return
         if attempts >= self.retry.max_attempts:
             await self.give_up(item, f"gave up after {attempts} attempts: {error}")
             return
-        delay = self.retry.delay(attempts)
-        logger.info(
+        if outcome_unknown:
+            delay = self.retry.unknown_outcome_seconds
+            retry = self.retry_after_unknown_outcome
+        else:
+            delay = self.retry.delay(attempts)
+            retry = self.retry_later
+        logger.log(
+            logging.WARNING if outcome_unknown else logging.INFO,
             "%s %s: attempt %d failed (%s); retrying in %.1fs",
             self.name,
             self.describe(item),
@@ -144,7 +171,7 @@ class Worker(Generic[Item]):
             extra=self.log_fields(item),
         )
         if await through_outages(
-            lambda: self.retry_later(item, error, delay),
+            lambda: retry(item, error, delay),
             what=f"schedule the retry of {self.describe(item)}",
         ):
             self.wake_later(delay)

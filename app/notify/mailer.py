@@ -12,12 +12,13 @@ import time
 from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 import aiosmtplib
+from aiosmtplib.typing import Default
 
 from app.config import Settings
-from app.errors import PermanentError, TransientError
+from app.errors import OutcomeUnknown, PermanentError, TransientError
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +37,54 @@ class Mailer(Protocol):
     def description(self) -> str: ...
 
 
+class _DataUnconfirmed(Exception):
+    """The message was on its way to the server, whose reply never came."""
+
+
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, giving the message itself its own, longer timeout.
+
+    RFC 5321 §4.5.3.2 gives the server 10 minutes to confirm a message (the reply that ends
+    DATA) against a few for each other command. aiosmtplib's `send_message` sends the message
+    with its public `data()`; here that call gets `data_timeout`. A timeout or a lost
+    connection once DATA has begun cannot tell whether the server took the message: it raises
+    _DataUnconfirmed, not an error worth a quick retry.
+    """
+
+    def __init__(self, *, data_timeout: float, **options: Any) -> None:
+        super().__init__(**options)
+        self.data_timeout = data_timeout
+
+    async def data(
+        self,
+        message: str | bytes,
+        /,
+        *,
+        timeout: float | Literal[Default.token] | None = Default.token,
+    ) -> aiosmtplib.SMTPResponse:
+        if not self.is_connected:
+            # Lost before DATA: nothing was sent, and aiosmtplib says so.
+            return await super().data(message, timeout=timeout)
+        try:
+            return await super().data(message, timeout=self.data_timeout)
+        except aiosmtplib.SMTPTimeoutError as exc:
+            raise _DataUnconfirmed(
+                f"no reply within {self.data_timeout:g} s (SMTP_DATA_TIMEOUT_SECONDS)"
+            ) from exc
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            raise _DataUnconfirmed(f"the connection was lost before its reply ({exc})") from exc
+
+
 class SmtpMailer:
     """Sends through an SMTP server with aiosmtplib, reusing connections.
 
     A connection is opened (EHLO, STARTTLS, login) once and kept for the next messages: that
     saves the handshake on every email. One idle for a while is checked with NOOP before use;
     one that failed in any way is closed, never reused.
+
+    The server's reply to the message itself is waited for up to SMTP_DATA_TIMEOUT_SECONDS;
+    without it the outcome is unknown (OutcomeUnknown), which the delivery worker retries once,
+    late, rather than sending a copy per attempt.
     """
 
     IDLE_CHECK_SECONDS = 10.0
@@ -68,6 +111,11 @@ class SmtpMailer:
                 smtp.close()
                 raise
             self._idle.append((smtp, time.monotonic()))
+        except _DataUnconfirmed as exc:
+            raise OutcomeUnknown(
+                f"outcome unknown: the SMTP server was sent the message but did not confirm "
+                f"it: {exc}"
+            ) from exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
             raise _classify_refusals(exc) from exc
         except aiosmtplib.SMTPNotSupported as exc:
@@ -99,7 +147,8 @@ class SmtpMailer:
             return smtp
         settings = self._settings
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-        smtp = aiosmtplib.SMTP(
+        smtp = _Client(
+            data_timeout=settings.smtp_data_timeout_seconds,
             hostname=settings.smtp_host,
             port=settings.effective_smtp_port,
             username=settings.smtp_username or None,

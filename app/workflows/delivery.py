@@ -15,7 +15,7 @@ from app.db.store import Store
 from app.engine.listener import Listener
 from app.engine.retry import RetryPolicy, through_outages
 from app.engine.worker import Worker
-from app.errors import PermanentError, TransientError
+from app.errors import OutcomeUnknown, PermanentError, TransientError
 from app.metrics import Metrics
 from app.notify import Mailer, Notification, build_message
 
@@ -40,7 +40,9 @@ class DeliveryWorker(Worker[Delivery]):
             # on the fast path, instead of sending them round through the table.
             backlog=4 * settings.delivery_concurrency,
             poll_interval_seconds=settings.poll_interval_seconds,
-            retry=RetryPolicy.of(settings),
+            retry=RetryPolicy.of(
+                settings, unknown_outcome_seconds=settings.smtp_unknown_retry_seconds
+            ),
             lease_seconds=settings.lease_seconds,
         )
         self._store = store
@@ -95,6 +97,9 @@ class DeliveryWorker(Worker[Delivery]):
                 time.perf_counter() - started
             )
             await self.give_up(item, str(exc))
+        except OutcomeUnknown as exc:
+            self._metrics.smtp_seconds.labels("unknown").observe(time.perf_counter() - started)
+            await self.recover(item, str(exc), outcome_unknown=True)
         except TransientError as exc:
             self._metrics.smtp_seconds.labels("transient_error").observe(
                 time.perf_counter() - started
@@ -148,6 +153,17 @@ class DeliveryWorker(Worker[Delivery]):
         self._metrics.emails.labels("retried").inc()
         return await self._store.subscriptions.retry_later(
             item.subscription_id, error=error, delay_seconds=delay_seconds
+        )
+
+    def outcome_was_unknown(self, item: Delivery) -> bool:
+        return item.subscription.outcome_unknown_at is not None
+
+    async def retry_after_unknown_outcome(
+        self, item: Delivery, error: str, delay_seconds: float
+    ) -> bool:
+        self._metrics.emails.labels("unknown").inc()
+        return await self._store.subscriptions.retry_later(
+            item.subscription_id, error=error, delay_seconds=delay_seconds, outcome_unknown=True
         )
 
     async def give_up(self, item: Delivery, error: str) -> None:

@@ -24,6 +24,8 @@ class Inbox:
     # Replies given after DATA was stored, per recipient, in order: the client sees a failure
     # although the server has the message (the window where a re-send duplicates it).
     _replies_after_data: dict[str, list[str]] = field(default_factory=dict)
+    # Sessions left to hang up on, per recipient, after storing the message without a reply.
+    _drop_after: dict[str, int] = field(default_factory=dict)
     arrived: list[str] = field(default_factory=list)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _server: asyncio.Server | None = None
@@ -46,6 +48,11 @@ class Inbox:
         """Sessions for `address` store the message, then wait before answering 250."""
         self._hold_after[address] = asyncio.Event()
         return self._hold_after[address]
+
+    def drop_after_storing(self, address: str, times: int = 1) -> None:
+        """The next `times` sessions for `address` store the message, then close the connection
+        without replying."""
+        self._drop_after[address] = times
 
     async def wait_for_arrival(self, address: str, timeout: float = 10) -> None:
         """Wait until a session for `address` has reached RCPT."""
@@ -82,6 +89,10 @@ class Inbox:
         async with self._changed:
             self._changed.notify_all()
         for address in envelope.rcpt_tos:
+            if self._drop_after.get(address):
+                self._drop_after[address] -= 1
+                server.transport.close()
+                return "421 closing"  # never reaches the client
             hold = self._hold_after.get(address)
             if hold is not None:
                 await hold.wait()

@@ -3,6 +3,7 @@ and the outbox folder when no SMTP server is configured."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from app.errors import PermanentError, TransientError
+from app.errors import OutcomeUnknown, PermanentError, TransientError
 from app.notify import (
     Notification,
     OutboxMailer,
@@ -61,8 +62,10 @@ def message_to(address: str, answer: str = "the answer") -> Any:
     return build_message(notification, mail_from=MAIL_FROM)
 
 
-def smtp_mailer(port: int) -> SmtpMailer:
-    return SmtpMailer(Settings(smtp_host="127.0.0.1", smtp_port=port, mail_from=MAIL_FROM))
+def smtp_mailer(port: int, **settings: Any) -> SmtpMailer:
+    return SmtpMailer(
+        Settings(smtp_host="127.0.0.1", smtp_port=port, mail_from=MAIL_FROM, **settings)
+    )
 
 
 async def test_sends_over_one_reused_connection(smtp_server: CountingInbox) -> None:
@@ -127,6 +130,61 @@ async def test_an_address_the_server_cannot_take_is_permanent(
             await mailer.send(message_to("ü@example.com"), recipient="ü@example.com")
     finally:
         await mailer.close()
+
+
+async def test_the_final_reply_has_its_own_longer_timeout(smtp_server: CountingInbox) -> None:
+    """Every other step times out after SMTP_TIMEOUT_SECONDS; the reply to the message itself
+    may take up to SMTP_DATA_TIMEOUT_SECONDS."""
+    held = smtp_server.hold_after_storing("slow@example.com")
+    asyncio.get_running_loop().call_later(0.6, held.set)
+    mailer = smtp_mailer(smtp_server.port, smtp_timeout_seconds=0.2, smtp_data_timeout_seconds=5)
+    try:
+        await mailer.send(message_to("slow@example.com"), recipient="slow@example.com")
+        await mailer.send(message_to("next@example.com"), recipient="next@example.com")
+    finally:
+        await mailer.close()
+    assert len(smtp_server.messages) == 2
+    assert smtp_server.sessions == 1
+
+
+async def test_no_final_reply_is_an_unknown_outcome(smtp_server: CountingInbox) -> None:
+    smtp_server.hold_after_storing("void@example.com")
+    mailer = smtp_mailer(smtp_server.port, smtp_timeout_seconds=0.2, smtp_data_timeout_seconds=0.4)
+    try:
+        with pytest.raises(OutcomeUnknown, match=r"no reply within 0\.4 s"):
+            await mailer.send(message_to("void@example.com"), recipient="void@example.com")
+        # The connection is not reused: its late reply would answer the next command.
+        await mailer.send(message_to("next@example.com"), recipient="next@example.com")
+    finally:
+        await mailer.close()
+    assert smtp_server.sessions == 2
+
+
+async def test_a_connection_lost_after_the_message_is_an_unknown_outcome(
+    smtp_server: CountingInbox,
+) -> None:
+    smtp_server.drop_after_storing("drop@example.com")
+    mailer = smtp_mailer(smtp_server.port)
+    try:
+        with pytest.raises(OutcomeUnknown, match="connection was lost"):
+            await mailer.send(message_to("drop@example.com"), recipient="drop@example.com")
+    finally:
+        await mailer.close()
+
+
+async def test_a_slow_answer_before_the_message_is_an_ordinary_timeout(
+    smtp_server: CountingInbox,
+) -> None:
+    """A server slow at RCPT has not been sent the message: a plain transient error."""
+    smtp_server.hold_before_accepting("late@example.com")
+    mailer = smtp_mailer(smtp_server.port, smtp_timeout_seconds=0.2)
+    try:
+        with pytest.raises(TransientError) as raised:
+            await mailer.send(message_to("late@example.com"), recipient="late@example.com")
+    finally:
+        await mailer.close()
+    assert not isinstance(raised.value, OutcomeUnknown)
+    assert smtp_server.messages == []
 
 
 async def test_an_unreachable_server_is_transient() -> None:
