@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.addresses import AllowedRecipients
+
 OFFLINE_MODEL = "agent-notify-offline/echo"
 # Workflow keys and promise names: URL-safe, 1 to 256 characters.
 KEY_PATTERN = r"^[A-Za-z0-9._~-]{1,256}$"
@@ -143,6 +145,15 @@ class Settings(BaseSettings):
             "the subscription with the reason, and it is not sent again"
         ),
     )
+    smtp_utf8: bool = Field(
+        False,
+        description=(
+            "the SMTP server takes internationalised addresses (SMTPUTF8, RFC 6531): accept "
+            "subscribers whose address has a non-ASCII part before the `@` (refused with 422 "
+            "`non_ascii_address` otherwise; a non-ASCII domain needs nothing, it is sent as "
+            "IDNA)"
+        ),
+    )
     mail_from: str = Field(
         "agent-notify <agent-notify@localhost>",
         description="sender; its domain ends every Message-ID",
@@ -184,6 +195,15 @@ class Settings(BaseSettings):
         True,
         description="email subscribers when the task fails; `false`: their subscription is "
         "marked failed instead",
+    )
+    notify_allowed_recipients: str = Field(
+        "",
+        description=(
+            "who may be notified: comma-separated addresses and `*@domain` patterns (the whole "
+            "domain, not its subdomains; case and IDNA do not matter), e.g. "
+            "`boss@example.com,*@example.org`; a subscription for anyone else is refused (422 "
+            "`recipient_not_allowed`) and one made before is not sent. Empty: anyone"
+        ),
     )
     subscription_ttl_seconds: float = Field(
         7 * 24 * 3600.0,
@@ -261,6 +281,16 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("notify_allowed_recipients")
+    @classmethod
+    def _recipients_parse(cls, value: str) -> str:
+        AllowedRecipients.parse(value)  # refused at start-up, saying which entry is wrong
+        return value
+
+    @property
+    def allowed_recipients(self) -> AllowedRecipients:
+        return AllowedRecipients.parse(self.notify_allowed_recipients)
 
     @property
     def model(self) -> str:

@@ -44,3 +44,9 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     logging.getLogger("app").setLevel(level.upper())
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def one_line(text: str) -> str:
+    """`text` for a log line: its line breaks escaped, so a multi-line SMTP reply or a stored
+    address with a line break in it stays one line (and cannot forge the next)."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")

@@ -2,5 +2,5 @@
 here: every route calls the workflows' facade (app.workflows.service, app.workflows.process).
 
 May import: app.workflows, the typed rows of app.db.rows, app.db.connection (to answer a
-database outage with 503), app.config, app.errors, app.states.
+database outage with 503), app.addresses, app.config, app.errors, app.states.
 """

@@ -87,6 +87,17 @@ ERROR_EXAMPLES: dict[str, tuple[int, str]] = {
         422,
         "invalid email address: An email address must have an @-sign.",
     ),
+    "recipient_not_allowed": (
+        422,
+        "other@example.com may not be notified: this service emails only the recipients its "
+        "operator allows (NOTIFY_ALLOWED_RECIPIENTS)",
+    ),
+    "non_ascii_address": (
+        422,
+        "üser@example.com has non-ASCII characters before the @: only an SMTP server with "
+        "SMTPUTF8 (RFC 6531) can deliver it, and this service is not configured for one. Use an "
+        "ASCII address, or, if the server has SMTPUTF8, set SMTP_UTF8=true",
+    ),
     "query_too_long": (
         422,
         "the query is 40000 characters long; at most 32000 are accepted (MAX_QUERY_CHARS)",

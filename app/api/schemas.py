@@ -7,7 +7,6 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import email_validator
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -18,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.addresses import normalize_address
 from app.config import KEY_PATTERN
 from app.db.rows import (
     PromiseRow,
@@ -77,21 +77,10 @@ class RunRequest(BaseModel):
         return {"query": data} if isinstance(data, str) else data
 
 
-def _email_address(value: str) -> str:
-    """A deliverable form of the address: an internationalised domain in its ASCII (IDNA) form,
-    domain and ASCII local part lower-cased, so one person is one subscriber."""
-    try:
-        result = email_validator.validate_email(value, check_deliverability=False)
-    except email_validator.EmailNotValidError as exc:
-        raise ValueError(str(exc)) from None
-    local, _, domain = (result.ascii_email or result.normalized).rpartition("@")
-    return f"{local.lower() if local.isascii() else local}@{domain.lower()}"
-
-
 EmailAddress = Annotated[
     str,
     Field(min_length=3, max_length=320, json_schema_extra={"format": "email"}),
-    AfterValidator(_email_address),
+    AfterValidator(normalize_address),
 ]
 
 

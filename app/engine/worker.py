@@ -18,6 +18,7 @@ from app.db.connection import is_outage
 from app.engine.fence import LeaseBook
 from app.engine.retry import RetryPolicy, through_outages
 from app.errors import describe
+from app.logs import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class Worker(Generic[Item]):
             self.name,
             self.describe(item),
             attempts,
-            error,
+            one_line(error),
             delay,
             extra=self.log_fields(item),
         )

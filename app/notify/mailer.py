@@ -121,6 +121,10 @@ class SmtpMailer:
         except aiosmtplib.SMTPNotSupported as exc:
             # e.g. an internationalised address and a server without SMTPUTF8: retrying won't help
             raise PermanentError(f"SMTP server does not support this: {exc}") from exc
+        except ValueError as exc:
+            # aiosmtplib's word for an address (or its encoding, UnicodeEncodeError) that cannot
+            # go on an SMTP command line: no attempt will do better.
+            raise PermanentError(f"SMTP cannot carry this address: {exc}") from exc
         except aiosmtplib.SMTPResponseException as exc:
             reply = f"SMTP {exc.code} {exc.message}"
             if 400 <= exc.code < 500:

@@ -16,6 +16,7 @@ from app.engine.listener import Listener
 from app.engine.retry import RetryPolicy, through_outages
 from app.engine.worker import Worker
 from app.errors import OutcomeUnknown, PermanentError, TransientError
+from app.logs import one_line
 from app.metrics import Metrics
 from app.notify import Mailer, Notification, build_message
 
@@ -50,6 +51,7 @@ class DeliveryWorker(Worker[Delivery]):
         self._listener = listener
         self._metrics = metrics
         self._settings = settings
+        self._allowed_recipients = settings.allowed_recipients
         # Under load, many sends finish while one `sent` is being recorded: the next batch
         # records them together (one statement and one commit), which also shortens the window
         # in which an accepted email is not yet recorded as sent.
@@ -86,7 +88,17 @@ class DeliveryWorker(Worker[Delivery]):
     async def process(self, item: Delivery) -> None:
         notification = notification_of(item)
         subscription_id = item.subscription_id
-        message = build_message(notification, mail_from=self._settings.mail_from)
+        if not self._allowed_recipients.allows(notification.email):
+            # Subscribed before the operator narrowed the list.
+            await self.give_up(item, "not sent: NOTIFY_ALLOWED_RECIPIENTS does not allow it")
+            return
+        try:
+            message = build_message(notification, mail_from=self._settings.mail_from)
+        except ValueError as exc:
+            # An address no email header can hold (a row stored by hand or by an older,
+            # laxer release): no attempt will do better.
+            await self.give_up(item, f"cannot write an email to this address: {exc}")
+            return
         if not await self.fence(item):
             return
         started = time.perf_counter()
@@ -171,8 +183,8 @@ class DeliveryWorker(Worker[Delivery]):
         logger.warning(
             "email %s to %s failed: %s",
             subscription.message_id,
-            subscription.email,
-            error,
+            one_line(subscription.email),
+            one_line(error),
             extra=self.log_fields(item),
         )
         await through_outages(

@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+from app.addresses import needs_smtputf8
 from app.config import Settings
 from app.db.rows import (
     Cancellation,
@@ -55,6 +56,7 @@ class WorkflowService:
         settings: Settings,
     ) -> None:
         self.settings = settings
+        self._allowed_recipients = settings.allowed_recipients
         self._store = store
         self._listener = listener
         self._runner = runner
@@ -197,7 +199,9 @@ class WorkflowService:
     async def subscribe(
         self, key: str, email: str, promise_name: str = AGENT_PROMISE
     ) -> Subscribed:
-        """Register `email` for the promise; sends at once if it is already complete."""
+        """Register `email` (normalised) for the promise; sends at once if it is already
+        complete. InvalidInput if the address may not, or cannot, be emailed."""
+        self._check_recipient(email)
         subscription_id = uuid.uuid4()
         with self._delivery.room(1) as room:
             try:
@@ -218,6 +222,21 @@ class WorkflowService:
         if subscribed.delivery is not None:
             self._hand_over([subscribed.delivery], room.opened_at)
         return subscribed
+
+    def _check_recipient(self, email: str) -> None:
+        if not self._allowed_recipients.allows(email):
+            raise InvalidInput(
+                f"{email} may not be notified: this service emails only the recipients its "
+                "operator allows (NOTIFY_ALLOWED_RECIPIENTS)",
+                code="recipient_not_allowed",
+            )
+        if needs_smtputf8(email) and not self.settings.smtp_utf8:
+            raise InvalidInput(
+                f"{email} has non-ASCII characters before the @: only an SMTP server with "
+                "SMTPUTF8 (RFC 6531) can deliver it, and this service is not configured for one. "
+                "Use an ASCII address, or, if the server has SMTPUTF8, set SMTP_UTF8=true",
+                code="non_ascii_address",
+            )
 
     async def wait_delivered(self, subscription: SubscriptionRow) -> SubscriptionRow:
         """The subscription once its notification is sent or has definitely failed."""

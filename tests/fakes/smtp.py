@@ -15,6 +15,8 @@ from aiosmtpd.smtp import SMTP
 @dataclass
 class Inbox:
     port: int = 0
+    # Offer SMTPUTF8 (RFC 6531): take internationalised addresses.
+    smtputf8: bool = False
     messages: list[EmailMessage] = field(default_factory=list)
     # Replies to give instead of accepting, per recipient, in order (e.g. "451 try later").
     _replies: dict[str, list[str]] = field(default_factory=dict)
@@ -104,7 +106,9 @@ class Inbox:
     async def start(self, port: int = 0) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: SMTP(self, hostname="smtp.test", loop=loop), "127.0.0.1", port
+            lambda: SMTP(self, hostname="smtp.test", loop=loop, enable_SMTPUTF8=self.smtputf8),
+            "127.0.0.1",
+            port,
         )
         self.port = self._server.sockets[0].getsockname()[1]
 

@@ -1,0 +1,71 @@
+"""Email addresses, normalised once: the form a subscription stores, and the allow-list of
+recipients (NOTIFY_ALLOWED_RECIPIENTS) matched against it.
+
+Importable from every layer: it imports nothing of the service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import email_validator
+
+
+def normalize_address(value: str) -> str:
+    """The deliverable form of an address: the domain in its ASCII (IDNA) form, the domain and an
+    ASCII local part lower-cased, so one person is one subscriber. ValueError saying what is
+    wrong with one that is not an address."""
+    try:
+        result = email_validator.validate_email(value, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+    local = result.local_part
+    return f"{local.lower() if local.isascii() else local}@{result.ascii_domain.lower()}"
+
+
+def needs_smtputf8(address: str) -> bool:
+    """Whether the address has a non-ASCII local part: only an SMTP server with SMTPUTF8
+    (RFC 6531) can take it. (A non-ASCII domain travels as IDNA.)"""
+    return not address.rpartition("@")[0].isascii()
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedRecipients:
+    """Who may be emailed: exact addresses and whole domains (`*@domain`); nobody listed means
+    anyone. Entries are normalised as subscriptions are, so case and IDNA do not matter."""
+
+    addresses: frozenset[str] = frozenset()
+    domains: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, text: str) -> AllowedRecipients:
+        """From a comma-separated list; ValueError naming an entry that is neither form."""
+        addresses: set[str] = set()
+        domains: set[str] = set()
+        for entry in (part.strip() for part in text.split(",")):
+            if not entry:
+                continue
+            try:
+                if entry.startswith("*@"):
+                    domains.add(normalize_address(f"x{entry[1:]}").partition("@")[2])
+                else:
+                    addresses.add(normalize_address(entry))
+            except ValueError as exc:
+                raise ValueError(
+                    f"{entry!r} is neither an email address nor a *@domain pattern: {exc}"
+                ) from None
+        return cls(frozenset(addresses), frozenset(domains))
+
+    @property
+    def anyone(self) -> bool:
+        return not (self.addresses or self.domains)
+
+    def allows(self, address: str) -> bool:
+        """Whether `address` may be emailed (one that is not an address may not)."""
+        if self.anyone:
+            return True
+        try:
+            address = normalize_address(address)
+        except ValueError:
+            return False
+        return address in self.addresses or address.rpartition("@")[2] in self.domains
