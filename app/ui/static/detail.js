@@ -101,6 +101,15 @@ function timeline(workflow) {
   for (const subscription of workflow.subscriptions) {
     add(subscription.created_at, "waiting", "subscribed", `${subscription.email} for ${subscription.promise}`);
     const attempts = `${subscription.attempts} attempt${subscription.attempts === 1 ? "" : "s"}`;
+    if (subscription.outcome_unknown_at) {
+      add(
+        subscription.outcome_unknown_at,
+        "ready",
+        "outcome unknown",
+        `to ${subscription.email}: the mail server was sent the email but never confirmed it; `,
+        "it is sent once more, later, with the same Message-ID",
+      );
+    }
     if (subscription.status === "sent") {
       add(
         subscription.sent_at,
@@ -161,7 +170,14 @@ function subscriptionRow(subscription) {
     { dataset: { email: subscription.email, promise: subscription.promise, status: subscription.status } },
     h("td", { class: "email" }, subscription.email),
     h("td", { class: "promise" }, h("code", {}, subscription.promise)),
-    h("td", { class: "state" }, badge(subscription.status)),
+    h(
+      "td",
+      { class: "state" },
+      badge(subscription.status),
+      subscription.outcome_unknown_at
+        ? h("span", { class: "outcome-unknown", title: `since ${formatTime(subscription.outcome_unknown_at)}` }, " outcome unknown")
+        : null,
+    ),
     h("td", { class: "message" }, h("code", { class: "message-id" }, subscription.message_id)),
     h("td", { class: "number attempts" }, String(subscription.attempts)),
     h("td", { class: "error-text last-error" }, subscription.last_error || ""),
