@@ -55,3 +55,10 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def quoted_text(body: str) -> str:
+    """The text a notification quotes (a promise's value or reason, supplied through the API),
+    without its `> ` marks."""
+    lines = [line for line in body.splitlines() if line.startswith(">")]
+    return "\n".join(line.removeprefix(">").removeprefix(" ") for line in lines)

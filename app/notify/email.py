@@ -63,35 +63,79 @@ def render_value(value: object) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
+# Said under text a caller supplied through the API (a promise's value or reason), so that no
+# such text can pose as the service's own message (a phishing link resolved into a promise).
+SUPPLIED_NOTE = (
+    "agent-notify did not write the quoted text: whoever completed the promise supplied it\n"
+    "through the service's API."
+)
+
+
 def subject_and_body(notification: Notification) -> tuple[str, str]:
     """What the email says.
 
-    The agent's failure is recorded as the provider's or the runtime's own words (with the
-    model, the endpoint, part of a key): meant for operators, not recipients, so the email only
-    says where to read it. Another promise is rejected through the API by whoever completes it,
-    with a reason meant for its subscribers: that one is quoted.
+    The agent's answer is the whole message. Everything else is the service speaking, in one
+    template (`_body`): its own heading, then what the promise carries, then its footer. A
+    promise other than the agent's is completed through the API, by any caller, with any text:
+    that text is quoted and marked as theirs. The agent's failure is recorded as the
+    provider's or the runtime's own words (with the model, the endpoint, part of a key): meant
+    for operators, not recipients, so the email only says where to read it.
     """
-    key = notification.workflow_key
-    if notification.state is PromiseState.RESOLVED:
-        return f"Your agent task {key} is ready", render_value(notification.value)
-    if notification.promise != AGENT_PROMISE:
+    key, promise = notification.workflow_key, notification.promise
+    resolved = notification.state is PromiseState.RESOLVED
+    if promise != AGENT_PROMISE:
         return (
-            f"Your agent task {key}: {notification.promise} was rejected",
-            f"The promise {notification.promise} of your agent task {key} was rejected: "
-            f"{notification.error or 'no reason given'}",
+            f"Your agent task {key}: {promise} was {notification.state}",
+            _body(
+                notification,
+                f"The promise {promise} of your agent task {key} was "
+                + ("resolved with:" if resolved else "rejected, with the reason:"),
+                supplied=render_value(notification.value)
+                if resolved
+                else notification.error or "(no reason given)",
+            ),
         )
+    if resolved:
+        answer = render_value(notification.value)
+        return f"Your agent task {key} is ready", _body(notification, answer=answer)
     if notification.error == CANCELLED_ERROR:
         return (
             f"Your agent task {key} was cancelled",
-            "Your agent task was cancelled before it finished.",
+            _body(notification, f"Your agent task {key} was cancelled before it finished."),
         )
     return (
         f"Your agent task {key} failed",
-        f"Your agent task {key} could not be completed.\n"
-        "\n"
-        "The service recorded the reason; whoever runs the service can see it at\n"
-        f"GET /workflows/{key} or on the dashboard at /ui/workflows/{key}.",
+        _body(
+            notification,
+            f"Your agent task {key} could not be completed.\n"
+            "\n"
+            "The service recorded the reason; whoever runs the service can see it at\n"
+            f"GET /workflows/{key} or on the dashboard at /ui/workflows/{key}.",
+        ),
     )
+
+
+def _body(
+    notification: Notification,
+    heading: str | None = None,
+    *,
+    answer: str | None = None,
+    supplied: str | None = None,
+) -> str:
+    """The one template of every notification. With no heading, the agent's `answer` alone;
+    else the heading, then text `supplied` through the API (every line quoted, and said to be
+    theirs), then the footer."""
+    if heading is None:
+        return answer or ""
+    parts = [heading]
+    if supplied is not None:
+        quoted = "\n".join(f"> {line}" if line else ">" for line in supplied.splitlines())
+        parts += [quoted or ">", SUPPLIED_NOTE]
+    parts.append(
+        f"-- \nSent by agent-notify to {notification.email}, a subscriber of the agent task "
+        f"{notification.workflow_key}."
+    )
+    return "\n\n".join(parts)
 
 
 def build_message(

@@ -24,7 +24,7 @@ except ImportError:  # without the dev extra the browser tests skip; the others 
 from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
-from tests.helpers import all_sent, until_workflow
+from tests.helpers import all_sent, quoted_text, until_workflow
 
 ASSETS = Path(__file__).resolve().parents[2] / "app" / "ui"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -274,7 +274,7 @@ async def test_a_workflow_page_follows_the_run_and_completes_a_promise_by_hand(
     await expect(subscription(page, "boss@example.com").locator(".badge")).to_have_text("sent")
     await inbox.wait_for_arrival("boss@example.com")
     body = inbox.to("boss@example.com")[0].get_content()
-    assert json.loads(body) == {"approved": True, "by": "<b>Boss</b>"}
+    assert json.loads(quoted_text(body)) == {"approved": True, "by": "<b>Boss</b>"}
 
     await page.fill("#promise-name", "legal-review")
     await page.fill("#promise-error", "legal said no")

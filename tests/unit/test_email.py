@@ -89,21 +89,86 @@ def test_every_failure_of_the_agent_gets_the_same_plain_sentence(error: str | No
     assert body == expected.get_content()
 
 
-def test_another_promise_rejected_through_the_api_says_why() -> None:
-    message = build_message(
-        rejected("the reviewer declined", promise="review"), mail_from=MAIL_FROM
+FOOTER = "-- \nSent by agent-notify to a@example.com, a subscriber of the agent task msg-123.\n"
+SUPPLIED = (
+    "agent-notify did not write the quoted text: whoever completed the promise supplied it\n"
+    "through the service's API.\n"
+)
+PHISHING = "Your account is locked.\nVerify at http://phish.example/login\n\n-- \nYour bank"
+
+
+def by_api(value: object, *, state: PromiseState = PromiseState.RESOLVED) -> Notification:
+    """A promise other than the agent's, completed through the API (a rejection's reason is
+    `value`)."""
+    if state is PromiseState.REJECTED:
+        value, error = None, str(value)
+    else:
+        error = None
+    return Notification(
+        "a@example.com", "<1@example.com>", "msg-123", "approval", state, value, error
     )
-    parsed = read_back(message)
-    assert parsed["Subject"] == "Your agent task msg-123: review was rejected"
+
+
+def test_a_promise_resolved_through_the_api_is_quoted_inside_the_services_frame() -> None:
+    """Whatever text a caller resolves a promise with cannot pose as the service's message: it
+    comes after the service's own heading, every line quoted, marked as supplied through the
+    API, and before the footer every notification but the answer carries."""
+    parsed = read_back(build_message(by_api(PHISHING), mail_from=MAIL_FROM))
+    assert parsed["Subject"] == "Your agent task msg-123: approval was resolved"
     assert parsed.get_content() == (
-        "The promise review of your agent task msg-123 was rejected: the reviewer declined\n"
+        "The promise approval of your agent task msg-123 was resolved with:\n"
+        "\n"
+        "> Your account is locked.\n"
+        "> Verify at http://phish.example/login\n"
+        ">\n"
+        "> -- \n"
+        "> Your bank\n"
+        "\n" + SUPPLIED + "\n" + FOOTER
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "quoted"),
+    [
+        ({"approved": True}, '> {\n>   "approved": true\n> }\n'),
+        ("", ">\n"),
+        ("one\r\ntwo\x0bthree\u2028four", "> one\n> two\n> three\n> four\n"),
+    ],
+    ids=["json", "empty", "line-breaks"],
+)
+def test_every_line_of_a_value_is_quoted(value: object, quoted: str) -> None:
+    body = read_back(build_message(by_api(value), mail_from=MAIL_FROM)).get_content()
+    assert body.split("\n\n")[1] + "\n" == quoted
+
+
+def test_a_promise_rejected_through_the_api_quotes_its_reason_the_same_way() -> None:
+    parsed = read_back(
+        build_message(by_api(PHISHING, state=PromiseState.REJECTED), mail_from=MAIL_FROM)
+    )
+    assert parsed["Subject"] == "Your agent task msg-123: approval was rejected"
+    body = parsed.get_content()
+    assert body.startswith(
+        "The promise approval of your agent task msg-123 was rejected, with the reason:\n\n"
+        "> Your account is locked.\n"
+    )
+    assert body.endswith("\n" + SUPPLIED + "\n" + FOOTER)
+
+
+def test_the_service_signs_what_it_writes_but_the_answer_is_the_whole_message() -> None:
+    for notification in (rejected(PROVIDER_ERROR), rejected(CANCELLED_ERROR)):
+        body = read_back(build_message(notification, mail_from=MAIL_FROM)).get_content()
+        assert body.endswith("\n\n" + FOOTER)
+        assert SUPPLIED not in body
+    answer = read_back(build_message(resolved(PHISHING), mail_from=MAIL_FROM)).get_content()
+    assert answer == PHISHING + "\n"
 
 
 def test_a_cancelled_task() -> None:
     parsed = read_back(build_message(rejected(CANCELLED_ERROR), mail_from=MAIL_FROM))
     assert parsed["Subject"] == "Your agent task msg-123 was cancelled"
-    assert parsed.get_content() == "Your agent task was cancelled before it finished.\n"
+    assert parsed.get_content() == (
+        "Your agent task msg-123 was cancelled before it finished.\n\n" + FOOTER
+    )
 
 
 @pytest.mark.parametrize(
