@@ -147,11 +147,13 @@ class Worker(Generic[Item]):
         `unknown_outcome_seconds`; a second unknown outcome gives up.
         """
         attempts = self.attempts(item)
-        if outcome_unknown and self.outcome_was_unknown(item):
-            await self.give_up(
-                item, f"outcome unknown twice, so not tried again (it may have arrived): {error}"
-            )
-            return
+        if outcome_unknown:
+            if self.outcome_was_unknown(item):
+                await self.give_up(
+                    item, f"outcome unknown twice, not tried again (it may have arrived): {error}"
+                )
+                return
+            error = f"outcome unknown: {error}"
         if attempts >= self.retry.max_attempts:
             await self.give_up(item, f"gave up after {attempts} attempts: {error}")
             return

@@ -113,8 +113,7 @@ class SmtpMailer:
             self._idle.append((smtp, time.monotonic()))
         except _DataUnconfirmed as exc:
             raise OutcomeUnknown(
-                f"outcome unknown: the SMTP server was sent the message but did not confirm "
-                f"it: {exc}"
+                f"the SMTP server was sent the message but did not confirm it: {exc}"
             ) from exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
             raise _classify_refusals(exc) from exc
