@@ -13,8 +13,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from app.addresses import AllowedRecipients
 
 OFFLINE_MODEL = "agent-notify-offline/echo"
-# Workflow keys and promise names: URL-safe, 1 to 256 characters.
-KEY_PATTERN = r"^[A-Za-z0-9._~-]{1,256}$"
+# Workflow keys and promise names: URL-safe, 1 to 256 characters, but not "." or "..": URLs
+# drop those segments (RFC 3986 §5.2.4), so browsers and curl could never reach such a key.
+# No look-ahead (the pattern also runs in pydantic's Rust regex engine): a key starts with a
+# character other than ".", or with "." and then one, or with ".." and then anything.
+KEY_PATTERN = (
+    r"^(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.\.[A-Za-z0-9._~-]+)$"
+)
 
 
 class Settings(BaseSettings):

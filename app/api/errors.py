@@ -30,7 +30,10 @@ HTTP_CODES = {
 # The commonest mistake with the seed's `curl --json '"…"'`: the inner quotes forgotten.
 QUOTE_HINT = "To send text, quote it as a JSON string: --json '\"Write a poem\"'"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
-KEY_RULE = "1 to 256 characters of letters, digits, '.', '_', '~' or '-'"
+KEY_RULE = (
+    "1 to 256 characters of letters, digits, '.', '_', '~' or '-', and not '.' or '..' "
+    "(URLs drop those)"
+)
 
 
 # One example per error code, shown under its status in /docs. README.md lists the same codes.
@@ -71,7 +74,8 @@ ERROR_EXAMPLES: dict[str, tuple[int, str]] = {
     "body_too_large": (413, "the request body is larger than 65536 bytes (MAX_BODY_BYTES)"),
     "invalid_key": (
         422,
-        "the workflow key must be 1 to 256 characters of letters, digits, '.', '_', '~' or '-'",
+        "the workflow key must be 1 to 256 characters of letters, digits, '.', '_', '~' or '-', "
+        "and not '.' or '..' (URLs drop those)",
     ),
     "invalid_request": (
         422,

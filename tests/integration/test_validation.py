@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import asyncpg
 import httpx
 import pytest
+
+from tests.conftest import RunningApp
 
 
 def error_of(response: httpx.Response) -> dict[str, str]:
@@ -89,6 +96,56 @@ async def test_bad_keys(client: httpx.AsyncClient, db: asyncpg.Connection, key: 
 async def test_longest_key_is_accepted(client: httpx.AsyncClient) -> None:
     key = "k" * 256
     assert (await client.post(f"/workflows/{key}/run/send", json="q")).status_code == 202
+
+
+async def raw_post(base_url: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    """POST `path` as sent, byte for byte: httpx, like browsers and curl, drops "." and ".."."""
+    url = httpx.URL(base_url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {url.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        response = await reader.read()
+    finally:
+        writer.close()
+    head, _, payload = response.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    answer: dict[str, Any] = json.loads(payload)
+    return status, answer.get("error", answer)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/workflows/../run/send",
+        "/workflows/./run/send",
+        "/AsyncNotificationsAgent/../run/send",
+        "/workflows/../on_notify/send",
+    ],
+)
+async def test_dot_segment_keys_are_refused(
+    start_app: Callable[..., Awaitable[RunningApp]], db: asyncpg.Connection, path: str
+) -> None:
+    """A key of "." or ".." could be created with `curl --path-as-is` but never opened,
+    cancelled or deleted from a browser: it is refused."""
+    app = await start_app()
+    body = b'{"email": "a@example.com"}' if "on_notify" in path else b'"q"'
+    status, error = await raw_post(app.base_url, path, body)
+    assert (status, error["code"]) == (422, "invalid_key"), error
+    assert "'..'" in error["message"]
+    status, error = await raw_post(app.base_url, "/workflows/k/promises/../resolve", b'"v"')
+    assert status == 422, error
+    assert await db.fetchval("SELECT count(*) FROM workflow") == 0
+    assert await db.fetchval("SELECT count(*) FROM subscription") == 0
+
+
+@pytest.mark.parametrize("key", ["...", ".k", "..k", "k.", "k..k"])
+async def test_keys_with_dots_are_accepted(client: httpx.AsyncClient, key: str) -> None:
+    assert (await client.post(f"/workflows/{key}/run/send", json="q")).status_code == 202
+    assert (await client.get(f"/workflows/{key}")).status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/workflows//run/send", "/workflows/a%2Fb/run/send"])
