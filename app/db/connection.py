@@ -20,11 +20,16 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
     PoolTimeoutError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
 )
 
 # SQLSTATEs of a server that is unreachable, shutting down, starting up, out of connections,
 # or (after a failover) still a read-only standby.
 OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "25006")
+# SQLSTATEs with which a server refuses to open a session for the database for now: it does
+# not accept connections to it (ALLOW_CONNECTIONS false, during maintenance), or it is gone
+# (being restored). Outages only when opening a connection: statements never raise them.
+REFUSED_SESSION_SQLSTATES = ("55000", "3D000")
 
 
 def _behind(exc: BaseException) -> Iterator[BaseException]:
@@ -65,7 +70,14 @@ def is_outage(exc: BaseException) -> bool:
             return True
         if isinstance(error, asyncpg.InterfaceError) and "closed" in str(error):
             return True  # "connection is closed": the server went away under it
+        if isinstance(error, asyncpg.InternalClientError):
+            # The driver's state of the connection is off, as when the server's notice that it
+            # ends the session arrived just before the socket's close: a fresh one will do.
+            return True
         if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return True
+        opening = isinstance(error, DBAPIError) and error.statement is None  # no statement yet
+        if opening and sqlstate_of(error) in REFUSED_SESSION_SQLSTATES:
             return True
         sqlstate = getattr(error, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate.startswith(OUTAGE_SQLSTATES):

@@ -26,6 +26,11 @@ class DriverError(Exception):
         (asyncpg.InterfaceError("connection is closed"), True),
         (OperationalError("SELECT 1", {}, DriverError("08006")), True),
         (OperationalError("UPDATE x", {}, DriverError("25006")), True),
+        (asyncpg.InternalClientError("cannot switch to state 11; another operation"), True),
+        # A server that refuses sessions to the database for now, when connecting…
+        (OperationalError(None, None, DriverError("55000")), True),
+        # …and the same SQLSTATE from a statement: not an outage.
+        (OperationalError("SELECT currval('s')", {}, DriverError("55000")), False),
         (DataError("INSERT", {}, DriverError("22021")), False),
         (
             asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
