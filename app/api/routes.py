@@ -22,7 +22,7 @@ from app.api.schemas import (
     WorkflowOut,
     WorkflowSummaryOut,
 )
-from app.api.security import SubscribeRateLimit
+from app.api.security import SubscribeAllowance
 from app.db.rows import RunInput, WorkflowRow
 from app.errors import Conflict, DeliveryFailed, NotFound, WorkflowFailed
 from app.states import SubscriptionState, WorkflowState
@@ -137,10 +137,11 @@ async def on_notify(
     key: KeyPath,
     body: Annotated[SubscribeBody, Body(openapi_examples=SUBSCRIBE_EXAMPLES)],
     request: Request,
-    _rate_limit: SubscribeRateLimit,
+    allowance: SubscribeAllowance,
 ) -> SubscriptionOut:
     service = service_of(request)
-    subscribed = await service.subscribe(key, body.email, body.promise)
+    with allowance.spend():
+        subscribed = await service.subscribe(key, body.email, body.promise)
     delivered = await service.wait_delivered(subscribed.subscription)
     if delivered.status != SubscriptionState.SENT:
         raise DeliveryFailed(
@@ -173,10 +174,11 @@ async def on_notify_send(
     key: KeyPath,
     body: Annotated[SubscribeBody, Body(openapi_examples=SUBSCRIBE_EXAMPLES)],
     request: Request,
-    _rate_limit: SubscribeRateLimit,
+    allowance: SubscribeAllowance,
 ) -> SubscriptionOut:
     service = service_of(request)
-    subscribed = await service.subscribe(key, body.email, body.promise)
+    with allowance.spend():
+        subscribed = await service.subscribe(key, body.email, body.promise)
     return SubscriptionOut.of(subscribed.subscription)
 
 

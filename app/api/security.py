@@ -3,7 +3,8 @@
 The limit is off unless SUBSCRIBE_RATE_PER_MINUTE is set. It is kept per API token when
 API_TOKENS is set (every limited request then carries a checked one), else per client
 address: a trusted backend that subscribes its users from one address is never throttled
-by default.
+by default. Only accepted subscriptions count: a request refused for any reason (bad input,
+a recipient not allowed, the database unreachable) gives its allowance back.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import hmac
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -120,10 +123,35 @@ class RateLimiter:
         while len(self._buckets) > self._max_clients:
             self._buckets.popitem(last=False)
 
+    def give_back(self, client: str) -> None:
+        """Return what `take` took: the request it admitted was not accepted after all."""
+        if self.per_minute <= 0 or client not in self._buckets:
+            return
+        tokens, last = self._buckets[client]
+        self._buckets[client] = (min(float(self.per_minute), tokens + 1), last)
 
-async def limit_subscriptions(request: Request) -> None:
-    limiter: RateLimiter = request.app.state.subscribe_limiter
-    limiter.take(client_identity(request.scope))
+
+class Allowance:
+    """One request's claim on its client's subscription allowance."""
+
+    def __init__(self, limiter: RateLimiter, client: str) -> None:
+        self._limiter = limiter
+        self._client = client
+
+    @contextmanager
+    def spend(self) -> Iterator[None]:
+        """Take one (RateLimited if none is left) for the work inside; given back if that
+        work raises, so only what was accepted counts."""
+        self._limiter.take(self._client)
+        try:
+            yield
+        except BaseException:
+            self._limiter.give_back(self._client)
+            raise
 
 
-SubscribeRateLimit = Annotated[None, Depends(limit_subscriptions)]
+def subscription_allowance(request: Request) -> Allowance:
+    return Allowance(request.app.state.subscribe_limiter, client_identity(request.scope))
+
+
+SubscribeAllowance = Annotated[Allowance, Depends(subscription_allowance)]

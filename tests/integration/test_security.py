@@ -12,7 +12,9 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
+from app.db.connection import asyncpg_dsn
 from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM
 from tests.service import ServiceProcess
@@ -147,6 +149,37 @@ async def test_an_address_is_limited_only_when_the_operator_asks(
     assert int(limited.headers["retry-after"]) >= 1
     # Other endpoints are not limited.
     assert (await app.client.post("/workflows/rl/run/send", json="q")).status_code == 202
+
+
+async def test_only_accepted_subscriptions_use_up_the_rate_limit(
+    start_app: Callable[..., Awaitable[RunningApp]], postgres_url: str, database_url: str
+) -> None:
+    """Refused requests (bad input, a recipient not allowed, the database unreachable) leave
+    the allowance whole: after an outage the client's real subscriptions go through."""
+    app = await start_app(subscribe_rate_per_minute=3, notify_allowed_recipients="*@ok.example")
+
+    async def subscribe(body: object) -> int:
+        response = await app.client.post("/workflows/ra/on_notify/send", json=body)
+        return response.status_code
+
+    assert [await subscribe("nobody@elsewhere.example") for _ in range(5)] == [422] * 5
+    assert [await subscribe({"email": "x@ok.example", "bogus": 1}) for _ in range(5)] == [422] * 5
+    # The database goes away: it refuses connections, and the app's are cut.
+    name = make_url(database_url).database
+    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+            )
+            assert Counter([await subscribe("down@ok.example") for _ in range(10)]) == {503: 10}
+        finally:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    finally:
+        await admin.close()
+    statuses = [await subscribe(f"u{i}@ok.example") for i in range(4)]
+    assert statuses == [202, 202, 202, 429]
 
 
 async def test_with_api_tokens_each_token_has_its_own_limit(
