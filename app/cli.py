@@ -38,7 +38,10 @@ def _serve(args: argparse.Namespace) -> None:
         # us first: a request sent on a connection just as we close it fails with a reset.
         # Longer than the common proxies' idle timeouts (60 s).
         timeout_keep_alive=75,
-        proxy_headers=True,
+        # Forwarding headers only from the proxies the operator names (uvicorn's own default
+        # would believe any client on this host).
+        proxy_headers=bool(settings.forwarded_allow_ips.strip()),
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     # After a graceful stop uvicorn re-raises the signal it caught, to end the process the way
     # the signal would have; it finds this handler: the stop was graceful, so the exit is 0.

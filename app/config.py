@@ -256,6 +256,16 @@ class Settings(BaseSettings):
     metrics_public: bool = Field(
         False, description="serve `/metrics` without a token even when `API_TOKENS` is set"
     )
+    # Nobody's by default: a client that reaches the service directly could otherwise name any
+    # address in X-Forwarded-For and escape the per-address rate limit (and the access log).
+    forwarded_allow_ips: str = Field(
+        "",
+        description=(
+            "the reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed: "
+            "comma-separated addresses or networks (`10.0.0.0/8`), `*` for any; empty: none, "
+            "and the client is whoever connected"
+        ),
+    )
 
     # Retention.
     retention: timedelta = Field(

@@ -8,12 +8,14 @@ import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Literal
 
 import asyncpg
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from app.config import Settings
 from app.db.connection import asyncpg_dsn
 from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM
@@ -199,6 +201,43 @@ async def test_with_api_tokens_each_token_has_its_own_limit(
     # The same address with another token: that token's own allowance.
     statuses = [(await subscribe(second, f"b{i}@example.com")).status_code for i in range(4)]
     assert statuses == [202, 202, 202, 429]
+
+
+@pytest.mark.parametrize(
+    ("server", "forwarded_allow_ips", "expected"),
+    [
+        ("serve", "", [202, 202, 429, 429, 429]),
+        ("uvicorn", "", [202, 202, 429, 429, 429]),
+        ("serve", "127.0.0.1", [202] * 5),  # the operator's proxy: each forwarded client counts
+    ],
+)
+async def test_forwarding_headers_are_believed_only_from_named_proxies(
+    app_settings: Callable[..., Settings],
+    tmp_path: Path,
+    server: Literal["serve", "uvicorn"],
+    forwarded_allow_ips: str,
+    expected: list[int],
+) -> None:
+    """A client on this host naming a fresh X-Forwarded-For per request does not escape the
+    per-address limit, unless FORWARDED_ALLOW_IPS names this host as a proxy."""
+    settings = app_settings(subscribe_rate_per_minute=2, forwarded_allow_ips=forwarded_allow_ips)
+    service = ServiceProcess(settings, tmp_path / "service.log", server=server)
+    await service.start()
+    try:
+        async with service.client() as client:
+            statuses = [
+                (
+                    await client.post(
+                        "/workflows/xff/on_notify/send",
+                        json=f"u{i}@example.com",
+                        headers={"X-Forwarded-For": f"10.0.0.{i}"},
+                    )
+                ).status_code
+                for i in range(5)
+            ]
+    finally:
+        await service.terminate()
+    assert statuses == expected
 
 
 async def test_json_logs_carry_the_workflow_key(
