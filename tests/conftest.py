@@ -256,9 +256,16 @@ async def start_service(
     after the test."""
     started: list[ServiceProcess] = []
 
-    async def start(server: str = "serve", **overrides: Any) -> ServiceProcess:
+    async def start(
+        server: str = "serve", file_limit: int | None = None, **overrides: Any
+    ) -> ServiceProcess:
         log = tmp_path / f"service-{len(started)}.log"
-        service = ServiceProcess(app_settings(**overrides), log, server=server)  # type: ignore[arg-type]
+        service = ServiceProcess(
+            app_settings(**overrides),
+            log,
+            server=server,  # type: ignore[arg-type]
+            file_limit=file_limit,
+        )
         started.append(service)
         return await service.start()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import socket
 import sys
@@ -49,6 +50,8 @@ class ServiceProcess:
     process: asyncio.subprocess.Process | None = None
     # `agent-notify serve`, or the same app under `uvicorn app.main:app`.
     server: Literal["serve", "uvicorn"] = "serve"
+    # The child's open-file limit (soft and hard), as an operator's `ulimit -n`; None: ours.
+    file_limit: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -71,6 +74,7 @@ class ServiceProcess:
                 env=environment(self.settings, self.port),
                 stdout=output,
                 stderr=output,
+                preexec_fn=self._limit_files if self.file_limit is not None else None,
             )
 
         async def ready() -> bool:
@@ -86,6 +90,10 @@ class ServiceProcess:
 
         await eventually(ready, bool, timeout=60, interval=0.05)
         return self
+
+    def _limit_files(self) -> None:
+        assert self.file_limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.file_limit, self.file_limit))
 
     @property
     def running(self) -> bool:
