@@ -1,4 +1,12 @@
-"""`agent-notify serve` and `agent-notify migrate`."""
+"""`agent-notify serve` and `agent-notify migrate`.
+
+`agent-notify serve` runs the same app as `uvicorn app.main:app`; the server around it is what
+differs. It refuses to listen on a non-loopback address without `API_TOKENS` (unless
+`ALLOW_UNAUTHENTICATED=true`), and gives uvicorn the connection guard of app/server.py and the
+settings' host, port, keep-alive and shutdown grace. Under plain uvicorn the app itself refuses
+requests that reach it on a non-loopback address without tokens (app/api/exposure.py), and the
+guard needs `--http app.server:GuardedHTTP`.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +31,9 @@ def _serve(args: argparse.Namespace) -> None:
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = Settings(**overrides)
+    refusal = settings.unauthenticated_exposure(settings.host)
+    if refusal is not None:
+        raise SystemExit(f"agent-notify serve: refusing to start: {refusal}")
     configure_logging(settings.log_level, settings.log_format)
     # The app, its start-up and its shutdown are those of `uvicorn app.main:app`; this command
     # adds the server's settings that follow from ours, and the connection guard

@@ -257,7 +257,10 @@ async def start_service(
     started: list[ServiceProcess] = []
 
     async def start(
-        server: str = "serve", file_limit: int | None = None, **overrides: Any
+        server: str = "serve",
+        file_limit: int | None = None,
+        host: str = "127.0.0.1",
+        **overrides: Any,
     ) -> ServiceProcess:
         log = tmp_path / f"service-{len(started)}.log"
         service = ServiceProcess(
@@ -265,6 +268,7 @@ async def start_service(
             log,
             server=server,  # type: ignore[arg-type]
             file_limit=file_limit,
+            host=host,
         )
         started.append(service)
         return await service.start()
