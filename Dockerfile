@@ -1,5 +1,8 @@
 # agent-notify's image: `docker compose up` (docker-compose.yml) or
-#   docker build -t agent-notify . && docker run -e DATABASE_URL=postgresql://… -p 8080:8080 agent-notify
+#   docker build -t agent-notify .
+#   docker run -e API_TOKENS="$(openssl rand -hex 32)" -e DATABASE_URL=postgresql://… -p 8080:8080 agent-notify
+# It listens on 0.0.0.0, so it refuses to start without API_TOKENS (clients then send
+# "Authorization: Bearer <token>"), unless ALLOW_UNAUTHENTICATED=true says to serve without.
 # The base image is a build argument: a Debian-based image with Python 3.11+ whose `python -m venv`
 # works (scripts/compose-smoke.sh builds on a local stand-in where no registry can be reached).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -44,8 +47,9 @@ RUN groupadd --gid 10001 agent-notify \
 COPY --from=deps /opt/venv /opt/venv
 COPY --from=build /out/ /
 WORKDIR /app
-# HOST: reachable from outside the container. DATA_DIR: writable, for the outbox (no SMTP_HOST)
-# and the embedded Postgres (no DATABASE_URL), which suit a quick `docker run` only.
+# HOST: reachable from outside the container (so API_TOKENS is needed; above). DATA_DIR:
+# writable, for the outbox (no SMTP_HOST) and the embedded Postgres (no DATABASE_URL), which suit
+# a quick `docker run` only.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

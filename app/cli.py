@@ -1,4 +1,13 @@
-"""`agent-notify serve` and `agent-notify migrate`."""
+"""`agent-notify serve` and `agent-notify migrate`.
+
+`agent-notify serve` runs the same app as `uvicorn app.main:app`; the server around it is what
+differs. It refuses to listen on a non-loopback address without `API_TOKENS` (unless
+`ALLOW_UNAUTHENTICATED=true`), and gives uvicorn the connection guard of app/server.py and the
+settings' host, port, keep-alive, shutdown grace and forwarding-header trust (uvicorn reads
+`FORWARDED_ALLOW_IPS` too, but believes this host when it is unset). Under plain uvicorn the
+app itself refuses requests that reach it on a non-loopback address without tokens
+(app/api/exposure.py), and the guard needs `--http app.server:GuardedHTTP`.
+"""
 
 from __future__ import annotations
 
@@ -19,25 +28,34 @@ def _serve(args: argparse.Namespace) -> None:
     from app.config import Settings
     from app.logs import configure_logging
     from app.main import create_app
+    from app.server import ConnectionLimits, GuardedHTTP
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = Settings(**overrides)
+    refusal = settings.unauthenticated_exposure(settings.host)
+    if refusal is not None:
+        raise SystemExit(f"agent-notify serve: refusing to start: {refusal}")
     configure_logging(settings.log_level, settings.log_format)
     # The app, its start-up and its shutdown are those of `uvicorn app.main:app`; this command
-    # adds the server's settings that follow from ours. loop and http stay "auto": uvloop and
-    # httptools, which pyproject.toml installs.
+    # adds the server's settings that follow from ours, and the connection guard
+    # (app/server.py: MAX_CONNECTIONS, HEADER_TIMEOUT_SECONDS, MAX_HEADER_BYTES), which
+    # `uvicorn app.main:app` has only with `--http app.server:GuardedHTTP`. The loop stays
+    # "auto" (uvloop); the guard hands each connection to uvicorn's httptools protocol.
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        http=GuardedHTTP.bound(ConnectionLimits.from_settings(settings)),
+        # The app serves no WebSocket: an upgrade request is answered as a plain one.
+        ws="none",
         log_level=settings.log_level.lower(),
         # JSON logs: uvicorn's lines go through our handler instead of its own text ones.
         log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace_seconds)),
-        # An idle keep-alive connection is closed by the client or the proxy in front, never by
-        # us first: a request sent on a connection just as we close it fails with a reset.
-        # Longer than the common proxies' idle timeouts (60 s).
-        timeout_keep_alive=75,
+        # Idle after a response: KEEP_ALIVE_SECONDS (75 by default, longer than the common
+        # proxies' idle timeouts, so that the proxy closes an idle connection, not us while it
+        # sends a request on it). Until a request head is in, the guard's deadline holds.
+        timeout_keep_alive=settings.keep_alive_seconds,
         # Forwarding headers only from the proxies the operator names (uvicorn's own default
         # would believe any client on this host).
         proxy_headers=bool(settings.forwarded_allow_ips.strip()),

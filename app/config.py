@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -38,6 +39,51 @@ class Settings(BaseSettings):
         description="address `agent-notify serve` binds (`0.0.0.0` in the container image)",
     )
     port: int = Field(8080, ge=0, le=65535, description="port `agent-notify serve` binds")
+    allow_unauthenticated: bool = Field(
+        False,
+        description=(
+            "let `agent-notify serve` listen on an address other than loopback (`127.0.0.0/8`, "
+            "`::1`, `localhost`) without `API_TOKENS`; otherwise it refuses to start, since "
+            "anyone who reaches it could make it email any text to any address"
+        ),
+    )
+
+    # Connections (`agent-notify serve`; README, "Open it to an untrusted audience").
+    max_connections: int = Field(
+        800,
+        ge=1,
+        description=(
+            "open HTTP connections per process; at the cap a new connection closes the oldest "
+            "one still waiting for its request head, or, when every one is busy, is answered "
+            "503 `too_many_connections` at once. Keep it well under the open-file limit "
+            "(`ulimit -n`), which also holds the database, SMTP and model connections"
+        ),
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "a connection's request head (request line and headers) must arrive within this "
+            "long of the connection's start, or of the first byte of its next request; "
+            "otherwise it is closed (408 `request_timeout` if part of a head came)"
+        ),
+    )
+    max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        description="largest request head (request line and headers) accepted (431 "
+        "`headers_too_large` beyond)",
+    )
+    keep_alive_seconds: int = Field(
+        75,
+        ge=1,
+        description=(
+            "how long an idle connection is kept open after a response for the client's next "
+            "request; longer than the common proxies' idle timeout (60 s), so that the proxy, "
+            "not the service, closes an idle connection and no request is sent on one just "
+            "being closed"
+        ),
+    )
 
     # Postgres.
     database_url: str | None = Field(
@@ -324,6 +370,18 @@ class Settings(BaseSettings):
         raw = self.api_tokens.get_secret_value() if self.api_tokens else ""
         return [token.strip() for token in raw.split(",") if token.strip()]
 
+    def unauthenticated_exposure(self, host: str) -> str | None:
+        """Why the service must not be reachable on `host` as configured, or None: without
+        tokens, anyone who reaches it could make it email any text to any address."""
+        if self.tokens or self.allow_unauthenticated or is_loopback(host):
+            return None
+        return (
+            f"{host} is not a loopback address and API_TOKENS is unset, so anyone who reaches "
+            "it could make the service email any text to any address. Set API_TOKENS to a long "
+            "random token (e.g. `openssl rand -hex 32`), or ALLOW_UNAUTHENTICATED=true to serve "
+            "without tokens"
+        )
+
     @property
     def offline(self) -> bool:
         return self.agent_model is None
@@ -339,3 +397,14 @@ class Settings(BaseSettings):
         if self.smtp_tls:
             return 465
         return 587 if self.smtp_starttls else 25
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, 127.0.0.0/8 or ::1 (bracketed or not); any other name or address is not."""
+    host = host.strip().removeprefix("[").removesuffix("]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

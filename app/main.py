@@ -23,6 +23,7 @@ from app.api import events, health, promises, routes, ui
 from app.api import metrics as metrics_api
 from app.api.docs import DESCRIPTION, install_docs
 from app.api.errors import install_error_handlers
+from app.api.exposure import LoopbackOnly
 from app.api.idempotency import Idempotency
 from app.api.limits import BodyLimit
 from app.api.security import RateLimiter, TokenAuth
@@ -67,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(Idempotency)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(TokenAuth, tokens=settings.tokens, metrics_public=settings.metrics_public)
+    if not settings.tokens and not settings.allow_unauthenticated:
+        app.add_middleware(LoopbackOnly, settings=settings)
     app.include_router(health.router)
     app.include_router(ui.router)
     app.include_router(metrics_api.router)

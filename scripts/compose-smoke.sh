@@ -39,9 +39,13 @@ PYTHON="${PYTHON:-python3}"
 # as on a machine where none is set. Then the smoke's own settings, passed through as any user's
 # would be: the offline model by default (AGENT_MODEL unset), and a slow fake LLM that runs may
 # ask for, so that a run can be killed mid-call; short leases, so that a killed run is taken over
-# quickly; two runs per replica, so that replicas share a burst.
+# quickly; two runs per replica, so that replicas share a burst; a token, which the stack
+# requires, sent with every call to the API as a user's client would.
 mapfile -t PASSED_THROUGH < <(sed -n 's/^      \([A-Z][A-Z0-9_]*\):$/\1/p' docker-compose.yml)
-unset "${PASSED_THROUGH[@]}" SMTP_HOST SMTP_PORT POSTGRES_PASSWORD AGENT_NOTIFY_PUBLISH PYTHON_IMAGE
+unset "${PASSED_THROUGH[@]}" SMTP_HOST SMTP_PORT API_TOKENS POSTGRES_PASSWORD AGENT_NOTIFY_PUBLISH PYTHON_IMAGE
+API_TOKENS="smoke-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+export API_TOKENS
+AUTH="Authorization: Bearer $API_TOKENS"
 export AGENT_ALLOWED_MODELS="openai/smoke-*"
 export AGENT_API_BASE="http://127.0.0.1:$SMOKE_LLM_PORT/v1"
 export AGENT_API_KEY="smoke-key"
@@ -286,7 +290,7 @@ quietly() {
 }
 # json_get URL EXPR: fetch URL's JSON and print the Python expression EXPR over it (as `d`).
 json_get() {
-    curl -fsS "$1" | "$PYTHON" -c "import json, sys; d = json.load(sys.stdin); print($2)"
+    curl -fsS -H "$AUTH" "$1" | "$PYTHON" -c "import json, sys; d = json.load(sys.stdin); print($2)"
 }
 # wait_for SECONDS DESCRIPTION COMMAND…: run COMMAND every second until it succeeds.
 wait_for() {
@@ -305,7 +309,7 @@ workflow_done() {
 }
 service_container() { compose ps -q agent-notify | head -n 1; }
 metric() { # metric PORT: runs started by the replica on PORT
-    curl -fsS "http://127.0.0.1:$1/metrics" |
+    curl -fsS -H "$AUTH" "http://127.0.0.1:$1/metrics" |
         awk '$1 == "agent_notify_runs_started_total" { printf "%d\n", $2 }'
 }
 
@@ -350,10 +354,10 @@ compose run --rm --no-deps agent-notify agent-notify migrate 2>&1 | tail -n 2
 # The README's walk-through
 
 log "walk-through: run/send, on_notify/send, status"
-out="$(curl -fsS "$API/workflows/msg-123/run/send" --json '"Write a 1000-word description of Durable Execution"')"
+out="$(curl -fsS -H "$AUTH" "$API/workflows/msg-123/run/send" --json '"Write a 1000-word description of Durable Execution"')"
 echo "   $out"
 [[ "$out" == *'"status":"accepted"'* ]] || fail "run/send: $out"
-out="$(curl -fsS "$API/workflows/msg-123/on_notify/send" --json '"me@example.com"')"
+out="$(curl -fsS -H "$AUTH" "$API/workflows/msg-123/on_notify/send" --json '"me@example.com"')"
 echo "   $out"
 [[ "$out" == *'"email":"me@example.com"'* ]] || fail "on_notify/send: $out"
 wait_for 60 "workflow msg-123 succeeded and its email sent" workflow_done msg-123 me@example.com
@@ -369,8 +373,8 @@ mark "walk-through"
 # goes out once
 
 log "kill -9 mid-run: a run on the slow model, killed while the LLM call is in flight"
-curl -fsS "$API/workflows/kill-1/run/send" --json '{"query": "smoke kill test", "model": "openai/smoke-slow"}' >/dev/null
-curl -fsS "$API/workflows/kill-1/on_notify/send" --json '"kill@example.com"' >/dev/null
+curl -fsS -H "$AUTH" "$API/workflows/kill-1/run/send" --json '{"query": "smoke kill test", "model": "openai/smoke-slow"}' >/dev/null
+curl -fsS -H "$AUTH" "$API/workflows/kill-1/on_notify/send" --json '"kill@example.com"' >/dev/null
 llm_calls() { json_get "http://127.0.0.1:$SMOKE_LLM_PORT/calls" "d.get('smoke kill test', 0)"; }
 llm_called() { (($(llm_calls) >= 1)); }
 wait_for 30 "the LLM call of kill-1" llm_called
@@ -403,8 +407,8 @@ declare -A before=()
 for port in "${ports[@]}"; do before[$port]="$(metric "$port")"; done
 log "12 runs on the slow model (4 s each), all sent to the first replica"
 for i in $(seq 1 12); do
-    curl -fsS "$API/workflows/share-$i/run/send" --json "{\"query\": \"smoke share $i\", \"model\": \"openai/smoke-slow\"}" >/dev/null
-    curl -fsS "$API/workflows/share-$i/on_notify/send" --json "\"share-$i@example.com\"" >/dev/null
+    curl -fsS -H "$AUTH" "$API/workflows/share-$i/run/send" --json "{\"query\": \"smoke share $i\", \"model\": \"openai/smoke-slow\"}" >/dev/null
+    curl -fsS -H "$AUTH" "$API/workflows/share-$i/on_notify/send" --json "\"share-$i@example.com\"" >/dev/null
 done
 for i in $(seq 1 12); do
     wait_for 120 "workflow share-$i succeeded and its email sent" workflow_done "share-$i" "share-$i@example.com"

@@ -256,9 +256,20 @@ async def start_service(
     after the test."""
     started: list[ServiceProcess] = []
 
-    async def start(server: str = "serve", **overrides: Any) -> ServiceProcess:
+    async def start(
+        server: str = "serve",
+        file_limit: int | None = None,
+        host: str = "127.0.0.1",
+        **overrides: Any,
+    ) -> ServiceProcess:
         log = tmp_path / f"service-{len(started)}.log"
-        service = ServiceProcess(app_settings(**overrides), log, server=server)  # type: ignore[arg-type]
+        service = ServiceProcess(
+            app_settings(**overrides),
+            log,
+            server=server,  # type: ignore[arg-type]
+            file_limit=file_limit,
+            host=host,
+        )
         started.append(service)
         return await service.start()
 

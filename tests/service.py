@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import socket
 import sys
@@ -26,7 +27,7 @@ def free_port() -> int:
         return port
 
 
-def environment(settings: Settings, port: int) -> dict[str, str]:
+def environment(settings: Settings, port: int, host: str = "127.0.0.1") -> dict[str, str]:
     """The settings as the environment variables an operator would set."""
     fields = {name.upper() for name in Settings.model_fields}
     env = {k: v for k, v in os.environ.items() if k.upper() not in fields}
@@ -37,7 +38,7 @@ def environment(settings: Settings, port: int) -> dict[str, str]:
             value = value.get_secret_value()
         env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     env["PORT"] = str(port)
-    env["HOST"] = "127.0.0.1"
+    env["HOST"] = host
     return env
 
 
@@ -49,6 +50,10 @@ class ServiceProcess:
     process: asyncio.subprocess.Process | None = None
     # `agent-notify serve`, or the same app under `uvicorn app.main:app`.
     server: Literal["serve", "uvicorn"] = "serve"
+    # The child's open-file limit (soft and hard), as an operator's `ulimit -n`; None: ours.
+    file_limit: int | None = None
+    # The address `serve` binds (HOST); the tests reach it on 127.0.0.1 whatever it is.
+    host: str = "127.0.0.1"
 
     @property
     def base_url(self) -> str:
@@ -68,9 +73,10 @@ class ServiceProcess:
                 sys.executable,
                 *command,
                 cwd=ROOT,
-                env=environment(self.settings, self.port),
+                env=environment(self.settings, self.port, self.host),
                 stdout=output,
                 stderr=output,
+                preexec_fn=self._limit_files if self.file_limit is not None else None,
             )
 
         async def ready() -> bool:
@@ -86,6 +92,10 @@ class ServiceProcess:
 
         await eventually(ready, bool, timeout=60, interval=0.05)
         return self
+
+    def _limit_files(self) -> None:
+        assert self.file_limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.file_limit, self.file_limit))
 
     @property
     def running(self) -> bool:

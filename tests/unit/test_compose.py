@@ -25,10 +25,12 @@ SERVICE = "agent-notify"
 WIRED = {"DATABASE_URL", "HOST", "PORT", "DATA_DIR"}
 # Set by the compose file unless given: Mailpit, this stack's mail catcher.
 DEFAULTED = {"SMTP_HOST": "mailpit", "SMTP_PORT": "1025"}
+# Required: the service listens on 0.0.0.0 in its container and refuses to start without tokens.
+REQUIRED = {"API_TOKENS"}
 # The providers' keys most users need, which litellm reads from the environment.
 PROVIDER_KEYS = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "MISTRAL_API_KEY"}
 SETTINGS = {name.upper() for name in Settings.model_fields}
-PASSED = (SETTINGS - WIRED - set(DEFAULTED)) | PROVIDER_KEYS
+PASSED = (SETTINGS - WIRED - set(DEFAULTED) - REQUIRED) | PROVIDER_KEYS
 
 
 def docker_compose() -> str | None:
@@ -37,13 +39,15 @@ def docker_compose() -> str | None:
     return shutil.which("docker-compose", path=search)
 
 
-def compose_environment(env_file: Path, shell: dict[str, str], tmp_path: Path) -> dict[str, Any]:
-    """The service's environment as `docker-compose config` resolves it, in a clean shell
-    holding `shell` only, with `env_file` in place of the project's .env."""
+def compose_config(
+    env_file: Path, shell: dict[str, str], tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` in a clean shell holding `shell` only, with `env_file` in place
+    of the project's .env."""
     binary = docker_compose()
     assert binary is not None
     clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), **shell}
-    result = subprocess.run(
+    return subprocess.run(
         [
             binary,
             "--env-file",
@@ -61,6 +65,11 @@ def compose_environment(env_file: Path, shell: dict[str, str], tmp_path: Path) -
         timeout=60,
         check=False,
     )
+
+
+def compose_environment(env_file: Path, shell: dict[str, str], tmp_path: Path) -> dict[str, Any]:
+    """The service's environment as `docker-compose config` resolves it."""
+    result = compose_config(env_file, shell, tmp_path)
     assert result.returncode == 0, result.stderr
     environment: dict[str, Any] = json.loads(result.stdout)["services"][SERVICE]["environment"]
     return environment
@@ -79,7 +88,7 @@ def values_for(names: set[str]) -> dict[str, str]:
 
 @needs_compose
 def test_every_setting_reaches_the_container_from_the_env_file(tmp_path: Path) -> None:
-    given = values_for(PASSED | set(DEFAULTED))
+    given = values_for(PASSED | set(DEFAULTED) | REQUIRED)
     env_file = tmp_path / ".env"
     env_file.write_text("".join(f"{name}={value}\n" for name, value in given.items()))
     environment = compose_environment(env_file, {}, tmp_path)
@@ -89,7 +98,7 @@ def test_every_setting_reaches_the_container_from_the_env_file(tmp_path: Path) -
 
 @needs_compose
 def test_every_setting_reaches_the_container_from_the_shell(tmp_path: Path) -> None:
-    given = values_for(PASSED | set(DEFAULTED))
+    given = values_for(PASSED | set(DEFAULTED) | REQUIRED)
     env_file = tmp_path / "empty.env"
     env_file.write_text("")
     environment = compose_environment(env_file, given, tmp_path)
@@ -98,10 +107,21 @@ def test_every_setting_reaches_the_container_from_the_shell(tmp_path: Path) -> N
 
 
 @needs_compose
-def test_with_nothing_set_the_service_keeps_its_defaults(tmp_path: Path) -> None:
+def test_without_tokens_the_stack_does_not_start_and_says_how_to_set_one(tmp_path: Path) -> None:
     env_file = tmp_path / "empty.env"
     env_file.write_text("")
+    result = compose_config(env_file, {}, tmp_path)
+    assert result.returncode != 0
+    assert "set API_TOKENS" in result.stderr
+    assert "openssl rand -hex 32" in result.stderr
+
+
+@needs_compose
+def test_with_only_a_token_set_the_service_keeps_its_defaults(tmp_path: Path) -> None:
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("API_TOKENS=a-token\n")
     environment = compose_environment(env_file, {}, tmp_path)
+    assert environment["API_TOKENS"] == "a-token"
     for name, value in DEFAULTED.items():
         assert environment[name] == value
     assert "@postgres:5432/" in environment["DATABASE_URL"]
@@ -121,6 +141,8 @@ def test_the_compose_file_names_every_setting() -> None:
         assert environment[name] is None, f"{name}: {environment[name]!r}"
     for name, default in DEFAULTED.items():
         assert environment[name] == f"${{{name}:-{default}}}"
+    for name in REQUIRED:
+        assert environment[name].startswith(f"${{{name}:?set {name} ")
     assert not {"HOST", "PORT", "DATA_DIR"} & set(environment)
 
 

@@ -33,6 +33,8 @@ ALLOWED: dict[str, set[str] | None] = {
     # The API calls the workflows' facade; of the layers below it reads only the typed rows
     # and how to tell a database outage (503) from a bug.
     "app.api": {"app.workflows", "app.db.rows", "app.db.connection"},
+    # The HTTP server's connection guard, around uvicorn's protocol: reads the settings only.
+    "app.server": set(),
     "app.main": None,  # the composition root: anything
     "app.cli": None,
 }
