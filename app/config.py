@@ -292,7 +292,11 @@ class Settings(BaseSettings):
         ),
     )
     max_wait_seconds: float = Field(
-        300.0, gt=0, description="the longest `GET …/output?timeout=` waits"
+        300.0,
+        gt=0,
+        description="the longest a request waits for work: sync `run` and `on_notify`, and "
+        "`GET …/output?timeout=`; then it answers 202 with where to look (`Location`), and the "
+        "work goes on",
     )
     api_tokens: SecretStr | None = Field(
         None,

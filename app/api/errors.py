@@ -9,8 +9,9 @@ from typing import Any, NamedTuple
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from app.api.schemas import REQUIRED_FIELDS, ErrorResponse
@@ -18,6 +19,9 @@ from app.db.connection import DATABASE_ERRORS, is_outage
 from app.errors import AppError
 
 logger = logging.getLogger(__name__)
+
+# The answer to a client that hung up before it (nginx's code; never seen by the client).
+CLIENT_CLOSED_REQUEST = 499
 
 HTTP_CODES = {
     400: "bad_request",
@@ -310,6 +314,12 @@ def install_error_handlers(app: FastAPI) -> None:
         response = error_response(exc.status_code, exc.code, exc.message)
         response.headers.update(exc.headers)
         return response
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(_request: Request, _exc: ClientDisconnect) -> Response:
+        # Nobody is left to read it (uvicorn drops it); nginx's "client closed request" code
+        # says so to whatever wraps the app (the Idempotency-Key record, for one).
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

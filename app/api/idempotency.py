@@ -14,14 +14,15 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import error_response
+from app.api.errors import CLIENT_CLOSED_REQUEST, error_response
 from app.api.security import client_identity
 from app.db.connection import is_outage
 from app.workflows.service import WorkflowService
 
 HEADER = "idempotency-key"
-# Answers that say "not now" rather than "this is the outcome": a retry must run again.
-TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
+# Answers that say "not now" rather than "this is the outcome": a retry must run again. So must
+# one whose client hung up before its answer (which nobody heard).
+TRANSIENT_STATUSES = frozenset({408, 409, 425, 429, CLIENT_CLOSED_REQUEST})
 
 
 class Idempotency:

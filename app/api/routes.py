@@ -23,6 +23,7 @@ from app.api.schemas import (
     WorkflowSummaryOut,
 )
 from app.api.security import SubscribeAllowance
+from app.api.waiting import within_wait
 from app.db.rows import RunInput, WorkflowRow
 from app.errors import Conflict, DeliveryFailed, NotFound, WorkflowFailed
 from app.states import SubscriptionState, WorkflowState
@@ -49,6 +50,33 @@ def _run_input(body: RunBody) -> RunInput:
     return RunInput(query=body.query, model=body.model, instructions=body.instructions)
 
 
+def _pending(workflow: WorkflowRow, location: str) -> JSONResponse:
+    """202: the run goes on; its output will be at `location`."""
+    return JSONResponse(
+        OutputPending(key=workflow.key, status=workflow.status).model_dump(),
+        status_code=status.HTTP_202_ACCEPTED,
+        headers={"Location": location},
+    )
+
+
+def _workflow_path(request: Request) -> str:
+    """The workflow's own path (`…/{key}`), under the prefix this request came by."""
+    return request.url.path.rpartition("/")[0]
+
+
+# What a sync call answers when MAX_WAIT_SECONDS pass first: the work goes on, and the
+# `Location` header says where to look.
+LOCATION_HEADER = {"Location": {"description": "Where to look next.", "schema": {"type": "string"}}}
+PENDING_RESPONSE = {
+    "model": OutputPending,
+    "description": (
+        "Not finished within the wait (MAX_WAIT_SECONDS): the run goes on. `Location` is "
+        "its `…/output`, to wait again."
+    ),
+    "headers": LOCATION_HEADER,
+}
+
+
 def _result(workflow: WorkflowRow) -> RunResult:
     if workflow.status == WorkflowState.SUCCEEDED:
         return RunResult(key=workflow.key, status=workflow.status, output=workflow.output or "")
@@ -60,29 +88,40 @@ def _result(workflow: WorkflowRow) -> RunResult:
 @router.post(
     "/{key}/run",
     summary="Run the agent and wait for its answer",
+    response_model=RunResult,
     description=(
         "Starts the workflow (or attaches to the existing one with the same input) and answers "
-        "with the agent's output once it is ready. The agent runs at most once per key."
+        "with the agent's output once it is ready. The agent runs at most once per key. "
+        "Waits at most MAX_WAIT_SECONDS: then 202 with the state and `Location: …/output`, "
+        "and the run goes on. A caller that hangs up stops waiting; the run goes on."
     ),
-    responses=error_responses(
-        "invalid_key",
-        *BODY_ERRORS,
-        "query_too_long",
-        "model_not_allowed",
-        "key_conflict",
-        "workflow_cancelled",
-        "workflow_failed",
-        "shutting_down",
-        *IDEMPOTENCY_ERRORS,
-    ),
+    responses={
+        202: PENDING_RESPONSE,
+        **error_responses(
+            "invalid_key",
+            *BODY_ERRORS,
+            "query_too_long",
+            "model_not_allowed",
+            "key_conflict",
+            "workflow_cancelled",
+            "workflow_failed",
+            "shutting_down",
+            *IDEMPOTENCY_ERRORS,
+        ),
+    },
 )
 async def run(
     key: KeyPath,
     body: Annotated[RunBody, Body(openapi_examples=RUN_EXAMPLES)],
     request: Request,
-) -> RunResult:
+) -> Any:
     service = service_of(request)
-    return _result(await service.run(key, _run_input(body)))
+    waiting = service.run(key, _run_input(body))
+    finished = await within_wait(request, waiting, timeout=service.settings.max_wait_seconds)
+    current = finished or await service.workflow(key)
+    if current.finished:
+        return _result(current)
+    return _pending(current, f"{_workflow_path(request)}/output")
 
 
 @router.post(
@@ -115,34 +154,58 @@ async def run_send(
 @router.post(
     "/{key}/on_notify",
     summary="Subscribe an email and wait until it is sent",
+    response_model=SubscriptionOut,
     description=(
         "Registers the address for the agent's answer (before, during or after the run) and "
-        "answers once the email has been handed to the mail server, with its Message-ID."
+        "answers once the email has been handed to the mail server, with its Message-ID. "
+        "Waits at most MAX_WAIT_SECONDS: then 202 with the subscription as it stands (as "
+        "`on_notify/send` answers) and `Location` the workflow's status, and the subscription "
+        "goes on. A caller that hangs up stops waiting; the subscription goes on."
     ),
-    responses=error_responses(
-        "invalid_key",
-        *BODY_ERRORS,
-        "invalid_email",
-        "recipient_not_allowed",
-        "non_ascii_address",
-        "too_many_subscriptions",
-        "not_found",
-        "delivery_failed",
-        "rate_limited",
-        "shutting_down",
-        *IDEMPOTENCY_ERRORS,
-    ),
+    responses={
+        202: {
+            "model": SubscriptionOut,
+            "description": (
+                "Not sent within the wait (MAX_WAIT_SECONDS): the subscription goes on. "
+                "`Location` is the workflow's status, which lists its subscriptions."
+            ),
+            "headers": LOCATION_HEADER,
+        },
+        **error_responses(
+            "invalid_key",
+            *BODY_ERRORS,
+            "invalid_email",
+            "recipient_not_allowed",
+            "non_ascii_address",
+            "too_many_subscriptions",
+            "not_found",
+            "delivery_failed",
+            "rate_limited",
+            "shutting_down",
+            *IDEMPOTENCY_ERRORS,
+        ),
+    },
 )
 async def on_notify(
     key: KeyPath,
     body: Annotated[SubscribeBody, Body(openapi_examples=SUBSCRIBE_EXAMPLES)],
     request: Request,
     allowance: SubscribeAllowance,
-) -> SubscriptionOut:
+) -> Any:
     service = service_of(request)
     with allowance.spend():
         subscribed = await service.subscribe(key, body.email, body.promise)
-    delivered = await service.wait_delivered(subscribed.subscription)
+    waiting = service.wait_delivered(subscribed.subscription)
+    delivered = await within_wait(request, waiting, timeout=service.settings.max_wait_seconds)
+    if delivered is None:
+        current = await service.subscription(subscribed.subscription.id)
+        if not current.finished:
+            return JSONResponse(
+                SubscriptionOut.of(current).model_dump(mode="json"),
+                status_code=status.HTTP_202_ACCEPTED,
+                headers={"Location": _workflow_path(request)},
+            )
+        delivered = current
     if delivered.status != SubscriptionState.SENT:
         raise DeliveryFailed(
             f"the notification to {delivered.email} was not sent ({delivered.status}): "
@@ -202,14 +265,20 @@ async def get_workflow(key: KeyPath, request: Request) -> WorkflowOut:
 @router.get(
     "/{key}/output",
     summary="Wait for the output (attach)",
+    response_model=RunResult,
     description=(
         "Waits until the workflow is done, at most `timeout` seconds (capped by "
         "MAX_WAIT_SECONDS): 200 with the output; the error if it failed (424) or was cancelled "
-        "(409); 202 with the current state if the timeout passed first. Waiting holds no "
-        "database connection: the process's one LISTEN connection wakes it."
+        "(409); 202 with the current state (and `Location`, this path) if the timeout passed "
+        "first. Waiting holds no database connection: the process's one LISTEN connection "
+        "wakes it. A caller that hangs up stops waiting."
     ),
     responses={
-        202: {"model": OutputPending},
+        202: {
+            "model": OutputPending,
+            "description": "Not finished within the timeout; ask again at `Location`.",
+            "headers": LOCATION_HEADER,
+        },
         **error_responses(
             "invalid_key",
             "invalid_request",
@@ -231,13 +300,11 @@ async def output(
     current = await service.workflow(key)
     wait = min(timeout, service.settings.max_wait_seconds)
     if not current.finished and wait > 0:
-        current = await service.wait_finished(key, wait) or await service.workflow(key)
+        finished = await within_wait(request, service.wait_finished(key), timeout=wait)
+        current = finished or await service.workflow(key)
     if current.finished:
         return _result(current)
-    return JSONResponse(
-        OutputPending(key=key, status=current.status).model_dump(),
-        status_code=status.HTTP_202_ACCEPTED,
-    )
+    return _pending(current, request.url.path)
 
 
 @router.post(

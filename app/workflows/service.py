@@ -125,25 +125,20 @@ class WorkflowService:
             raise NotFound(f"no workflow {key!r}")
         return workflow
 
-    async def wait_finished(self, key: str, timeout: float | None = None) -> WorkflowRow | None:
-        """The workflow once it has finished; None if `timeout` seconds pass first."""
-        try:
-            async with asyncio.timeout(timeout) as deadline:
-                with self._listener.watch(key) as changed:
-                    return await self._until_finished(key, changed)
-        except TimeoutError:
-            if deadline.expired():
-                return None
-            raise
+    async def wait_finished(self, key: str) -> WorkflowRow:
+        """The workflow once it has finished. Cancel it to stop waiting (its watch ends)."""
+        with self._listener.watch(key) as changed:
+            return await self._until_finished(key, changed)
 
     async def run(self, key: str, run: RunInput) -> WorkflowRow:
         """Start the run (or attach to the key's) and wait until it has finished.
 
         The waiter watches the key from before the insert, so whatever happens to the run once
         start() has read or written its row (a cancel on another replica, say) wakes it; that
-        row then stands for the first read."""
+        row then stands for the first read. Cancelled (its caller gone), it stops waiting, but
+        a start under way still ends: a run accepted here is handed to this process's runner."""
         with self._listener.watch(key) as changed:
-            workflow, _created = await self.start(key, run)
+            workflow, _created = await asyncio.shield(self.start(key, run))
             return await self._until_finished(key, changed, workflow)
 
     async def _until_finished(
@@ -238,8 +233,15 @@ class WorkflowService:
                 code="non_ascii_address",
             )
 
+    async def subscription(self, subscription_id: uuid.UUID) -> SubscriptionRow:
+        subscription = await self._store.subscriptions.get(subscription_id)
+        if subscription is None:
+            raise NotFound(f"subscription {subscription_id} no longer exists")
+        return subscription
+
     async def wait_delivered(self, subscription: SubscriptionRow) -> SubscriptionRow:
-        """The subscription once its notification is sent or has definitely failed."""
+        """The subscription once its notification is sent or has definitely failed. Cancel it
+        to stop waiting (its watch ends); the subscription itself goes on."""
         with self._listener.watch(subscription.workflow_key, str(subscription.id)) as changed:
             while True:
                 changed.clear()
