@@ -28,8 +28,9 @@ ALLOWED: dict[str, set[str] | None] = {
     "app.db": set(),
     "app.engine": {"app.db"},
     "app.llm": set(),
+    "app.agent": {"app.llm"},
     "app.notify": set(),
-    "app.workflows": {"app.db", "app.engine", "app.llm", "app.notify"},
+    "app.workflows": {"app.db", "app.engine", "app.llm", "app.agent", "app.notify"},
     # The API calls the workflows' facade; of the layers below it reads only the typed rows
     # and how to tell a database outage (503) from a bug.
     "app.api": {"app.workflows", "app.db.rows", "app.db.connection"},

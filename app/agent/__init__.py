@@ -1,0 +1,27 @@
+"""The agent: the tools a run may call (Python functions, MCP servers) and the loop of model
+turns and tool calls over a journal.
+
+May import only `app.llm`, the leaves (`app.config`, `app.errors`, `app.states`, …) and
+third-party libraries (mcp, pydantic) — never app.db, app.engine, app.workflows or app.api:
+whoever runs the loop hands it the journal.
+"""
+
+from app.agent.tools import (
+    SourceStatus,
+    Toolbox,
+    ToolCallContext,
+    ToolResult,
+    ToolSource,
+    ToolSpec,
+    UnknownTool,
+)
+
+__all__ = [
+    "SourceStatus",
+    "ToolCallContext",
+    "ToolResult",
+    "ToolSource",
+    "ToolSpec",
+    "Toolbox",
+    "UnknownTool",
+]
