@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.addresses import AllowedRecipients
+from app.mcp_config import MCP_CONFIG_HELP, McpConfigSetting
 
 OFFLINE_MODEL = "agent-notify-offline/echo"
 # Workflow keys and promise names: URL-safe, 1 to 256 characters, but not "." or "..": URLs
@@ -156,6 +157,7 @@ class Settings(BaseSettings):
             "e.g. `openai/gpt-4o*,anthropic/*`); your keys pay for them, so none by default"
         ),
     )
+    agent_mcp_config: McpConfigSetting = Field(None, description=MCP_CONFIG_HELP)
 
     # Email.
     smtp_host: str | None = Field(
