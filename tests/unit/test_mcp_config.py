@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from app.agent.mcp import mcp_sources, mcp_statuses
 from app.config import Settings
 from app.mcp_config import HttpServer, StdioServer
 
@@ -100,3 +101,16 @@ def test_a_bad_config_is_refused_naming_what_is_wrong(config: str, message: str)
         Settings(agent_mcp_config=config)
     assert "agent_mcp_config" in str(raised.value)
     assert message in str(raised.value)
+
+
+def test_one_source_per_server_for_the_composition_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AGENT_MCP_CONFIG", raising=False)
+    assert mcp_sources(Settings()) == []
+    sources = mcp_sources(Settings(agent_mcp_config=json.dumps(BOTH)))
+    statuses = mcp_statuses(sources)
+    assert [source.name for source in sources] == ["calc", "files"]
+    assert {name: (status.state, status.detail) for name, status in statuses.items()} == {
+        "calc": ("starting", {"transport": "http"}),
+        "files": ("starting", {"transport": "stdio"}),
+    }
+    assert all(source.specs() == [] for source in sources)
