@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import httpx2
@@ -28,7 +28,14 @@ from mcp_types import CONNECTION_CLOSED, RequestParamsMeta
 from pydantic import ValidationError
 
 from app.agent.mcp_content import result_text, tool_specs
-from app.agent.tools import SourceState, SourceStatus, ToolCallContext, ToolResult, ToolSpec
+from app.agent.tools import (
+    SourceState,
+    SourceStatus,
+    ToolCallContext,
+    ToolResult,
+    ToolSource,
+    ToolSpec,
+)
 from app.config import Settings
 from app.mcp_config import HttpServer, McpServerConfig
 
@@ -299,3 +306,7 @@ def mcp_sources(settings: Settings) -> list[McpSource]:
 def mcp_statuses(sources: Iterable[McpSource]) -> dict[str, SourceStatus]:
     """Each MCP server's state by name, for `/readyz` details and `GET /agent`."""
     return {source.name: source.status() for source in sources}
+
+
+if TYPE_CHECKING:  # mypy checks that the class keeps to the protocol
+    _IS_A_TOOL_SOURCE: type[ToolSource] = McpSource
