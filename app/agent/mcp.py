@@ -161,6 +161,13 @@ class McpSource:
                 await self._connect_and_serve()
             except Exception as exc:
                 self._went_down(error_text(exc))
+            except BaseExceptionGroup as group:
+                # A transport's task group may fail with its own cancellations among the
+                # errors: a failure like any other, unless this task is being cancelled.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                self._went_down(error_text(group))
             finally:
                 self._session = None
                 if self._attempted is not None:
