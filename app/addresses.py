@@ -1,11 +1,13 @@
 """Email addresses, normalised once: the form a subscription stores, and the allow-list of
-recipients (NOTIFY_ALLOWED_RECIPIENTS) matched against it.
+recipients (NOTIFY_ALLOWED_RECIPIENTS) matched against it; and the network addresses of hosts:
+loopback or not, and the allow-list of networks (WEBHOOK_ALLOWED_NETWORKS).
 
 Importable from every layer: it imports nothing of the service.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 import email_validator
@@ -69,3 +71,47 @@ class AllowedRecipients:
         except ValueError:
             return False
         return address in self.addresses or address.rpartition("@")[2] in self.domains
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, 127.0.0.0/8 or ::1 (bracketed or not); any other name or address is not."""
+    host = host.strip().removeprefix("[").removesuffix("]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """Comma-separated CIDRs (a bare address is its own /32 or /128); ValueError naming the
+    entry that is not one."""
+    networks = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not a network in CIDR form (e.g. 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+def checked_networks(text: str) -> str:
+    """`text` if it is a list of CIDRs (refused at start-up, saying which entry is wrong)."""
+    parse_networks(text)
+    return text
+
+
+def mask_target(url: str) -> str:
+    """A webhook or Apprise URL with everything but its scheme and host hidden: tokens and
+    secrets travel in the user, path and query of such URLs."""
+    scheme, _, rest = url.partition("://")
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    host = authority.rpartition("@")[2]
+    hidden = len(authority) < len(rest) or "@" in authority
+    return f"{scheme}://{host}/…" if hidden else f"{scheme}://{host}"

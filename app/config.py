@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.addresses import AllowedRecipients
+from app.addresses import AllowedRecipients, checked_networks, is_loopback
 from app.mcp_config import MCP_CONFIG_HELP, McpConfigSetting
 
 OFFLINE_MODEL = "agent-notify-offline/echo"
@@ -216,6 +215,15 @@ class Settings(BaseSettings):
         description="where `.eml` files go when `SMTP_HOST` is unset; unset: `DATA_DIR/outbox`",
     )
 
+    # Webhooks, Apprise and links.
+    webhook_allowed_networks: Annotated[str, AfterValidator(checked_networks)] = Field(
+        "",
+        description="CIDRs (comma-separated, e.g. `10.0.0.0/8`) that webhook and Apprise targets "
+        "may reach though not public (else 422 `target_not_allowed`, and not sent). Empty: none",
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="timeout of a webhook POST")
+    apprise_concurrency: int = Field(4, ge=1, description="Apprise sends in flight per process")
+
     # Durability: leases, polling and retries.
     lease_seconds: float = Field(
         15.0,
@@ -403,14 +411,3 @@ class Settings(BaseSettings):
         if self.smtp_tls:
             return 465
         return 587 if self.smtp_starttls else 25
-
-
-def is_loopback(host: str) -> bool:
-    """`localhost`, 127.0.0.0/8 or ::1 (bracketed or not); any other name or address is not."""
-    host = host.strip().removeprefix("[").removesuffix("]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

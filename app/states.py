@@ -1,4 +1,5 @@
-"""The states of workflows, promises and subscriptions, defined once.
+"""The states of workflows, promises and subscriptions, and the channels of subscribers, defined
+once.
 
 Rows, API schemas, emails, events and the dashboard's payloads all use these; the database's
 CHECK constraints hold the same values (tests/integration/test_schema.py compares them).
@@ -44,6 +45,14 @@ class SubscriptionState(StrEnum):
     @property
     def finished(self) -> bool:
         return self in FINISHED_SUBSCRIPTION_STATES
+
+
+class Channel(StrEnum):
+    """How a subscriber is told: an email, a Standard Webhooks POST, or an Apprise URL."""
+
+    EMAIL = "email"
+    WEBHOOK = "webhook"
+    APPRISE = "apprise"
 
 
 FINISHED_WORKFLOW_STATES = frozenset(

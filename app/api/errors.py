@@ -100,6 +100,12 @@ ERROR_EXAMPLES: dict[str, tuple[int, str]] = {
         "other@example.com may not be notified: this service emails only the recipients its "
         "operator allows (NOTIFY_ALLOWED_RECIPIENTS)",
     ),
+    "invalid_target": (422, "a webhook is an http:// or https:// URL with a host"),
+    "target_not_allowed": (
+        422,
+        "localhost (127.0.0.1) is a loopback address: notifications go only to public addresses, "
+        "unless the operator allows its network (WEBHOOK_ALLOWED_NETWORKS)",
+    ),
     "non_ascii_address": (
         422,
         "üser@example.com has non-ASCII characters before the @: only an SMTP server with "

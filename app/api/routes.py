@@ -11,22 +11,28 @@ from app.api.deps import KeyPath, service_of
 from app.api.errors import IDEMPOTENCY_ERRORS, error_responses
 from app.api.schemas import (
     RUN_EXAMPLES,
-    SUBSCRIBE_EXAMPLES,
     OutputPending,
     RunAccepted,
     RunBody,
     RunResult,
     SubscribeBody,
-    SubscriptionOut,
+    SubscribeRequest,
     WorkflowList,
     WorkflowOut,
     WorkflowSummaryOut,
 )
-from app.api.security import SubscribeAllowance
+from app.api.security import Allowance, SubscribeAllowance
+from app.api.subscribers import (
+    SUBSCRIBE_EXAMPLES,
+    ChannelSubscribed,
+    ChannelSubscriptionOut,
+    SubscriptionOut,
+)
 from app.api.waiting import within_wait
-from app.db.rows import RunInput, WorkflowRow
+from app.db.rows import RunInput, Subscribed, SubscriptionRow, WorkflowRow
 from app.errors import Conflict, DeliveryFailed, NotFound, WorkflowFailed
-from app.states import SubscriptionState, WorkflowState
+from app.states import Channel, SubscriptionState, WorkflowState
+from app.workflows.service import WorkflowService
 
 # A key's first characters: those of KEY_PATTERN, none to all 256 of them.
 KEY_PREFIX_PATTERN = r"^[A-Za-z0-9._~-]*$"
@@ -153,7 +159,7 @@ async def run_send(
 
 @router.post(
     "/{key}/on_notify",
-    summary="Subscribe an email and wait until it is sent",
+    summary="Subscribe an email, a webhook or an Apprise URL and wait until it is told",
     response_model=SubscriptionOut,
     description=(
         "Registers the address for the agent's answer (before, during or after the run) and "
@@ -176,6 +182,8 @@ async def run_send(
             *BODY_ERRORS,
             "invalid_email",
             "recipient_not_allowed",
+            "invalid_target",
+            "target_not_allowed",
             "non_ascii_address",
             "too_many_subscriptions",
             "not_found",
@@ -193,33 +201,39 @@ async def on_notify(
     allowance: SubscribeAllowance,
 ) -> Any:
     service = service_of(request)
-    with allowance.spend():
-        subscribed = await service.subscribe(key, body.email, body.promise)
+    subscribed, secret = await _subscribe(service, key, body, allowance)
     waiting = service.wait_delivered(subscribed.subscription)
     delivered = await within_wait(request, waiting, timeout=service.settings.max_wait_seconds)
     if delivered is None:
         current = await service.subscription(subscribed.subscription.id)
         if not current.finished:
             return JSONResponse(
-                SubscriptionOut.of(current).model_dump(mode="json"),
+                _subscribed_out(current, secret),
                 status_code=status.HTTP_202_ACCEPTED,
                 headers={"Location": _workflow_path(request)},
             )
         delivered = current
     if delivered.status != SubscriptionState.SENT:
+        shown = delivered.email or ChannelSubscriptionOut.of(delivered).target
         raise DeliveryFailed(
-            f"the notification to {delivered.email} was not sent ({delivered.status}): "
+            f"the notification to {shown} was not sent ({delivered.status}): "
             f"{delivered.last_error or 'no reason recorded'}"
         )
+    if delivered.channel is not Channel.EMAIL:
+        return JSONResponse(_subscribed_out(delivered, secret))
     return SubscriptionOut.of(delivered)
 
 
 @router.post(
     "/{key}/on_notify/send",
-    summary="Subscribe an email and return at once",
+    summary="Subscribe an email, a webhook or an Apprise URL and return at once",
+    response_model=SubscriptionOut,
     description=(
-        "Registers the address durably; the email goes out as soon as the agent's answer is "
-        "ready, or at once if it already is. Subscribing the same address twice is a no-op."
+        "Registers the subscriber durably; the notification goes out as soon as the agent's "
+        "answer is ready, or at once if it already is. Subscribing the same address or URL "
+        "twice is a no-op. A webhook or Apprise subscriber is answered with its `channel` and "
+        "its `target` masked (and, for a webhook whose secret the service generated, that "
+        "`secret`, in this answer only); its host must be public (`target_not_allowed`)."
     ),
     status_code=status.HTTP_202_ACCEPTED,
     responses=error_responses(
@@ -227,6 +241,8 @@ async def on_notify(
         *BODY_ERRORS,
         "invalid_email",
         "recipient_not_allowed",
+        "invalid_target",
+        "target_not_allowed",
         "non_ascii_address",
         "too_many_subscriptions",
         "rate_limited",
@@ -238,11 +254,34 @@ async def on_notify_send(
     body: Annotated[SubscribeBody, Body(openapi_examples=SUBSCRIBE_EXAMPLES)],
     request: Request,
     allowance: SubscribeAllowance,
-) -> SubscriptionOut:
+) -> Any:
     service = service_of(request)
-    with allowance.spend():
-        subscribed = await service.subscribe(key, body.email, body.promise)
+    subscribed, secret = await _subscribe(service, key, body, allowance)
+    if subscribed.subscription.channel is not Channel.EMAIL:
+        return JSONResponse(
+            _subscribed_out(subscribed.subscription, secret), status_code=status.HTTP_202_ACCEPTED
+        )
     return SubscriptionOut.of(subscribed.subscription)
+
+
+async def _subscribe(
+    service: WorkflowService, key: str, body: SubscribeRequest, allowance: Allowance
+) -> tuple[Subscribed, str | None]:
+    """Subscribe the body's target; with it a generated webhook secret, to be answered once."""
+    with allowance.spend():
+        if body.email is not None:
+            return await service.subscribe(key, body.email, body.promise), None
+        target, secret = body.target
+        return await service.subscribe_channel(
+            key, body.channel, target, secret=secret, promise_name=body.promise
+        )
+
+
+def _subscribed_out(row: SubscriptionRow, secret: str | None) -> dict[str, Any]:
+    if row.channel is Channel.EMAIL:
+        return SubscriptionOut.of(row).model_dump(mode="json")
+    answer = ChannelSubscribed(**ChannelSubscriptionOut.of(row).model_dump(), secret=secret)
+    return answer.model_dump(mode="json")
 
 
 @router.get(

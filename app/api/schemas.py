@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -13,20 +12,23 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from app.addresses import normalize_address
+from app.api.subscribers import ChannelSubscriptionOut, SubscriptionOut, subscription_out
 from app.config import KEY_PATTERN
 from app.db.rows import (
     PromiseRow,
-    SubscriptionRow,
     WorkflowRow,
     WorkflowStatus,
     WorkflowSummary,
 )
-from app.states import AGENT_PROMISE, PromiseState, SubscriptionState, WorkflowState
+from app.states import AGENT_PROMISE, Channel, PromiseState, WorkflowState
 
 KEY_DESCRIPTION = (
     "The workflow's key, chosen by the client: 1 to 256 URL-safe characters "
@@ -96,21 +98,106 @@ PromiseName = Annotated[
 ]
 
 
+# The email a webhook or Apprise subscription stands in for; and an explicit `"email": null`.
+_CHANNEL_FORM = object()
+_NULL = object()
+
+Target = Annotated[Text, Field(min_length=1, max_length=2048)]
+WebhookSecret = Annotated[
+    str,
+    Field(
+        pattern=r"^whsec_[A-Za-z0-9+/]{16,256}={0,2}$",
+        description="Signs the events (Standard Webhooks); `whsec_` and base64 of the key.",
+        examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    ),
+]
+
+
+class WebhookRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: Target = Field(description="Where the events are POSTed (http:// or https://).")
+    secret: WebhookSecret | None = Field(
+        default=None, description="Signs the events; omitted: generated and answered once."
+    )
+
+
 class SubscribeRequest(BaseModel):
-    """Who to notify. The seed's bare JSON string is accepted as `{"email": <string>}`."""
+    """Who to notify: one of `email`, `webhook` or `apprise`. The seed's bare JSON string is
+    accepted as `{"email": <string>}`."""
 
     model_config = ConfigDict(extra="forbid")
 
-    email: EmailAddress = Field(description="The address that gets the agent's answer.")
+    email: EmailAddress | None = Field(
+        default=None,
+        validate_default=True,
+        description="The address that gets the agent's answer.",
+    )
+    webhook: WebhookRequest | None = Field(
+        default=None,
+        description=(
+            "A URL that gets the outcome as a signed Standard Webhooks event, or the URL with "
+            "its `secret`."
+        ),
+    )
+    apprise: Target | None = Field(
+        default=None,
+        description="An Apprise URL (`slack://…`, `tgram://…`, `ntfy://…`, `json://…`, …).",
+    )
     promise: PromiseName = Field(
         default=AGENT_PROMISE,
-        description="The promise whose outcome is emailed; by default the agent's answer.",
+        description="The promise whose outcome is told; by default the agent's answer.",
     )
 
     @model_validator(mode="before")
     @classmethod
     def _bare_string(cls, data: Any) -> Any:
-        return {"email": data} if isinstance(data, str) else data
+        if isinstance(data, str):
+            return {"email": data}
+        if isinstance(data, dict) and "email" not in data:
+            if "webhook" in data or "apprise" in data:
+                return {**data, "email": _CHANNEL_FORM}
+        elif isinstance(data, dict) and data["email"] is None:
+            return {**data, "email": _NULL}
+        return data
+
+    @field_validator("webhook", mode="before")
+    @classmethod
+    def _bare_url(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
+
+    @field_validator("email", mode="wrap")
+    @classmethod
+    def _email_unless_channel(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # Required unless another channel is named, with pydantic's own words for the email
+        # forms.
+        if value is _CHANNEL_FORM:
+            return None
+        if value is _NULL:
+            raise PydanticCustomError("string_type", "Input should be a valid string")
+        if value is None:
+            raise PydanticCustomError("missing", "Field required")
+        return handler(value)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SubscribeRequest:
+        named = [self.email, self.webhook, self.apprise]
+        if sum(target is not None for target in named) != 1:
+            raise ValueError("name one subscriber: `email`, `webhook` or `apprise`")
+        return self
+
+    @property
+    def channel(self) -> Channel:
+        if self.webhook is not None:
+            return Channel.WEBHOOK
+        return Channel.APPRISE if self.apprise is not None else Channel.EMAIL
+
+    @property
+    def target(self) -> tuple[str, str | None]:
+        """A webhook's or Apprise URL, and the webhook's secret if given."""
+        if self.webhook is not None:
+            return self.webhook.url, self.webhook.secret
+        return self.apprise or "", None
 
 
 def _string_or(model: type[BaseModel], string: dict[str, Any]) -> WithJsonSchema:
@@ -141,14 +228,6 @@ RUN_EXAMPLES: dict[str, Any] = {
             "model": "openai/gpt-4o-mini",
             "instructions": "You are a concise technical writer.",
         },
-    },
-}
-SUBSCRIBE_EXAMPLES: dict[str, Any] = {
-    "seed": {"summary": "The seed's form: a bare JSON string", "value": "me@example.com"},
-    "object": {"summary": "The canonical form", "value": {"email": "me@example.com"}},
-    "promise": {
-        "summary": "Notified when another promise completes",
-        "value": {"email": "me@example.com", "promise": "approval"},
     },
 }
 
@@ -191,7 +270,7 @@ REQUIRED_FIELDS: dict[str, str] = {
     name: description[:1].lower() + description[1:].rstrip(".")
     for model in (RunRequest, SubscribeRequest, ResolveRequest, RejectRequest)
     for name, field in model.model_fields.items()
-    if field.is_required() and (description := field.description)
+    if (field.is_required() or name == "email") and (description := field.description)
 }
 
 
@@ -220,45 +299,6 @@ class RunResult(BaseModel):
     key: str = Field(examples=["msg-123"])
     status: WorkflowState = Field(examples=["succeeded"])
     output: str = Field(description="The agent's answer.")
-
-
-class SubscriptionOut(BaseModel):
-    id: uuid.UUID
-    key: str = Field(examples=["msg-123"])
-    promise: str = Field(examples=["agent_response"], description="The promise it waits for.")
-    email: str = Field(examples=["me@example.com"])
-    status: SubscriptionState
-    message_id: str = Field(
-        description="The Message-ID the email carries (stable across re-sends)."
-    )
-    attempts: int
-    last_error: str | None = None
-    created_at: datetime
-    sent_at: datetime | None = None
-    outcome_unknown_at: datetime | None = Field(
-        default=None,
-        description=(
-            "Set when an attempt's outcome was unknown: the SMTP server was sent the email but "
-            "never confirmed it, so it may have arrived. It is then sent once more, later, with "
-            "the same Message-ID; a second unknown outcome fails the subscription."
-        ),
-    )
-
-    @classmethod
-    def of(cls, row: SubscriptionRow) -> SubscriptionOut:
-        return cls(
-            id=row.id,
-            key=row.workflow_key,
-            promise=row.promise_name,
-            email=row.email,
-            status=row.status,
-            message_id=row.message_id,
-            attempts=row.attempts,
-            last_error=row.last_error,
-            created_at=row.created_at,
-            sent_at=row.sent_at,
-            outcome_unknown_at=row.outcome_unknown_at,
-        )
 
 
 class PromiseOut(BaseModel):
@@ -298,13 +338,13 @@ class WorkflowOut(BaseModel):
     updated_at: datetime | None = None
     duration_seconds: float | None = None
     promise: PromiseOut | None
-    subscriptions: list[SubscriptionOut]
+    subscriptions: list[SubscriptionOut | ChannelSubscriptionOut]
 
     @classmethod
     def of(cls, status: WorkflowStatus) -> WorkflowOut:
         workflow: WorkflowRow | None = status.workflow
         promise = PromiseOut.of(status.promise) if status.promise is not None else None
-        subscriptions = [SubscriptionOut.of(row) for row in status.subscriptions]
+        subscriptions = [subscription_out(row) for row in status.subscriptions]
         if workflow is None:
             return cls(key=status.key, status=None, promise=promise, subscriptions=subscriptions)
         duration = None

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.states import PromiseState, SubscriptionState, WorkflowState
+from app.states import Channel, PromiseState, SubscriptionState, WorkflowState
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -36,6 +36,7 @@ NAMING_CONVENTION = {
 WORKFLOW_STATES = tuple(WorkflowState)
 PROMISE_STATES = tuple(PromiseState)
 SUBSCRIPTION_STATES = tuple(SubscriptionState)
+CHANNELS = tuple(Channel)
 
 TZ = TIMESTAMP(timezone=True)
 NOW = text("now()")
@@ -109,7 +110,8 @@ class Promise(Base):
 
 
 class Subscription(Base):
-    """One notification owed to one email address about one workflow's promise."""
+    """One notification owed to one target (an email address, a webhook, an Apprise URL) about
+    one workflow's promise."""
 
     __tablename__ = "subscription"
     __table_args__ = (
@@ -120,6 +122,21 @@ class Subscription(Base):
         ),
         UniqueConstraint("workflow_key", "promise_name", "email"),
         CheckConstraint(_one_of("status", SUBSCRIPTION_STATES), name="status"),
+        CheckConstraint(_one_of("channel", CHANNELS), name="channel"),
+        # An email subscriber has an address; any other, a target (its URL).
+        CheckConstraint(
+            "(channel = 'email') = (email IS NOT NULL) AND (channel = 'email') = (target IS NULL)",
+            name="target",
+        ),
+        # A target is subscribed once per promise, as an address is.
+        Index(
+            "ix_subscription_target",
+            "workflow_key",
+            "promise_name",
+            "target",
+            unique=True,
+            postgresql_where=text("target IS NOT NULL"),
+        ),
         # The delivery worker's claim: ready rows whose turn has come.
         Index(
             "ix_subscription_claimable",
@@ -137,8 +154,14 @@ class Subscription(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     workflow_key: Mapped[str] = mapped_column(Text)
     promise_name: Mapped[str] = mapped_column(Text)
-    email: Mapped[str] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(Text, server_default=text("'email'"))
+    # The webhook's or Apprise URL (secrets in it never leave the service unmasked).
+    target: Mapped[str | None] = mapped_column(Text)
+    # A webhook's signing secret (whsec_…).
+    secret: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(Text)
+    # The email's Message-ID, or the webhook-id: one per subscription, the same on every send.
     message_id: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -282,3 +282,8 @@ DELETE FROM idempotency_key WHERE created_at < now() - make_interval(secs => :tt
 
 -- name: schema_revision
 SELECT version_num FROM alembic_version
+
+-- name: subscribe_channel
+SELECT * FROM agent_notify_subscribe_channel_v1(
+    :key, :promise, :channel, :target, :secret, :id, :message_id, :owner, :room, :lease_seconds,
+    :notify_on_failure, :max_per_workflow, :work_channel)

@@ -20,6 +20,7 @@ from typing import Any, Protocol, Self
 from app.states import (
     FINISHED_SUBSCRIPTION_STATES,
     FINISHED_WORKFLOW_STATES,
+    Channel,
     PromiseState,
     SubscriptionState,
     WorkflowState,
@@ -128,9 +129,12 @@ class SubscriptionRow(_FromColumns):
     id: uuid.UUID
     workflow_key: str
     promise_name: str
-    email: str
+    email: str | None  # the address of an email subscriber; None on other channels
+    channel: Channel
+    target: str | None  # the URL of a webhook or Apprise subscriber
+    secret: str | None  # a webhook's signing secret
     status: SubscriptionState
-    message_id: str
+    message_id: str  # the Message-ID, or the webhook-id
     attempts: int
     last_error: str | None
     lease_owner: str | None
@@ -145,6 +149,12 @@ class SubscriptionRow(_FromColumns):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", SubscriptionState(self.status))
+        object.__setattr__(self, "channel", Channel(self.channel))
+
+    @property
+    def address(self) -> str:
+        """Who is told: the email address, or the target (which may hold secrets)."""
+        return self.email if self.email is not None else self.target or ""
 
     @property
     def finished(self) -> bool:

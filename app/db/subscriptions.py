@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from app.db.gateway import Database
 from app.db.rows import Delivery, PromiseRow, Subscribed, SubscriptionRow
 from app.db.scope import Scope
-from app.states import AGENT_PROMISE
+from app.states import AGENT_PROMISE, Channel
 
 
 class TooManySubscriptions(Exception):
@@ -46,11 +47,37 @@ class Subscriptions:
         )
         if row is None:
             raise TooManySubscriptions(key)
-        subscription = SubscriptionRow.of(row["subscription_row"])
-        delivery = None
-        if row["leased"]:
-            delivery = Delivery(subscription, PromiseRow.of(row["promise_row"]))
-        return Subscribed(subscription, created=row["created"], delivery=delivery)
+        return _subscribed(row)
+
+    async def subscribe_channel(
+        self,
+        key: str,
+        channel: Channel,
+        target: str,
+        *,
+        secret: str | None,
+        promise_name: str = AGENT_PROMISE,
+        subscription_id: uuid.UUID,
+        message_id: str,
+        room: int,
+    ) -> Subscribed:
+        """As `subscribe`, for a webhook or Apprise `target`: idempotent per target (the first
+        subscription's secret stays)."""
+        row = await self._db.fetchrow(
+            "subscribe_channel",
+            key=key,
+            promise=promise_name,
+            channel=str(channel),
+            target=target,
+            secret=secret,
+            id=subscription_id,
+            message_id=message_id,
+            room=room,
+            **self._bound,
+        )
+        if row is None:
+            raise TooManySubscriptions(key)
+        return _subscribed(row)
 
     async def get(self, subscription_id: uuid.UUID) -> SubscriptionRow | None:
         row = await self._db.fetchrow("select_subscription", id=subscription_id)
@@ -111,3 +138,11 @@ class Subscriptions:
             "expire_subscriptions", ttl_seconds=ttl_seconds, limit=limit, **self._bound
         )
         return len(rows)
+
+
+def _subscribed(row: Any) -> Subscribed:
+    subscription = SubscriptionRow.of(row["subscription_row"])
+    delivery = None
+    if row["leased"]:
+        delivery = Delivery(subscription, PromiseRow.of(row["promise_row"]))
+    return Subscribed(subscription, created=row["created"], delivery=delivery)

@@ -71,6 +71,20 @@ SUPPLIED_NOTE = (
 )
 
 
+# The longest key or promise name a subject shows whole: a longer one is cut (the body and the
+# X-Agent-Notify-Key header carry it in full), so that the Subject fits its line. The standard
+# library folds a longer one badly: the whole text onto a continuation line (read back with a
+# leading space), or a plain ASCII key as encoded-words.
+SUBJECT_NAME_CHARS = 40
+
+
+def subject_name(name: str) -> str:
+    """`name` as a subject shows it."""
+    if len(name) <= SUBJECT_NAME_CHARS:
+        return name
+    return name[: SUBJECT_NAME_CHARS - 3] + "..."
+
+
 def subject_and_body(notification: Notification) -> tuple[str, str]:
     """What the email says.
 
@@ -82,10 +96,11 @@ def subject_and_body(notification: Notification) -> tuple[str, str]:
     for operators, not recipients, so the email only says where to read it.
     """
     key, promise = notification.workflow_key, notification.promise
+    named = subject_name(key)
     resolved = notification.state is PromiseState.RESOLVED
     if promise != AGENT_PROMISE:
         return (
-            f"Your agent task {key}: {promise} was {notification.state}",
+            f"Your agent task {named}: {subject_name(promise)} was {notification.state}",
             _body(
                 notification,
                 f"The promise {promise} of your agent task {key} was "
@@ -97,14 +112,14 @@ def subject_and_body(notification: Notification) -> tuple[str, str]:
         )
     if resolved:
         answer = render_value(notification.value)
-        return f"Your agent task {key} is ready", _body(notification, answer=answer)
+        return f"Your agent task {named} is ready", _body(notification, answer=answer)
     if notification.error == CANCELLED_ERROR:
         return (
-            f"Your agent task {key} was cancelled",
+            f"Your agent task {named} was cancelled",
             _body(notification, f"Your agent task {key} was cancelled before it finished."),
         )
     return (
-        f"Your agent task {key} failed",
+        f"Your agent task {named} failed",
         _body(
             notification,
             f"Your agent task {key} could not be completed.\n"

@@ -6,11 +6,13 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
 
+from app.addresses import mask_target
 from app.config import Settings
 from app.db.batch import Batcher
-from app.db.rows import Delivery
+from app.db.rows import Delivery, SubscriptionRow
 from app.db.store import Store
 from app.engine.listener import Listener
 from app.engine.retry import RetryPolicy, through_outages
@@ -18,9 +20,29 @@ from app.engine.worker import Worker
 from app.errors import OutcomeUnknown, PermanentError, TransientError
 from app.logs import one_line
 from app.metrics import Metrics
-from app.notify import Mailer, Notification, build_message
+from app.notify import (
+    AppriseSender,
+    Mailer,
+    Notification,
+    WebhookSender,
+    build_message,
+    event_body,
+    subject_and_body,
+)
+from app.states import Channel
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Channels:
+    """The senders of the channels other than email."""
+
+    webhook: WebhookSender
+    apprise: AppriseSender
+
+    async def close(self) -> None:
+        await self.webhook.close()
 
 
 class DeliveryWorker(Worker[Delivery]):
@@ -31,6 +53,7 @@ class DeliveryWorker(Worker[Delivery]):
         *,
         store: Store,
         mailer: Mailer,
+        channels: Channels,
         listener: Listener,
         metrics: Metrics,
         settings: Settings,
@@ -48,6 +71,7 @@ class DeliveryWorker(Worker[Delivery]):
         )
         self._store = store
         self._mailer = mailer
+        self._channels = channels
         self._listener = listener
         self._metrics = metrics
         self._settings = settings
@@ -79,15 +103,21 @@ class DeliveryWorker(Worker[Delivery]):
         }
 
     async def close(self) -> None:
-        """After the drain: close the mail connections kept for reuse."""
+        """After the drain: close the connections kept for reuse."""
         await self._mailer.close()
+        await self._channels.close()
 
     def attempts(self, item: Delivery) -> int:
         return item.attempts
 
     async def process(self, item: Delivery) -> None:
+        if item.subscription.channel is Channel.EMAIL:
+            await self._process_email(item)
+        else:
+            await self._process_channel(item)
+
+    async def _process_email(self, item: Delivery) -> None:
         notification = notification_of(item)
-        subscription_id = item.subscription_id
         if not self._allowed_recipients.allows(notification.email):
             # Subscribed before the operator narrowed the list.
             await self.give_up(item, "not sent: NOTIFY_ALLOWED_RECIPIENTS does not allow it")
@@ -99,47 +129,84 @@ class DeliveryWorker(Worker[Delivery]):
             # laxer release): no attempt will do better.
             await self.give_up(item, f"cannot write an email to this address: {exc}")
             return
+        await self._deliver(
+            item, lambda: self._mailer.send(message, recipient=notification.email), smtp=True
+        )
+
+    async def _process_channel(self, item: Delivery) -> None:
+        """A webhook's signed event, or an Apprise notification: fenced, sent and recorded as
+        an email is."""
+        subscription = item.subscription
+        notification = notification_of(item)
+        target = subscription.target or ""
+        if subscription.channel is Channel.WEBHOOK:
+            body = event_body(notification)
+            secret = subscription.secret or ""
+
+            async def send() -> None:
+                await self._channels.webhook.send(
+                    target, secret=secret, webhook_id=subscription.message_id, body=body
+                )
+        else:
+            title, text = subject_and_body(notification)
+
+            async def send() -> None:
+                await self._channels.apprise.send(target, title=title, body=text)
+
+        await self._deliver(item, send, smtp=False)
+
+    async def _deliver(
+        self, item: Delivery, send: Callable[[], Awaitable[None]], *, smtp: bool
+    ) -> None:
+        """Send once this attempt is sure to hold the lease (the fence), then record the
+        outcome: sent, given up, or retried with the backoff."""
         if not await self.fence(item):
             return
         started = time.perf_counter()
+
+        def observe(outcome: str) -> None:
+            if smtp:
+                self._metrics.smtp_seconds.labels(outcome).observe(time.perf_counter() - started)
+
         try:
-            await self._mailer.send(message, recipient=notification.email)
+            await send()
         except PermanentError as exc:
-            self._metrics.smtp_seconds.labels("permanent_error").observe(
-                time.perf_counter() - started
-            )
+            observe("permanent_error")
             await self.give_up(item, str(exc))
         except OutcomeUnknown as exc:
-            self._metrics.smtp_seconds.labels("unknown").observe(time.perf_counter() - started)
+            observe("unknown")
             await self.recover(item, str(exc), outcome_unknown=True)
         except TransientError as exc:
-            self._metrics.smtp_seconds.labels("transient_error").observe(
-                time.perf_counter() - started
-            )
+            observe("transient_error")
             await self.recover(item, str(exc))
         else:
-            self._metrics.smtp_seconds.labels("ok").observe(time.perf_counter() - started)
-            self._metrics.emails.labels("sent").inc()
-            try:
-                waited = await self._record_sent(item)
-            except Exception:
-                # Sent, but not recorded: never "failed". The lease lapses and the email is sent
-                # again with the same Message-ID, which receivers de-duplicate.
-                logger.exception(
-                    "email %s was sent but cannot be recorded; it will be sent again",
-                    notification.message_id,
-                    extra=self.log_fields(item),
-                )
-                return
-            if waited is None:
-                logger.warning(
-                    "email %s was sent after its lease passed to another process",
-                    notification.message_id,
-                    extra=self.log_fields(item),
-                )
-            else:
-                self._metrics.ready_to_sent_seconds.observe(waited)
-            self._listener.wake(notification.workflow_key, str(subscription_id))
+            observe("ok")
+            if smtp:
+                self._metrics.emails.labels("sent").inc()
+            await self._sent_and_recorded(item)
+
+    async def _sent_and_recorded(self, item: Delivery) -> None:
+        subscription = item.subscription
+        try:
+            waited = await self._record_sent(item)
+        except Exception:
+            # Sent, but not recorded: never "failed". The lease lapses and the notification is
+            # sent again with the same Message-ID (webhook-id), which receivers de-duplicate.
+            logger.exception(
+                "notification %s was sent but cannot be recorded; it will be sent again",
+                subscription.message_id,
+                extra=self.log_fields(item),
+            )
+            return
+        if waited is None:
+            logger.warning(
+                "notification %s was sent after its lease passed to another process",
+                subscription.message_id,
+                extra=self.log_fields(item),
+            )
+        else:
+            self._metrics.ready_to_sent_seconds.observe(waited)
+        self._listener.wake(subscription.workflow_key, str(subscription.id))
 
     async def _record_sent(self, item: Delivery) -> float | None:
         """Seconds since the subscription became ready; None if its lease was lost."""
@@ -181,17 +248,18 @@ class DeliveryWorker(Worker[Delivery]):
     async def give_up(self, item: Delivery, error: str) -> None:
         subscription = item.subscription
         logger.warning(
-            "email %s to %s failed: %s",
+            "notification %s to %s failed: %s",
             subscription.message_id,
-            one_line(subscription.email),
+            one_line(shown_address(subscription)),
             one_line(error),
             extra=self.log_fields(item),
         )
         await through_outages(
             lambda: self._store.subscriptions.fail(subscription.id, error=error),
-            what=f"record the failure of email {subscription.message_id}",
+            what=f"record the failure of notification {subscription.message_id}",
         )
-        self._metrics.emails.labels("failed").inc()
+        if subscription.channel is Channel.EMAIL:
+            self._metrics.emails.labels("failed").inc()
         self._listener.wake(subscription.workflow_key, str(subscription.id))
 
 
@@ -199,7 +267,7 @@ def notification_of(delivery: Delivery) -> Notification:
     """What the subscriber of a delivery is owed: its promise's outcome."""
     subscription, promise = delivery.subscription, delivery.promise
     return Notification(
-        email=subscription.email,
+        email=shown_address(subscription),
         message_id=subscription.message_id,
         workflow_key=subscription.workflow_key,
         promise=subscription.promise_name,
@@ -207,3 +275,10 @@ def notification_of(delivery: Delivery) -> Notification:
         value=promise.value,
         error=promise.error,
     )
+
+
+def shown_address(subscription: SubscriptionRow) -> str:
+    """Who a subscription tells, as logs and messages may show it: a target's secrets masked."""
+    if subscription.email is not None:
+        return subscription.email
+    return mask_target(subscription.target or "")

@@ -28,8 +28,8 @@ from app.engine.listener import Listener
 from app.engine.supervisor import Supervisor
 from app.llm import Agent, ModelClient
 from app.metrics import Metrics
-from app.notify import create_mailer
-from app.workflows.delivery import DeliveryWorker
+from app.notify import AddressGuard, AppriseSender, WebhookSender, create_mailer
+from app.workflows.delivery import Channels, DeliveryWorker
 from app.workflows.runner import Runner
 from app.workflows.service import WorkflowService
 
@@ -122,8 +122,22 @@ class ServiceProcess:
         agent = Agent(model_client)
         mailer = create_mailer(settings)
         metrics = Metrics()
+        guard = AddressGuard(settings.webhook_allowed_networks)
+        channels = Channels(
+            webhook=WebhookSender(guard=guard, timeout_seconds=settings.webhook_timeout_seconds),
+            apprise=AppriseSender(
+                guard=guard,
+                concurrency=settings.apprise_concurrency,
+                timeout_seconds=settings.webhook_timeout_seconds,
+            ),
+        )
         delivery = DeliveryWorker(
-            store=store, mailer=mailer, listener=listener, metrics=metrics, settings=settings
+            store=store,
+            mailer=mailer,
+            channels=channels,
+            listener=listener,
+            metrics=metrics,
+            settings=settings,
         )
         runner = Runner(
             store=store,

@@ -13,8 +13,9 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
 
-from app.addresses import needs_smtputf8
+from app.addresses import mask_target, needs_smtputf8
 from app.config import Settings
 from app.db.rows import (
     Cancellation,
@@ -34,8 +35,8 @@ from app.db.store import Store
 from app.db.subscriptions import TooManySubscriptions
 from app.engine.listener import Listener, Wakeup
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
-from app.notify import message_id_for
-from app.states import AGENT_PROMISE, PromiseState
+from app.notify import AddressGuard, is_apprise_url, message_id_for, new_secret, webhook_id_for
+from app.states import AGENT_PROMISE, Channel, PromiseState
 from app.workflows.cursor import decode_cursor, encode_cursor
 from app.workflows.delivery import DeliveryWorker
 from app.workflows.runner import Runner
@@ -57,6 +58,7 @@ class WorkflowService:
     ) -> None:
         self.settings = settings
         self._allowed_recipients = settings.allowed_recipients
+        self._guard = AddressGuard(settings.webhook_allowed_networks)
         self._store = store
         self._listener = listener
         self._runner = runner
@@ -209,14 +211,63 @@ class WorkflowService:
                     room=room.granted,
                 )
             except TooManySubscriptions as exc:
-                raise InvalidInput(
-                    f"workflow {key!r} has {self.settings.max_subscriptions_per_workflow} "
-                    "subscriptions, the most one may have (MAX_SUBSCRIPTIONS_PER_WORKFLOW)",
-                    code="too_many_subscriptions",
-                ) from exc
+                raise self._too_many(key) from exc
         if subscribed.delivery is not None:
             self._hand_over([subscribed.delivery], room.opened_at)
         return subscribed
+
+    async def subscribe_channel(
+        self, key: str, channel: Channel, target: str, *, secret: str | None, promise_name: str
+    ) -> tuple[Subscribed, str | None]:
+        """Register a webhook or Apprise `target` for the promise, as `subscribe` an address;
+        with it the webhook's secret if this call generated it (to be shown once). InvalidInput
+        if the target is malformed or its host not public (TargetNotAllowed)."""
+        await self._check_target(channel, target)
+        generated = None
+        if channel is Channel.WEBHOOK and secret is None:
+            secret = generated = new_secret()
+        subscription_id = uuid.uuid4()
+        with self._delivery.room(1) as room:
+            try:
+                subscribed = await self._store.subscriptions.subscribe_channel(
+                    key,
+                    channel,
+                    target,
+                    secret=secret,
+                    promise_name=promise_name,
+                    subscription_id=subscription_id,
+                    message_id=webhook_id_for(str(subscription_id)),
+                    room=room.granted,
+                )
+            except TooManySubscriptions as exc:
+                raise self._too_many(key) from exc
+        if subscribed.delivery is not None:
+            self._hand_over([subscribed.delivery], room.opened_at)
+        # Subscribed before: the secret is the first one, shown when it was made.
+        return subscribed, generated if subscribed.created else None
+
+    async def _check_target(self, channel: Channel, target: str) -> None:
+        parts = urlsplit(target)
+        if channel is Channel.WEBHOOK:
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise InvalidInput(
+                    "a webhook is an http:// or https:// URL with a host", code="invalid_target"
+                )
+        elif not is_apprise_url(target):
+            raise InvalidInput(
+                f"{mask_target(target)} is not a URL Apprise knows (see "
+                "https://github.com/caronc/apprise/wiki for the services and their URLs)",
+                code="invalid_target",
+            )
+        if parts.hostname:
+            await self._guard.check_url(target, must_resolve=channel is Channel.WEBHOOK)
+
+    def _too_many(self, key: str) -> InvalidInput:
+        return InvalidInput(
+            f"workflow {key!r} has {self.settings.max_subscriptions_per_workflow} "
+            "subscriptions, the most one may have (MAX_SUBSCRIPTIONS_PER_WORKFLOW)",
+            code="too_many_subscriptions",
+        )
 
     def _check_recipient(self, email: str) -> None:
         if not self._allowed_recipients.allows(email):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import app.notify.email
 from app.config import KEY_PATTERN
 from app.notify import Notification, build_message, message_id_for
+from app.notify.email import SUBJECT_NAME_CHARS, subject_name
 from app.states import AGENT_PROMISE, CANCELLED_ERROR, PromiseState
 
 MAIL_FROM = "Agent Notify <noreply@example.com>"
@@ -237,7 +238,24 @@ def test_any_answer_reads_back_with_its_headers(
     assert parsed["Message-ID"] == message_id
     assert parsed["X-Agent-Notify-Key"] == key
     assert parsed["To"].addresses[0].addr_spec == address
-    assert parsed["Subject"] == f"Your agent task {key} is ready"
+    assert parsed["Subject"] == f"Your agent task {subject_name(key)} is ready"
+
+
+@pytest.mark.parametrize("length", [40, 41, 45, 100, 256])
+def test_a_long_key_is_cut_in_the_subject_which_stays_on_one_line(length: int) -> None:
+    key = "k" * length
+    promises = [(AGENT_PROMISE, PromiseState.RESOLVED), ("p" * length, PromiseState.REJECTED)]
+    for promise, state in promises:
+        notification = Notification("a@b.co", "<1@x>", key, promise, state, "v", "no")
+        message = build_message(notification, mail_from=MAIL_FROM)
+        parsed = read_back(message)
+        assert parsed["Subject"].startswith("Your agent task k")
+        assert ("..." in parsed["Subject"]) is (length > SUBJECT_NAME_CHARS)
+        lines = message.as_string().splitlines()
+        subject_line = next(line for line in lines if line.startswith("Subject:"))
+        assert subject_line.startswith("Subject: Your agent task k")  # on the header's line
+        assert "=?" not in subject_line
+        assert parsed["X-Agent-Notify-Key"] == key  # in full
 
 
 @settings(max_examples=100, deadline=None)

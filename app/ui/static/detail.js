@@ -167,8 +167,8 @@ function promiseRow(promise) {
 function subscriptionRow(subscription) {
   return h(
     "tr",
-    { dataset: { email: subscription.email, promise: subscription.promise, status: subscription.status } },
-    h("td", { class: "email" }, subscription.email),
+    { dataset: { email: subscription.email || subscription.target, promise: subscription.promise, status: subscription.status } },
+    h("td", { class: "email" }, subscription.email || subscription.target),
     h("td", { class: "promise" }, h("code", {}, subscription.promise)),
     h(
       "td",
