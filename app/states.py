@@ -1,4 +1,4 @@
-"""The states of workflows, promises and subscriptions, defined once.
+"""The states of workflows, promises, subscriptions and steps, defined once.
 
 Rows, API schemas, emails, events and the dashboard's payloads all use these; the database's
 CHECK constraints hold the same values (tests/integration/test_schema.py compares them).
@@ -44,6 +44,21 @@ class SubscriptionState(StrEnum):
     @property
     def finished(self) -> bool:
         return self in FINISHED_SUBSCRIPTION_STATES
+
+
+class StepKind(StrEnum):
+    """What a step of a run's agent loop is: a model turn or a tool call."""
+
+    LLM = "llm"
+    TOOL = "tool"
+
+
+class StepState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    # A model turn whose call failed (it runs again when the run is retried), or a tool call
+    # whose result is an error (handed to the model like any result).
+    FAILED = "failed"
 
 
 FINISHED_WORKFLOW_STATES = frozenset(
