@@ -1,11 +1,13 @@
-"""Email addresses, normalised once: the form a subscription stores, and the allow-list of
-recipients (NOTIFY_ALLOWED_RECIPIENTS) matched against it.
+"""Addresses: email addresses, normalised once (the form a subscription stores, and the
+allow-list of recipients, NOTIFY_ALLOWED_RECIPIENTS, matched against it), and whether a host to
+listen on is loopback.
 
 Importable from every layer: it imports nothing of the service.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 import email_validator
@@ -69,3 +71,14 @@ class AllowedRecipients:
         except ValueError:
             return False
         return address in self.addresses or address.rpartition("@")[2] in self.domains
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, 127.0.0.0/8 or ::1 (bracketed or not); any other name or address is not."""
+    host = host.strip().removeprefix("[").removesuffix("]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

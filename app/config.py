@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -11,7 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.addresses import AllowedRecipients
+from app.addresses import AllowedRecipients, is_loopback
 
 OFFLINE_MODEL = "agent-notify-offline/echo"
 # Workflow keys and promise names: URL-safe, 1 to 256 characters, but not "." or "..": URLs
@@ -155,6 +154,22 @@ class Settings(BaseSettings):
             'other models a run may ask for with `"model"` (comma-separated, `*` wildcards, '
             "e.g. `openai/gpt-4o*,anthropic/*`); your keys pay for them, so none by default"
         ),
+    )
+
+    agent_tools: str | None = Field(
+        None,
+        description="Python tools: comma-separated `module:function` or `module` (its `__all__`), "
+        "typed and documented; unset: none, or `app.agent.examples` with the offline model",
+    )
+    agent_max_steps: int = Field(
+        20, ge=1, description="model turns a run may take, at most (`max_steps_exceeded` beyond)"
+    )
+    agent_max_tokens_per_run: int | None = Field(
+        None, ge=1, description="tokens a run may use before its next turn (`budget_exceeded`)"
+    )
+    agent_tool_concurrency: int = Field(4, ge=1, description="tool calls of a turn run at once")
+    agent_tool_timeout_seconds: float = Field(
+        60.0, gt=0, description="a tool call taking longer ends as an error result to the model"
     )
 
     # Email.
@@ -401,14 +416,3 @@ class Settings(BaseSettings):
         if self.smtp_tls:
             return 465
         return 587 if self.smtp_starttls else 25
-
-
-def is_loopback(host: str) -> bool:
-    """`localhost`, 127.0.0.0/8 or ::1 (bracketed or not); any other name or address is not."""
-    host = host.strip().removeprefix("[").removesuffix("]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

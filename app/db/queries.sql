@@ -138,13 +138,15 @@ RETURNING to_jsonb(s) AS step_row
 -- name: finish_step
 -- Record a step's result (or its model call's error), only while its run is this process's
 -- and running: a late finish of a run taken over, cancelled, or deleted (its key perhaps
--- running again: another created_at) changes nothing and returns no row.
+-- running again: another created_at) changes nothing and returns no row. The same result
+-- again (a retry after a lost reply) is recorded again; another one is not.
 UPDATE step AS s
 SET status = :status, output = CAST(:output AS jsonb), error = :error,
     input_tokens = :input_tokens, output_tokens = :output_tokens, cost_usd = :cost_usd,
     finished_at = now()
 FROM workflow AS w
-WHERE s.id = :id AND s.output IS NULL AND w.key = s.workflow_key
+WHERE s.id = :id AND (s.output IS NULL OR s.output = CAST(:output AS jsonb))
+  AND w.key = s.workflow_key
   AND w.created_at = s.run_created_at AND w.lease_owner = :owner AND w.status = 'running'
 RETURNING to_jsonb(s) AS step_row
 

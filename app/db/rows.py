@@ -102,8 +102,8 @@ class WorkflowRow(_FromColumns):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    tools: list[str] | None
-    max_steps: int | None
+    tools: list[str] | None = None
+    max_steps: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from prometheus_client import generate_latest
 
 from app import __version__
+from app.agent import AgentLoop, PythonTools, Toolbox
 from app.config import Settings
 from app.db import migrate
 from app.db.connection import asyncpg_dsn, is_outage
@@ -26,7 +27,7 @@ from app.engine.janitor import FallbackPoll, Janitor
 from app.engine.leases import LeaseKeeper
 from app.engine.listener import Listener
 from app.engine.supervisor import Supervisor
-from app.llm import Agent, ModelClient
+from app.llm import ModelClient
 from app.metrics import Metrics
 from app.notify import create_mailer
 from app.workflows.delivery import DeliveryWorker
@@ -34,6 +35,8 @@ from app.workflows.runner import Runner
 from app.workflows.service import WorkflowService
 
 logger = logging.getLogger("app")
+
+EXAMPLE_TOOLS = "app.agent.examples"
 
 
 def process_owner() -> str:
@@ -51,6 +54,14 @@ class Readiness:
     @property
     def ready(self) -> bool:
         return self.database and self.migrations and self.listener and self.workers
+
+
+def python_tools(settings: Settings) -> str:
+    """AGENT_TOOLS; unset, the example tools when the offline model answers (so a run with
+    nothing configured shows tool calls), else none."""
+    if settings.agent_tools is not None:
+        return settings.agent_tools
+    return EXAMPLE_TOOLS if settings.offline else ""
 
 
 class ServiceProcess:
@@ -119,7 +130,13 @@ class ServiceProcess:
         # Blocking: imports litellm and checks the configured model's route.
         model_client = await asyncio.to_thread(ModelClient, settings)
         stack.push_async_callback(model_client.aclose)
-        agent = Agent(model_client)
+        toolbox = Toolbox(
+            [PythonTools.from_config(python_tools(settings))],
+            timeout_seconds=settings.agent_tool_timeout_seconds,
+        )
+        await toolbox.start()
+        stack.push_async_callback(toolbox.close)
+        agent = AgentLoop(model_client, toolbox, settings)
         mailer = create_mailer(settings)
         metrics = Metrics()
         delivery = DeliveryWorker(

@@ -6,7 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from app.config import Settings, is_loopback
+from app.addresses import is_loopback
+from app.config import Settings
 from app.main import create_app
 
 
