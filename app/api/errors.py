@@ -115,6 +115,10 @@ ERROR_EXAMPLES: dict[str, tuple[int, str]] = {
         "model 'openai/gpt-4o' is not allowed; runs use openai/gpt-4o-mini unless the operator "
         "allows others (AGENT_ALLOWED_MODELS)",
     ),
+    "max_steps_too_large": (
+        422,
+        "max_steps is 50; a run may take at most 20 model turns (AGENT_MAX_STEPS)",
+    ),
     "too_many_subscriptions": (
         422,
         "workflow 'msg-123' has 1000 subscriptions, the most one may have "

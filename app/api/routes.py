@@ -47,7 +47,14 @@ BODY_ERRORS = (
 
 
 def _run_input(body: RunBody) -> RunInput:
-    return RunInput(query=body.query, model=body.model, instructions=body.instructions)
+    return RunInput(
+        query=body.query,
+        model=body.model,
+        instructions=body.instructions,
+        # A set of names: the same tools in another order are the same input.
+        tools=None if body.tools is None else tuple(sorted(set(body.tools))),
+        max_steps=body.max_steps,
+    )
 
 
 def _pending(workflow: WorkflowRow, location: str) -> JSONResponse:
@@ -102,6 +109,7 @@ def _result(workflow: WorkflowRow) -> RunResult:
             *BODY_ERRORS,
             "query_too_long",
             "model_not_allowed",
+            "max_steps_too_large",
             "key_conflict",
             "workflow_cancelled",
             "workflow_failed",
@@ -137,6 +145,7 @@ async def run(
         *BODY_ERRORS,
         "query_too_long",
         "model_not_allowed",
+        "max_steps_too_large",
         "key_conflict",
         *IDEMPOTENCY_ERRORS,
     ),

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from app.addresses import normalize_address
+from app.api.step_schemas import UsageOut
 from app.config import KEY_PATTERN
 from app.db.rows import (
     PromiseRow,
@@ -26,7 +27,12 @@ from app.db.rows import (
     WorkflowStatus,
     WorkflowSummary,
 )
-from app.states import AGENT_PROMISE, PromiseState, SubscriptionState, WorkflowState
+from app.states import (
+    AGENT_PROMISE,
+    PromiseState,
+    SubscriptionState,
+    WorkflowState,
+)
 
 KEY_DESCRIPTION = (
     "The workflow's key, chosen by the client: 1 to 256 URL-safe characters "
@@ -58,6 +64,10 @@ Text = Annotated[str, AfterValidator(_storable)]
 Query = Annotated[Text, AfterValidator(_not_blank), Field(json_schema_extra={"minLength": 1})]
 
 
+# A tool's name as models accept it (OpenAI's function names).
+ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["add"])]
+
+
 class RunRequest(BaseModel):
     """The agent task. The seed's bare JSON string is accepted as `{"query": <string>}`."""
 
@@ -69,6 +79,17 @@ class RunRequest(BaseModel):
     )
     instructions: Annotated[Text, Field(min_length=1)] | None = Field(
         default=None, description="System instructions for this run; default AGENT_INSTRUCTIONS."
+    )
+    tools: Annotated[list[ToolName], Field(max_length=128)] | None = Field(
+        default=None,
+        description="The tools this run may call (their names, as `GET /agent` lists them); "
+        "default every configured tool, `[]` none.",
+        examples=[["add", "multiply"]],
+    )
+    max_steps: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="Model turns this run may take, at most AGENT_MAX_STEPS (the default); a run "
+        "that needs more fails with `max_steps_exceeded`.",
     )
 
     @model_validator(mode="before")
@@ -297,6 +318,15 @@ class WorkflowOut(BaseModel):
     finished_at: datetime | None = None
     updated_at: datetime | None = None
     duration_seconds: float | None = None
+    tools: list[str] | None = Field(
+        default=None, description="The tools the run may call; null: every configured one."
+    )
+    max_steps: int | None = Field(
+        default=None, description="The run's model turns, at most; null: AGENT_MAX_STEPS."
+    )
+    usage: UsageOut | None = Field(
+        default=None, description="Tokens and cost summed over the run's steps."
+    )
     promise: PromiseOut | None
     subscriptions: list[SubscriptionOut]
 
@@ -324,6 +354,9 @@ class WorkflowOut(BaseModel):
             finished_at=workflow.finished_at,
             updated_at=workflow.updated_at,
             duration_seconds=duration,
+            tools=workflow.tools,
+            max_steps=workflow.max_steps,
+            usage=UsageOut.of(status.usage) if status.usage is not None else None,
             promise=promise,
             subscriptions=subscriptions,
         )

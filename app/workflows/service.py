@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 from app.addresses import needs_smtputf8
 from app.config import Settings
@@ -23,6 +23,7 @@ from app.db.rows import (
     PromiseCompletion,
     PromiseRow,
     RunInput,
+    StepSummary,
     Subscribed,
     SubscriptionRow,
     WorkflowRow,
@@ -40,6 +41,8 @@ from app.workflows.cursor import decode_cursor, encode_cursor
 from app.workflows.delivery import DeliveryWorker
 from app.workflows.runner import Runner
 
+# How much of a step's input and output (JSON text) the steps endpoint shows.
+STEP_TEXT_CHARS = 4096
 # Room reserved in this process's delivery worker for the subscribers a cancel or an outside
 # completion releases; more than this are left to whichever worker claims them first.
 RELEASE_ROOM = 16
@@ -97,6 +100,12 @@ class WorkflowService:
                 f"model {run.model!r} is not allowed; runs use {self.settings.model} unless the "
                 "operator allows others (AGENT_ALLOWED_MODELS)",
                 code="model_not_allowed",
+            )
+        if run.max_steps is not None and run.max_steps > self.settings.agent_max_steps:
+            raise InvalidInput(
+                f"max_steps is {run.max_steps}; a run may take at most "
+                f"{self.settings.agent_max_steps} model turns (AGENT_MAX_STEPS)",
+                code="max_steps_too_large",
             )
         if len(run.query) > self.settings.max_query_chars:
             raise InvalidInput(
@@ -317,6 +326,27 @@ class WorkflowService:
         page = rows[:limit]
         more = len(rows) > limit
         return page, encode_cursor(page[-1].created_at, page[-1].key) if more else None
+
+    async def steps(
+        self, key: str, *, limit: int, cursor: str | None
+    ) -> tuple[Sequence[StepSummary], str | None]:
+        """A page of the steps of the key's run, in order, and the cursor of the next page."""
+        after = -1
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise InvalidInput(
+                    "cursor is not one this service gave out; use next_cursor from the previous "
+                    "page",
+                    code="invalid_cursor",
+                )
+            after = int(cursor)
+        rows = await self._store.steps.page(
+            key, after_seq=after, limit=limit + 1, max_chars=STEP_TEXT_CHARS
+        )
+        if not rows:
+            await self.workflow(key)  # NotFound when there is no run at all
+        page = rows[:limit]
+        return page, str(page[-1].seq) if len(rows) > limit else None
 
     async def changes(self, key: str) -> AsyncIterator[None]:
         """Yields now, then after every possible change of workflow `key` or its subscriptions,
