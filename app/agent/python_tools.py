@@ -16,7 +16,7 @@ import inspect
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import pydantic
 from pydantic_core import PydanticSerializationError
@@ -63,8 +63,8 @@ def tool_of(function: Callable[..., Any], name: str | None = None) -> PythonTool
     context_parameter = None
     for parameter in inspect.signature(function).parameters.values():
         annotation = hints.get(parameter.name, Any)
-        if annotation is ToolCallContext:
-            context_parameter = parameter.name
+        if annotation is ToolCallContext or ToolCallContext in get_args(annotation):
+            context_parameter = parameter.name  # `ToolCallContext`, or `ToolCallContext | None`
             continue
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             raise ValueError(f"tool {name}: *args and **kwargs cannot be described to a model")
