@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 
@@ -333,7 +334,8 @@ class WorkflowService:
         """A page of the steps of the key's run, in order, and the cursor of the next page."""
         after = -1
         if cursor is not None:
-            if not cursor.isdigit():
+            # Digits of ASCII only (str.isdigit takes "²"), and few enough for an integer column.
+            if not re.fullmatch(r"[0-9]{1,9}", cursor):
                 raise InvalidInput(
                     "cursor is not one this service gave out; use next_cursor from the previous "
                     "page",

@@ -9,12 +9,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from tests.conftest import RunningApp
 from tests.fakes.llm import Call, FakeLLM, Status, Text, ToolCalls, Usage
 from tests.fakes.tools import LOG_VARIABLE, recorded
+from tests.helpers import eventually, samples
 
 StartApp = Callable[..., Awaitable[RunningApp]]
 TOOLS = "tests.fakes.tools,app.agent.examples"
@@ -253,9 +255,10 @@ async def test_the_steps_of_an_unknown_workflow_and_a_bad_cursor(
     missing = await agent.get("/workflows/nobody/steps")
     assert missing.status_code == 404
     assert (await agent.post("/workflows/k/run", json="q")).status_code == 200
-    bad = await agent.get("/workflows/k/steps", params={"cursor": "x1"})
-    assert bad.status_code == 422
-    assert bad.json()["error"]["code"] == "invalid_cursor"
+    for cursor in ("x1", "²", "9" * 20):
+        bad = await agent.get("/workflows/k/steps", params={"cursor": cursor})
+        assert bad.status_code == 422
+        assert bad.json()["error"]["code"] == "invalid_cursor"
 
 
 async def test_long_step_values_are_cut_with_their_length(
@@ -268,3 +271,35 @@ async def test_long_step_values_are_cut_with_their_length(
     assert step["output_truncated"] is True
     assert step["output_length"] == len(json.dumps({"role": "assistant", "content": long_text}))
     assert len(step["output"]) == 4096
+
+
+async def test_a_run_whose_lease_passed_on_makes_no_further_step(
+    agent: httpx.AsyncClient, fake_llm: FakeLLM, db: asyncpg.Connection, tool_log: Path
+) -> None:
+    query = "taken over"
+    fake_llm.script_turns(
+        query,
+        ToolCalls(Call("record", {"label": "first"})),
+        ToolCalls(Call("record", {"label": "second"})),
+        Text("never"),
+    )
+    release = fake_llm.hold_turn(query, 1)
+    assert (await agent.post("/workflows/taken/run/send", json=query)).status_code == 202
+    await fake_llm.wait_for_turn(query, 1)
+    # Another process took the run over (its lease lapsed meanwhile, say): no NOTIFY.
+    await db.execute("UPDATE workflow SET lease_owner = 'another-process' WHERE key = 'taken'")
+    release.set()
+
+    async def abandoned() -> float:
+        figures = samples((await agent.get("/metrics")).text)
+        return figures.get(("agent_notify_runs_finished_total", (("outcome", "abandoned"),)), 0)
+
+    await eventually(abandoned, lambda n: n == 1)
+    # The answer of the turn in flight was not recorded, and its tool call never made.
+    steps = (await steps_of(agent, "taken"))["items"]
+    assert [(s["kind"], s["status"]) for s in steps] == [
+        ("llm", "succeeded"),
+        ("tool", "succeeded"),
+        ("llm", "running"),
+    ]
+    assert [label for label, _ in recorded(tool_log)] == ["first"]
