@@ -34,6 +34,11 @@ class RunJournal:
 
     async def load(self) -> Sequence[StepRecord]:
         run = self._run
+        if run.attempts == 1:
+            # A run's first attempt has no steps yet: steps are written only under a lease,
+            # and every lease after the first counts another attempt (claim_runs). No read on
+            # the path of a fresh run. (Whatever resets a run's attempts must drop this.)
+            return []
         rows = await through_outages(
             lambda: self._steps.of_run(run.key, run.created_at),
             what=f"read the steps of {run.key}",
