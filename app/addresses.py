@@ -1,6 +1,7 @@
-"""Email addresses, normalised once: the form a subscription stores, and the allow-list of
-recipients (NOTIFY_ALLOWED_RECIPIENTS) matched against it; and the network addresses of hosts:
-loopback or not, and the allow-list of networks (WEBHOOK_ALLOWED_NETWORKS).
+"""Addresses: email addresses, normalised once (the form a subscription stores, and the
+allow-list of recipients, NOTIFY_ALLOWED_RECIPIENTS, matched against it); and the network
+addresses of hosts: loopback or not (a host to listen on), and the allow-list of networks
+(WEBHOOK_ALLOWED_NETWORKS).
 
 Importable from every layer: it imports nothing of the service.
 """

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.addresses import AllowedRecipients, checked_networks, is_loopback
 from app.mcp_config import MCP_CONFIG_HELP, McpConfigSetting
+from app.server_settings import ServerSettings
 
 OFFLINE_MODEL = "agent-notify-offline/echo"
 # Workflow keys and promise names: URL-safe, 1 to 256 characters, but not "." or "..": URLs
@@ -23,7 +24,7 @@ KEY_PATTERN = (
 )
 
 
-class Settings(BaseSettings):
+class Settings(ServerSettings, BaseSettings):
     """Read once at start-up; environment variable names are the upper-cased field names.
 
     Each field's description is its line in docs/configuration.md (`python -m
@@ -32,58 +33,6 @@ class Settings(BaseSettings):
 
     # An empty variable (`VAR=`, as docker compose passes an unset one) is an unset one.
     model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True)
-
-    # Where the service listens.
-    host: str = Field(
-        "127.0.0.1",
-        description="address `agent-notify serve` binds (`0.0.0.0` in the container image)",
-    )
-    port: int = Field(8080, ge=0, le=65535, description="port `agent-notify serve` binds")
-    allow_unauthenticated: bool = Field(
-        False,
-        description=(
-            "let `agent-notify serve` listen on an address other than loopback (`127.0.0.0/8`, "
-            "`::1`, `localhost`) without `API_TOKENS`; otherwise it refuses to start, since "
-            "anyone who reaches it could make it email any text to any address"
-        ),
-    )
-
-    # Connections (`agent-notify serve`; README, "Open it to an untrusted audience").
-    max_connections: int = Field(
-        800,
-        ge=1,
-        description=(
-            "open HTTP connections per process; at the cap a new connection closes the oldest "
-            "one still waiting for its request head, or, when every one is busy, is answered "
-            "503 `too_many_connections` at once. Keep it well under the open-file limit "
-            "(`ulimit -n`), which also holds the database, SMTP and model connections"
-        ),
-    )
-    header_timeout_seconds: float = Field(
-        10.0,
-        gt=0,
-        description=(
-            "a connection's request head (request line and headers) must arrive within this "
-            "long of the connection's start, or of the first byte of its next request; "
-            "otherwise it is closed (408 `request_timeout` if part of a head came)"
-        ),
-    )
-    max_header_bytes: int = Field(
-        32 * 1024,
-        ge=1024,
-        description="largest request head (request line and headers) accepted (431 "
-        "`headers_too_large` beyond)",
-    )
-    keep_alive_seconds: int = Field(
-        75,
-        ge=1,
-        description=(
-            "how long an idle connection is kept open after a response for the client's next "
-            "request; longer than the common proxies' idle timeout (60 s), so that the proxy, "
-            "not the service, closes an idle connection and no request is sent on one just "
-            "being closed"
-        ),
-    )
 
     # Postgres.
     database_url: str | None = Field(
@@ -157,6 +106,22 @@ class Settings(BaseSettings):
         ),
     )
     agent_mcp_config: McpConfigSetting = Field(None, description=MCP_CONFIG_HELP)
+
+    agent_tools: str | None = Field(
+        None,
+        description="Python tools: comma-separated `module:function` or `module` (its `__all__`), "
+        "typed and documented; unset: none, or `app.agent.examples` with the offline model",
+    )
+    agent_max_steps: int = Field(
+        20, ge=1, description="model turns a run may take, at most (`max_steps_exceeded` beyond)"
+    )
+    agent_max_tokens_per_run: int | None = Field(
+        None, ge=1, description="tokens a run may use before its next turn (`budget_exceeded`)"
+    )
+    agent_tool_concurrency: int = Field(4, ge=1, description="tool calls of a turn run at once")
+    agent_tool_timeout_seconds: float = Field(
+        60.0, gt=0, description="a tool call taking longer ends as an error result to the model"
+    )
 
     # Email.
     smtp_host: str | None = Field(

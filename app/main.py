@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import events, health, promises, routes, ui
+from app.api import events, health, promises, routes, steps, subscribe, ui
 from app.api import metrics as metrics_api
 from app.api.docs import DESCRIPTION, install_docs
 from app.api.errors import install_error_handlers
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tags=["workflows"],
         generate_unique_id_function=lambda route: f"workflows_{route.name}",
     )
-    for router in (routes.router, promises.router, events.router):
+    for router in (routes.router, subscribe.router, promises.router, steps.router, events.router):
         app.include_router(
             router,
             prefix="/workflows",

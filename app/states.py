@@ -1,5 +1,5 @@
-"""The states of workflows, promises and subscriptions, and the channels of subscribers, defined
-once.
+"""The states of workflows, promises, subscriptions and steps, and the channels of subscribers,
+defined once.
 
 Rows, API schemas, emails, events and the dashboard's payloads all use these; the database's
 CHECK constraints hold the same values (tests/integration/test_schema.py compares them).
@@ -53,6 +53,21 @@ class Channel(StrEnum):
     EMAIL = "email"
     WEBHOOK = "webhook"
     APPRISE = "apprise"
+
+
+class StepKind(StrEnum):
+    """What a step of a run's agent loop is: a model turn or a tool call."""
+
+    LLM = "llm"
+    TOOL = "tool"
+
+
+class StepState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    # A model turn whose call failed (it runs again when the run is retried), or a tool call
+    # whose result is an error (handed to the model like any result).
+    FAILED = "failed"
 
 
 FINISHED_WORKFLOW_STATES = frozenset(

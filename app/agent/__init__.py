@@ -6,6 +6,17 @@ third-party libraries (mcp, pydantic) — never app.db, app.engine, app.workflow
 whoever runs the loop hands it the journal.
 """
 
+from app.agent.journal import (
+    AgentRun,
+    Journal,
+    Outcome,
+    RunLimitExceeded,
+    RunTakenAway,
+    StepRecord,
+    StepUsage,
+)
+from app.agent.loop import AgentLoop
+from app.agent.python_tools import PythonTools
 from app.agent.tools import (
     SourceStatus,
     Toolbox,
@@ -17,7 +28,16 @@ from app.agent.tools import (
 )
 
 __all__ = [
+    "AgentLoop",
+    "AgentRun",
+    "Journal",
+    "Outcome",
+    "PythonTools",
+    "RunLimitExceeded",
+    "RunTakenAway",
     "SourceStatus",
+    "StepRecord",
+    "StepUsage",
     "ToolCallContext",
     "ToolResult",
     "ToolSource",

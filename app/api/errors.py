@@ -14,7 +14,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
-from app.api.schemas import REQUIRED_FIELDS, ErrorResponse
+from app.api.answers import ErrorResponse
+from app.api.schemas import REQUIRED_FIELDS
 from app.db.connection import DATABASE_ERRORS, is_outage
 from app.errors import AppError
 
@@ -120,6 +121,10 @@ ERROR_EXAMPLES: dict[str, tuple[int, str]] = {
         422,
         "model 'openai/gpt-4o' is not allowed; runs use openai/gpt-4o-mini unless the operator "
         "allows others (AGENT_ALLOWED_MODELS)",
+    ),
+    "max_steps_too_large": (
+        422,
+        "max_steps is 50; a run may take at most 20 model turns (AGENT_MAX_STEPS)",
     ),
     "too_many_subscriptions": (
         422,

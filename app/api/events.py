@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from app.api.answers import ErrorResponse, WorkflowOut
 from app.api.deps import KeyPath, service_of
-from app.api.schemas import ErrorResponse, WorkflowOut
 from app.errors import NotFound, Unavailable
 from app.states import (
     AGENT_PROMISE,

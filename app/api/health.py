@@ -19,13 +19,22 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: database reachable and migrated, listener connected, workers running",
+    summary="Readiness: database reachable and migrated, listener connected, workers running; "
+    "the state of each source of tools",
     responses={503: {"description": "Not ready; the body says which check failed."}},
     openapi_extra={"security": []},
 )
 async def readyz(request: Request) -> JSONResponse:
     readiness = await process_of(request).readiness()
+    checks = asdict(readiness)
+    tools = checks.pop("tools")
     return JSONResponse(
-        {"status": "ready" if readiness.ready else "not_ready", "checks": asdict(readiness)},
+        {
+            "status": "ready" if readiness.ready else "not_ready",
+            "checks": checks,
+            # Each source of tools ("python", each MCP server) and its state, for operators:
+            # a server that is down does not make the service unready.
+            "tools": tools,
+        },
         status_code=200 if readiness.ready else 503,
     )

@@ -6,13 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
+from app.api.answers import PromiseOut
 from app.api.deps import KeyPath, service_of
 from app.api.errors import IDEMPOTENCY_ERRORS, error_responses
-from app.api.schemas import (
-    PromiseOut,
-    RejectRequest,
-    ResolveRequest,
-)
+from app.api.schemas import RejectRequest, ResolveRequest
 from app.config import KEY_PATTERN
 
 router = APIRouter()

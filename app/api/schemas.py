@@ -1,10 +1,9 @@
-"""Request and response bodies, with the examples the /docs page shows."""
+"""Request bodies, with the examples the /docs page shows (the answers: app/api/answers.py)."""
 
 from __future__ import annotations
 
 import math
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -20,15 +19,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.addresses import normalize_address
-from app.api.subscribers import ChannelSubscriptionOut, SubscriptionOut, subscription_out
 from app.config import KEY_PATTERN
-from app.db.rows import (
-    PromiseRow,
-    WorkflowRow,
-    WorkflowStatus,
-    WorkflowSummary,
-)
-from app.states import AGENT_PROMISE, Channel, PromiseState, WorkflowState
+from app.states import AGENT_PROMISE, Channel
 
 KEY_DESCRIPTION = (
     "The workflow's key, chosen by the client: 1 to 256 URL-safe characters "
@@ -60,6 +52,10 @@ Text = Annotated[str, AfterValidator(_storable)]
 Query = Annotated[Text, AfterValidator(_not_blank), Field(json_schema_extra={"minLength": 1})]
 
 
+# A tool's name as models accept it (OpenAI's function names).
+ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["add"])]
+
+
 class RunRequest(BaseModel):
     """The agent task. The seed's bare JSON string is accepted as `{"query": <string>}`."""
 
@@ -71,6 +67,17 @@ class RunRequest(BaseModel):
     )
     instructions: Annotated[Text, Field(min_length=1)] | None = Field(
         default=None, description="System instructions for this run; default AGENT_INSTRUCTIONS."
+    )
+    tools: Annotated[list[ToolName], Field(max_length=128)] | None = Field(
+        default=None,
+        description="The tools this run may call (their names, as `GET /agent` lists them); "
+        "default every configured tool, `[]` none.",
+        examples=[["add", "multiply"]],
+    )
+    max_steps: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="Model turns this run may take, at most AGENT_MAX_STEPS (the default); a run "
+        "that needs more fails with `max_steps_exceeded`.",
     )
 
     @model_validator(mode="before")
@@ -272,140 +279,3 @@ REQUIRED_FIELDS: dict[str, str] = {
     for name, field in model.model_fields.items()
     if (field.is_required() or name == "email") and (description := field.description)
 }
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(examples=["invalid_request"])
-    message: str = Field(examples=["query: must not be empty or only whitespace"])
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail
-
-
-class RunAccepted(BaseModel):
-    key: str = Field(examples=["msg-123"])
-    status: Literal["accepted", "previously_accepted"]
-
-
-class OutputPending(BaseModel):
-    key: str = Field(examples=["msg-123"])
-    status: Literal["pending", "running"] = Field(
-        description="Still working on it: ask again (the timeout passed first)."
-    )
-
-
-class RunResult(BaseModel):
-    key: str = Field(examples=["msg-123"])
-    status: WorkflowState = Field(examples=["succeeded"])
-    output: str = Field(description="The agent's answer.")
-
-
-class PromiseOut(BaseModel):
-    name: str = Field(examples=["agent_response"])
-    state: PromiseState
-    value: JsonValue = None
-    error: str | None = None
-    completed_at: datetime | None = None
-
-    @classmethod
-    def of(cls, row: PromiseRow) -> PromiseOut:
-        return cls(
-            name=row.name,
-            state=row.state,
-            value=row.value,
-            error=row.error,
-            completed_at=row.completed_at,
-        )
-
-
-class WorkflowOut(BaseModel):
-    key: str = Field(examples=["msg-123"])
-    status: WorkflowState | None = Field(
-        description="null while nobody has started a run for this key (subscribers may wait)."
-    )
-    query: str | None = None
-    model: str | None = None
-    instructions: str | None = None
-    output: str | None = None
-    error: str | None = Field(
-        default=None, description="Why it failed, or the last transient error while retrying."
-    )
-    attempts: int = 0
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    updated_at: datetime | None = None
-    duration_seconds: float | None = None
-    promise: PromiseOut | None
-    subscriptions: list[SubscriptionOut | ChannelSubscriptionOut]
-
-    @classmethod
-    def of(cls, status: WorkflowStatus) -> WorkflowOut:
-        workflow: WorkflowRow | None = status.workflow
-        promise = PromiseOut.of(status.promise) if status.promise is not None else None
-        subscriptions = [subscription_out(row) for row in status.subscriptions]
-        if workflow is None:
-            return cls(key=status.key, status=None, promise=promise, subscriptions=subscriptions)
-        duration = None
-        if workflow.finished_at is not None:
-            duration = (workflow.finished_at - workflow.created_at).total_seconds()
-        return cls(
-            key=workflow.key,
-            status=workflow.status,
-            query=workflow.query,
-            model=workflow.model,
-            instructions=workflow.instructions,
-            output=workflow.output,
-            error=workflow.error,
-            attempts=workflow.attempts,
-            created_at=workflow.created_at,
-            started_at=workflow.started_at,
-            finished_at=workflow.finished_at,
-            updated_at=workflow.updated_at,
-            duration_seconds=duration,
-            promise=promise,
-            subscriptions=subscriptions,
-        )
-
-
-class WorkflowSummaryOut(BaseModel):
-    key: str = Field(examples=["msg-123"])
-    status: WorkflowState
-    query: str = Field(description="The start of the query (200 characters at most).")
-    model: str | None = None
-    attempts: int
-    error: str | None = None
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None = None
-    duration_seconds: float | None = None
-    subscribers: int
-    notified: int
-
-    @classmethod
-    def of(cls, row: WorkflowSummary) -> WorkflowSummaryOut:
-        duration = None
-        if row.finished_at is not None:
-            duration = (row.finished_at - row.created_at).total_seconds()
-        return cls(
-            key=row.key,
-            status=row.status,
-            query=row.query,
-            model=row.model,
-            attempts=row.attempts,
-            error=row.error,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            finished_at=row.finished_at,
-            duration_seconds=duration,
-            subscribers=row.subscribers,
-            notified=row.notified,
-        )
-
-
-class WorkflowList(BaseModel):
-    items: list[WorkflowSummaryOut]
-    next_cursor: str | None = Field(
-        description="Pass as ?cursor= for the next page; null on the last page."
-    )

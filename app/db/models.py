@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
+    Double,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -23,7 +24,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.states import Channel, PromiseState, SubscriptionState, WorkflowState
+from app.states import (
+    Channel,
+    PromiseState,
+    StepKind,
+    StepState,
+    SubscriptionState,
+    WorkflowState,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -37,6 +45,8 @@ WORKFLOW_STATES = tuple(WorkflowState)
 PROMISE_STATES = tuple(PromiseState)
 SUBSCRIPTION_STATES = tuple(SubscriptionState)
 CHANNELS = tuple(Channel)
+STEP_KINDS = tuple(StepKind)
+STEP_STATES = tuple(StepState)
 
 TZ = TIMESTAMP(timezone=True)
 NOW = text("now()")
@@ -88,6 +98,42 @@ class Workflow(Base):
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
     updated_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
     started_at: Mapped[datetime | None] = mapped_column(TZ)
+    finished_at: Mapped[datetime | None] = mapped_column(TZ)
+    # The run's agent options: the tools it may call (NULL: all) and its model turns (NULL:
+    # AGENT_MAX_STEPS).
+    tools: Mapped[Any | None] = mapped_column(JSONB)
+    max_steps: Mapped[int | None] = mapped_column(Integer)
+
+
+class Step(Base):
+    """One model turn or tool call of a run's agent loop: the journal a run is rebuilt from."""
+
+    __tablename__ = "step"
+    __table_args__ = (
+        ForeignKeyConstraint(["workflow_key"], ["workflow.key"], ondelete="CASCADE"),
+        # The run's journal in order: rebuilding a run and paging its steps walk this index.
+        UniqueConstraint("workflow_key", "run_created_at", "seq"),
+        CheckConstraint(_one_of("kind", STEP_KINDS), name="kind"),
+        CheckConstraint(_one_of("status", STEP_STATES), name="status"),
+    )
+
+    # Stable across re-executions of the step: a tool can de-duplicate on it.
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    workflow_key: Mapped[str] = mapped_column(Text)
+    # With the key, the run: a key deleted and used again is another run.
+    run_created_at: Mapped[datetime] = mapped_column(TZ)
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    input: Mapped[Any | None] = mapped_column(JSONB)
+    output: Mapped[Any | None] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    error: Mapped[str | None] = mapped_column(Text)
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Double)
+    started_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
     finished_at: Mapped[datetime | None] = mapped_column(TZ)
 
 

@@ -11,17 +11,17 @@
 -- name: accept_run_leased
 -- A new run, leased to the process that executes it now.
 INSERT INTO workflow
-    (key, query, model, instructions, status, attempts, lease_owner, lease_expires_at,
-     started_at)
-VALUES (:key, :query, :model, :instructions, 'running', 1, :owner,
-        now() + make_interval(secs => :lease_seconds), now())
+    (key, query, model, instructions, tools, max_steps, status, attempts, lease_owner,
+     lease_expires_at, started_at)
+VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps, 'running', 1,
+        :owner, now() + make_interval(secs => :lease_seconds), now())
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row
 
 -- name: accept_run_for_any
 -- A new run nobody leased, announced to every worker (the NOTIFY goes out at commit).
-INSERT INTO workflow (key, query, model, instructions, status)
-VALUES (:key, :query, :model, :instructions, 'pending')
+INSERT INTO workflow (key, query, model, instructions, tools, max_steps, status)
+VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps, 'pending')
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row, pg_notify(:work_channel, 'run')
 
@@ -112,6 +112,69 @@ SELECT ARRAY(SELECT key FROM runs) AS runs, ARRAY(SELECT id FROM deliveries) AS 
 UPDATE workflow SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
 WHERE key = :key AND created_at = :created_at AND lease_owner = :owner
   AND attempts = :attempts AND status = 'running'
+
+-- name: begin_step
+-- A step of a run's agent loop begins: journaled, and fenced in the same statement. Only while
+-- this attempt of this process holds the run's lease (renewed here, as confirm_run_lease does):
+-- the step is inserted, or, when the run's step at this seq exists without a result (it was in
+-- flight at a crash, or its model call failed), executed again under the same id with its
+-- attempts counted. No row: the lease passed on (or the run was cancelled), or the step
+-- already has a result; the caller makes no effect.
+WITH held AS (
+    UPDATE workflow SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
+    WHERE key = :key AND created_at = :created_at AND lease_owner = :owner
+      AND attempts = :attempts AND status = 'running'
+    RETURNING key, created_at
+)
+INSERT INTO step AS s (id, workflow_key, run_created_at, seq, kind, name, input, status)
+SELECT :id, held.key, held.created_at, :seq, :kind, :name, CAST(:input AS jsonb), 'running'
+FROM held
+ON CONFLICT (workflow_key, run_created_at, seq) DO UPDATE
+SET attempts = s.attempts + 1, status = 'running', error = NULL, started_at = now(),
+    finished_at = NULL
+WHERE s.output IS NULL
+RETURNING to_jsonb(s) AS step_row
+
+-- name: finish_step
+-- Record a step's result (or its model call's error), only while its run is this process's
+-- and running: a late finish of a run taken over, cancelled, or deleted (its key perhaps
+-- running again: another created_at) changes nothing and returns no row. The same result
+-- again (a retry after a lost reply) is recorded again; another one is not.
+UPDATE step AS s
+SET status = :status, output = CAST(:output AS jsonb), error = :error,
+    input_tokens = :input_tokens, output_tokens = :output_tokens, cost_usd = :cost_usd,
+    finished_at = now()
+FROM workflow AS w
+WHERE s.id = :id AND (s.output IS NULL OR s.output = CAST(:output AS jsonb))
+  AND w.key = s.workflow_key
+  AND w.created_at = s.run_created_at AND w.lease_owner = :owner AND w.status = 'running'
+RETURNING to_jsonb(s) AS step_row
+
+-- name: run_steps
+-- A run's journal, in order: what its agent loop is rebuilt from.
+SELECT to_jsonb(step) AS step_row FROM step
+WHERE workflow_key = :key AND run_created_at = :created_at
+ORDER BY seq
+
+-- name: list_steps
+-- A page of the steps of the key's current run, after seq `after_seq` (-1: from the first),
+-- with input and output as JSON text cut to `max_chars` and their full lengths.
+SELECT s.id, s.seq, s.kind, s.name, s.status, s.attempts, s.error, s.input_tokens,
+       s.output_tokens, s.cost_usd, s.started_at, s.finished_at,
+       left(s.input::text, :max_chars) AS input, length(s.input::text) AS input_length,
+       left(s.output::text, :max_chars) AS output, length(s.output::text) AS output_length
+FROM step AS s JOIN workflow AS w ON w.key = s.workflow_key AND w.created_at = s.run_created_at
+WHERE w.key = :key AND s.seq > :after_seq
+ORDER BY s.seq
+LIMIT :limit
+
+-- name: run_usage
+-- Tokens and cost summed over the steps of the key's current run.
+SELECT coalesce(sum(s.input_tokens), 0) AS input_tokens,
+       coalesce(sum(s.output_tokens), 0) AS output_tokens,
+       sum(s.cost_usd) AS cost_usd
+FROM step AS s JOIN workflow AS w ON w.key = s.workflow_key AND w.created_at = s.run_created_at
+WHERE w.key = :key
 
 -- name: select_promise
 SELECT to_jsonb(promise) AS promise_row FROM promise WHERE workflow_key = :key AND name = :name

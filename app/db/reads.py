@@ -11,6 +11,7 @@ from app.db.rows import (
     PromiseRow,
     StateCounts,
     SubscriptionRow,
+    Usage,
     WorkflowRow,
     WorkflowStatus,
     WorkflowSummary,
@@ -38,16 +39,19 @@ class Reads:
         return {workflow.key: workflow for workflow in workflows}
 
     async def status(self, key: str) -> WorkflowStatus:
-        """The workflow, its agent promise and every subscription, read in one snapshot."""
+        """The workflow, its agent promise, every subscription and the run's usage, read in
+        one snapshot."""
         async with self._db.transaction(isolation="repeatable_read") as statements:
             workflow = await statements.fetchrow("select_workflow", key=key)
             promise = await statements.fetchrow("select_promise", key=key, name=AGENT_PROMISE)
             subscriptions = await statements.fetch("workflow_subscriptions", key=key)
+            usage = None if workflow is None else await statements.fetchrow("run_usage", key=key)
         return WorkflowStatus(
             key=key,
             workflow=None if workflow is None else WorkflowRow.of(workflow["workflow_row"]),
             promise=None if promise is None else PromiseRow.of(promise["promise_row"]),
             subscriptions=[SubscriptionRow.of(row["subscription_row"]) for row in subscriptions],
+            usage=None if usage is None else Usage.of(usage),
         )
 
     async def page(

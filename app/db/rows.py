@@ -22,6 +22,8 @@ from app.states import (
     FINISHED_WORKFLOW_STATES,
     Channel,
     PromiseState,
+    StepKind,
+    StepState,
     SubscriptionState,
     WorkflowState,
 )
@@ -78,6 +80,10 @@ class RunInput:
     query: str
     model: str | None = None
     instructions: str | None = None
+    # The tools it may call, sorted (None: every configured one); its model turns (None:
+    # AGENT_MAX_STEPS).
+    tools: tuple[str, ...] | None = None
+    max_steps: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,17 +103,82 @@ class WorkflowRow(_FromColumns):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    tools: list[str] | None = None
+    max_steps: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))
 
     @property
     def input(self) -> RunInput:
-        return RunInput(self.query, self.model, self.instructions)
+        tools = None if self.tools is None else tuple(self.tools)
+        return RunInput(self.query, self.model, self.instructions, tools, self.max_steps)
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_WORKFLOW_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow(_FromColumns):
+    """One model turn or tool call of a run, as journaled."""
+
+    id: uuid.UUID
+    workflow_key: str
+    run_created_at: datetime
+    seq: int
+    kind: StepKind
+    name: str
+    input: Any
+    output: Any
+    status: StepState
+    attempts: int
+    error: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: float | None
+    started_at: datetime
+    finished_at: datetime | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", StepKind(self.kind))
+        object.__setattr__(self, "status", StepState(self.status))
+
+
+@dataclass(frozen=True, slots=True)
+class StepSummary(_FromColumns):
+    """One step as the API lists it: input and output as JSON text, cut to a length, with
+    their full lengths."""
+
+    id: uuid.UUID
+    seq: int
+    kind: StepKind
+    name: str
+    status: StepState
+    attempts: int
+    error: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: float | None
+    started_at: datetime
+    finished_at: datetime | None
+    input: str | None
+    input_length: int | None
+    output: str | None
+    output_length: int | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", StepKind(self.kind))
+        object.__setattr__(self, "status", StepState(self.status))
+
+
+@dataclass(frozen=True, slots=True)
+class Usage(_FromColumns):
+    """Tokens and cost summed over a run's steps (cost None when no model's price is known)."""
+
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +285,7 @@ class WorkflowStatus:
     workflow: WorkflowRow | None
     promise: PromiseRow | None
     subscriptions: list[SubscriptionRow]
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ leases on them."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from app.db.connection import sqlstate_of
@@ -49,6 +50,8 @@ class Runs:
             "query": run.query,
             "model": run.model,
             "instructions": run.instructions,
+            "tools": None if run.tools is None else json.dumps(list(run.tools)),
+            "max_steps": run.max_steps,
             **self._bound,
         }
         while True:

@@ -12,6 +12,7 @@ from app.db.promises import Promises
 from app.db.reads import Reads
 from app.db.runs import Runs
 from app.db.scope import Scope
+from app.db.steps import Steps
 from app.db.subscriptions import Subscriptions
 
 
@@ -24,6 +25,7 @@ class Store:
     promises: Promises
     reads: Reads
     idempotency: IdempotencyKeys
+    steps: Steps
 
     @classmethod
     def of(cls, database: Database, scope: Scope) -> Store:
@@ -35,4 +37,5 @@ class Store:
             promises=Promises(database, scope),
             reads=Reads(database),
             idempotency=IdempotencyKeys(database, scope),
+            steps=Steps(database, scope),
         )

@@ -27,6 +27,7 @@ from app.llm.messages import (
     UserMessage,
 )
 from app.llm.offline import OFFLINE_PROVIDER, load_litellm, offline_answer
+from app.llm.replies import ModelReply, reply_of
 
 __all__ = [
     "OFFLINE_PROVIDER",
@@ -39,6 +40,7 @@ __all__ = [
     "JsonSchemaFormat",
     "Message",
     "ModelClient",
+    "ModelReply",
     "ModelRequest",
     "ResponseFormat",
     "SystemMessage",
@@ -53,4 +55,5 @@ __all__ = [
     "load_litellm",
     "offline_answer",
     "provider_error_text",
+    "reply_of",
 ]

@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from app.config import OFFLINE_MODEL
+from app.llm.offline_tools import next_calls, summary
 
 if TYPE_CHECKING:
     from litellm.llms.custom_llm import CustomLLM
@@ -65,24 +66,78 @@ def _offline_model() -> CustomLLM:
         ) -> litellm.ModelResponse:
             system = _last_text(messages, "system", first=True)
             user = _last_text(messages, "user")
-            answer = offline_answer(user, system)
+            message = _offline_message(messages, user, system, _offered(kwargs))
+            answer = message.get("content")
             return litellm.ModelResponse(
                 model=model,
                 choices=[
                     {
                         "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": answer},
+                        "finish_reason": "tool_calls" if "tool_calls" in message else "stop",
+                        "message": message,
                     }
                 ],
                 # Words stand in for tokens: deterministic, and enough to show usage end to end.
                 usage=litellm.Usage(
-                    prompt_tokens=len(f"{system} {user}".split()),
-                    completion_tokens=len(answer.split()),
+                    prompt_tokens=sum(len(str(m.get("content") or "").split()) for m in messages),
+                    completion_tokens=len(str(answer or message).split()),
                 ),
             )
 
     return OfflineModel()
+
+
+def _offline_message(
+    messages: list[dict[str, object]], user: str, system: str, offered: set[str]
+) -> dict[str, object]:
+    """The offline model's assistant message: tool calls to the example tools when they are
+    offered and the query asks for them, then a text quoting their results; else its plain
+    answer."""
+    made, results = _since_user(messages)
+    calls = next_calls(user, results, offered)
+    if calls is None:
+        return {"role": "assistant", "content": offline_answer(user, system)}
+    if not calls:
+        return {"role": "assistant", "content": summary(made, results)}
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": f"call_{len(results) + index}",
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            }
+            for index, (name, arguments) in enumerate(calls)
+        ],
+    }
+
+
+def _since_user(messages: list[dict[str, object]]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The tool calls made since the last user message, and the results they got, in order."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    made: list[tuple[str, str]] = []
+    results: list[str] = []
+    for message in messages[last_user + 1 :]:
+        calls = message.get("tool_calls")
+        for call in calls if isinstance(calls, list) else []:
+            function = call.get("function", {}) if isinstance(call, dict) else {}
+            made.append((str(function.get("name")), str(function.get("arguments") or "{}")))
+        if message.get("role") == "tool":
+            results.append(str(message.get("content")))
+    return made, results
+
+
+def _offered(kwargs: dict[str, object]) -> set[str]:
+    """The names of the tools the call offers (litellm hands them in `optional_params`)."""
+    params = kwargs.get("optional_params")
+    tools = params.get("tools") if isinstance(params, dict) else None
+    names: set[str] = set()
+    for tool in tools if isinstance(tools, list) else []:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            names.add(function["name"])
+    return names
 
 
 def _last_text(messages: list[dict[str, object]], role: str, *, first: bool = False) -> str:

@@ -10,11 +10,13 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import generate_latest
 
 from app import __version__
+from app.agent import AgentLoop, PythonTools, Toolbox
+from app.agent.mcp import mcp_sources
 from app.config import Settings
 from app.db import migrate
 from app.db.connection import asyncpg_dsn, is_outage
@@ -26,7 +28,7 @@ from app.engine.janitor import FallbackPoll, Janitor
 from app.engine.leases import LeaseKeeper
 from app.engine.listener import Listener
 from app.engine.supervisor import Supervisor
-from app.llm import Agent, ModelClient
+from app.llm import ModelClient
 from app.metrics import Metrics
 from app.notify import AddressGuard, AppriseSender, WebhookSender, create_mailer
 from app.workflows.delivery import Channels, DeliveryWorker
@@ -34,6 +36,8 @@ from app.workflows.runner import Runner
 from app.workflows.service import WorkflowService
 
 logger = logging.getLogger("app")
+
+EXAMPLE_TOOLS = "app.agent.examples"
 
 
 def process_owner() -> str:
@@ -47,10 +51,21 @@ class Readiness:
     migrations: bool
     listener: bool
     workers: bool
+    # Each source of tools and its state ("up", "down", "starting"): shown, not required (a
+    # server that is down leaves its tools out, not the service).
+    tools: dict[str, str] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
         return self.database and self.migrations and self.listener and self.workers
+
+
+def python_tools(settings: Settings) -> str:
+    """AGENT_TOOLS; unset, the example tools when the offline model answers (so a run with
+    nothing configured shows tool calls), else none."""
+    if settings.agent_tools is not None:
+        return settings.agent_tools
+    return EXAMPLE_TOOLS if settings.offline else ""
 
 
 class ServiceProcess:
@@ -67,9 +82,11 @@ class ServiceProcess:
         delivery: DeliveryWorker,
         supervisor: Supervisor,
         metrics: Metrics,
+        toolbox: Toolbox,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.toolbox = toolbox
         self.store = store
         self.listener = listener
         self.runner = runner
@@ -119,7 +136,13 @@ class ServiceProcess:
         # Blocking: imports litellm and checks the configured model's route.
         model_client = await asyncio.to_thread(ModelClient, settings)
         stack.push_async_callback(model_client.aclose)
-        agent = Agent(model_client)
+        toolbox = Toolbox(
+            [PythonTools.from_config(python_tools(settings)), *mcp_sources(settings)],
+            timeout_seconds=settings.agent_tool_timeout_seconds,
+        )
+        await toolbox.start()
+        stack.push_async_callback(toolbox.close)
+        agent = AgentLoop(model_client, toolbox, settings)
         mailer = create_mailer(settings)
         metrics = Metrics()
         guard = AddressGuard(settings.webhook_allowed_networks)
@@ -157,6 +180,7 @@ class ServiceProcess:
             delivery=delivery,
             supervisor=supervisor,
             metrics=metrics,
+            toolbox=toolbox,
         )
         await process._start(mailer.description)
         return process
@@ -232,6 +256,7 @@ class ServiceProcess:
             migrations=migrations,
             listener=self.listener.connected,
             workers=self.supervisor.healthy,
+            tools={name: status.state for name, status in self.toolbox.statuses().items()},
         )
 
     async def metrics_text(self) -> bytes:

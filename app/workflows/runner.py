@@ -1,4 +1,9 @@
-"""Runs the agent for leased workflows and completes their promise with the outcome."""
+"""Runs the agent loop for leased workflows and completes their promise with the outcome.
+
+Each model turn and tool call of the loop is a step journaled under the run's lease
+(workflows/journal.py): a run taken over, retried or restarted is rebuilt from its steps and
+goes on with the first one that has no result.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import logging
 import time
 from collections.abc import Hashable
 
+from app.agent import AgentLoop, AgentRun, RunTakenAway
 from app.config import Settings
 from app.db.rows import Delivery, RunCompletion, WorkflowRow
 from app.db.store import Store
@@ -14,8 +20,8 @@ from app.engine.listener import Listener
 from app.engine.retry import RetryPolicy, through_outages
 from app.engine.worker import Worker
 from app.errors import PermanentError, TransientError, describe
-from app.llm import Agent
 from app.metrics import Metrics
+from app.workflows.journal import RunJournal
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +37,7 @@ class Runner(Worker[WorkflowRow]):
         self,
         *,
         store: Store,
-        agent: Agent,
+        agent: AgentLoop,
         listener: Listener,
         metrics: Metrics,
         settings: Settings,
@@ -78,7 +84,7 @@ class Runner(Worker[WorkflowRow]):
         except _TakenAway:
             metrics.runs_finished.labels("abandoned").inc()
             logger.info(
-                "workflow %s was cancelled (or taken over); its LLM call is abandoned",
+                "workflow %s was cancelled (or taken over); its agent loop is abandoned",
                 item.key,
                 extra=self.log_fields(item),
             )
@@ -93,13 +99,36 @@ class Runner(Worker[WorkflowRow]):
             metrics.llm_seconds.labels("ok").observe(time.perf_counter() - started)
             await self._finish(item, output=output, error=None)
 
+    def _journal(self, item: WorkflowRow) -> RunJournal:
+        identity = self.identity(item)
+        return RunJournal(
+            self._store.steps,
+            item,
+            attempts=lambda: self.leases.attempts(identity),
+            renewed=lambda started: self.leases.renewed([identity], started),
+        )
+
+    async def _answer(self, item: WorkflowRow) -> str:
+        run = AgentRun(
+            key=item.key,
+            query=item.query,
+            model=item.model,
+            instructions=item.instructions,
+            tools=item.tools,
+            max_steps=item.max_steps,
+        )
+        try:
+            outcome = await self._agent.run(run, self._journal(item))
+        except RunTakenAway as exc:
+            raise _TakenAway(item.key) from exc
+        return outcome.answer
+
     async def _answer_unless_taken_away(self, item: WorkflowRow) -> str:
         """The agent's answer; raises _TakenAway as soon as the run is cancelled or another
-        process holds it, abandoning the call (it is not worth paying for any more)."""
+        process holds it (a step's statement finds the lease gone, or the key's notification
+        says so), abandoning the step in flight (it is not worth paying for any more)."""
         with self._listener.watch(item.key) as changed:
-            call = asyncio.ensure_future(
-                self._agent.answer(item.query, model=item.model, instructions=item.instructions)
-            )
+            call = asyncio.ensure_future(self._answer(item))
             try:
                 while True:
                     changed.clear()

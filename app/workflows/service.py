@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlsplit
+from collections.abc import AsyncIterator, Iterator, Sequence
 
-from app.addresses import mask_target, needs_smtputf8
 from app.config import Settings
 from app.db.rows import (
     Cancellation,
@@ -24,6 +23,7 @@ from app.db.rows import (
     PromiseCompletion,
     PromiseRow,
     RunInput,
+    StepSummary,
     Subscribed,
     SubscriptionRow,
     WorkflowRow,
@@ -35,12 +35,15 @@ from app.db.store import Store
 from app.db.subscriptions import TooManySubscriptions
 from app.engine.listener import Listener, Wakeup
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
-from app.notify import AddressGuard, is_apprise_url, message_id_for, new_secret, webhook_id_for
+from app.notify import message_id_for, new_secret, webhook_id_for
 from app.states import AGENT_PROMISE, Channel, PromiseState
 from app.workflows.cursor import decode_cursor, encode_cursor
 from app.workflows.delivery import DeliveryWorker
 from app.workflows.runner import Runner
+from app.workflows.subscribers import SubscriberChecks
 
+# How much of a step's input and output (JSON text) the steps endpoint shows.
+STEP_TEXT_CHARS = 4096
 # Room reserved in this process's delivery worker for the subscribers a cancel or an outside
 # completion releases; more than this are left to whichever worker claims them first.
 RELEASE_ROOM = 16
@@ -57,8 +60,7 @@ class WorkflowService:
         settings: Settings,
     ) -> None:
         self.settings = settings
-        self._allowed_recipients = settings.allowed_recipients
-        self._guard = AddressGuard(settings.webhook_allowed_networks)
+        self._targets = SubscriberChecks(settings)
         self._store = store
         self._listener = listener
         self._runner = runner
@@ -99,6 +101,12 @@ class WorkflowService:
                 f"model {run.model!r} is not allowed; runs use {self.settings.model} unless the "
                 "operator allows others (AGENT_ALLOWED_MODELS)",
                 code="model_not_allowed",
+            )
+        if run.max_steps is not None and run.max_steps > self.settings.agent_max_steps:
+            raise InvalidInput(
+                f"max_steps is {run.max_steps}; a run may take at most "
+                f"{self.settings.agent_max_steps} model turns (AGENT_MAX_STEPS)",
+                code="max_steps_too_large",
             )
         if len(run.query) > self.settings.max_query_chars:
             raise InvalidInput(
@@ -198,7 +206,7 @@ class WorkflowService:
     ) -> Subscribed:
         """Register `email` (normalised) for the promise; sends at once if it is already
         complete. InvalidInput if the address may not, or cannot, be emailed."""
-        self._check_recipient(email)
+        self._targets.check_recipient(email)
         subscription_id = uuid.uuid4()
         with self._delivery.room(1) as room:
             try:
@@ -211,7 +219,7 @@ class WorkflowService:
                     room=room.granted,
                 )
             except TooManySubscriptions as exc:
-                raise self._too_many(key) from exc
+                raise self._targets.too_many(key) from exc
         if subscribed.delivery is not None:
             self._hand_over([subscribed.delivery], room.opened_at)
         return subscribed
@@ -222,7 +230,7 @@ class WorkflowService:
         """Register a webhook or Apprise `target` for the promise, as `subscribe` an address;
         with it the webhook's secret if this call generated it (to be shown once). InvalidInput
         if the target is malformed or its host not public (TargetNotAllowed)."""
-        await self._check_target(channel, target)
+        await self._targets.check_target(channel, target)
         generated = None
         if channel is Channel.WEBHOOK and secret is None:
             secret = generated = new_secret()
@@ -240,49 +248,11 @@ class WorkflowService:
                     room=room.granted,
                 )
             except TooManySubscriptions as exc:
-                raise self._too_many(key) from exc
+                raise self._targets.too_many(key) from exc
         if subscribed.delivery is not None:
             self._hand_over([subscribed.delivery], room.opened_at)
         # Subscribed before: the secret is the first one, shown when it was made.
         return subscribed, generated if subscribed.created else None
-
-    async def _check_target(self, channel: Channel, target: str) -> None:
-        parts = urlsplit(target)
-        if channel is Channel.WEBHOOK:
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise InvalidInput(
-                    "a webhook is an http:// or https:// URL with a host", code="invalid_target"
-                )
-        elif not is_apprise_url(target):
-            raise InvalidInput(
-                f"{mask_target(target)} is not a URL Apprise knows (see "
-                "https://github.com/caronc/apprise/wiki for the services and their URLs)",
-                code="invalid_target",
-            )
-        if parts.hostname:
-            await self._guard.check_url(target, must_resolve=channel is Channel.WEBHOOK)
-
-    def _too_many(self, key: str) -> InvalidInput:
-        return InvalidInput(
-            f"workflow {key!r} has {self.settings.max_subscriptions_per_workflow} "
-            "subscriptions, the most one may have (MAX_SUBSCRIPTIONS_PER_WORKFLOW)",
-            code="too_many_subscriptions",
-        )
-
-    def _check_recipient(self, email: str) -> None:
-        if not self._allowed_recipients.allows(email):
-            raise InvalidInput(
-                f"{email} may not be notified: this service emails only the recipients its "
-                "operator allows (NOTIFY_ALLOWED_RECIPIENTS)",
-                code="recipient_not_allowed",
-            )
-        if needs_smtputf8(email) and not self.settings.smtp_utf8:
-            raise InvalidInput(
-                f"{email} has non-ASCII characters before the @: only an SMTP server with "
-                "SMTPUTF8 (RFC 6531) can deliver it, and this service is not configured for one. "
-                "Use an ASCII address, or, if the server has SMTPUTF8, set SMTP_UTF8=true",
-                code="non_ascii_address",
-            )
 
     async def subscription(self, subscription_id: uuid.UUID) -> SubscriptionRow:
         subscription = await self._store.subscriptions.get(subscription_id)
@@ -368,6 +338,28 @@ class WorkflowService:
         page = rows[:limit]
         more = len(rows) > limit
         return page, encode_cursor(page[-1].created_at, page[-1].key) if more else None
+
+    async def steps(
+        self, key: str, *, limit: int, cursor: str | None
+    ) -> tuple[Sequence[StepSummary], str | None]:
+        """A page of the steps of the key's run, in order, and the cursor of the next page."""
+        after = -1
+        if cursor is not None:
+            # Digits of ASCII only (str.isdigit takes "²"), and few enough for an integer column.
+            if not re.fullmatch(r"[0-9]{1,9}", cursor):
+                raise InvalidInput(
+                    "cursor is not one this service gave out; use next_cursor from the previous "
+                    "page",
+                    code="invalid_cursor",
+                )
+            after = int(cursor)
+        rows = await self._store.steps.page(
+            key, after_seq=after, limit=limit + 1, max_chars=STEP_TEXT_CHARS
+        )
+        if not rows:
+            await self.workflow(key)  # NotFound when there is no run at all
+        page = rows[:limit]
+        return page, str(page[-1].seq) if len(rows) > limit else None
 
     async def changes(self, key: str) -> AsyncIterator[None]:
         """Yields now, then after every possible change of workflow `key` or its subscriptions,

@@ -4,6 +4,10 @@ Answers `Answer to: <query>` at once, unless told otherwise: hold a query until 
 it with given HTTP statuses first, or play a script of replies (text, tool calls, a JSON answer,
 custom usage, a malformed body, an error status) for a query or for the next calls.
 
+An agent run's turns can be scripted by turn (`script_turns`): the reply depends on how many
+assistant messages the request carries, so a turn sent again after a crash gets the same reply
+as the first time; `hold_turn` holds one turn, and `turn_calls` counts the calls of each turn.
+
 A call's query is the content of its last user message: every turn of one agent run (whose
 later turns end with tool results) counts as a call for the run's query.
 """
@@ -111,6 +115,8 @@ class FakeLLM:
     _holds: dict[str, asyncio.Event] = field(default_factory=dict)
     _scripts: dict[str, deque[Reply]] = field(default_factory=dict)
     _next: deque[Reply] = field(default_factory=deque)
+    _turns: dict[str, list[deque[Reply]]] = field(default_factory=dict)
+    _turn_holds: dict[tuple[str, int], asyncio.Event] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _runner: web.AppRunner | None = None
     # Each answer takes a random time in this range (seconds), like a real model.
@@ -145,6 +151,33 @@ class FakeLLM:
         script), in order."""
         self._next.extend(replies)
 
+    def script_turns(self, query: str, *turns: Reply | tuple[Reply, ...]) -> None:
+        """Calls for `query` are answered by turn: the n-th reply to a call whose messages hold
+        n assistant messages (a turn counts from 0). A tuple gives a turn's replies call by
+        call (the last one stays): `(Status(500), Text("ok"))` fails the turn once."""
+        self._turns[query] = [deque(turn if isinstance(turn, tuple) else (turn,)) for turn in turns]
+
+    def hold_turn(self, query: str, turn: int) -> asyncio.Event:
+        """Calls for `query` at `turn` (from 0) wait until the returned event is set."""
+        event = asyncio.Event()
+        self._turn_holds[(query, turn)] = event
+        return event
+
+    def turn_calls(self, query: str) -> list[int]:
+        """How many calls for `query` each turn received, turn 0 first."""
+        counts: list[int] = []
+        for call in self.calls:
+            if query_of(call) != query:
+                continue
+            turn = turn_of(call)
+            counts.extend([0] * (turn + 1 - len(counts)))
+            counts[turn] += 1
+        return counts
+
+    async def wait_for_turn(self, query: str, turn: int, timeout: float = 10) -> None:
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(self.turn_calls(query)) > turn)
+
     async def wait_for_calls(self, query: str, count: int = 1, timeout: float = 10) -> None:
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(lambda: self.calls_for(query) >= count)
@@ -157,11 +190,11 @@ class FakeLLM:
         number = len(self.calls)
         async with self._changed:
             self._changed.notify_all()
-        reply = self._next_reply(query)
+        reply = self._next_reply(query, turn_of(body))
         if isinstance(reply, Status | Raw):
             # Failures come at once, before any hold: they stand for a provider refusing.
             return self._respond(reply, body, number)
-        hold = self._holds.get(query) or self.held
+        hold = self._turn_holds.get((query, turn_of(body))) or self._holds.get(query) or self.held
         if hold is not None:
             await hold.wait()
         if self.delay[1] > 0:
@@ -170,9 +203,13 @@ class FakeLLM:
             reply = Text(self.answers.get(query, answer_for(query)))
         return self._respond(reply, body, number)
 
-    def _next_reply(self, query: str) -> Reply | None:
+    def _next_reply(self, query: str, turn: int) -> Reply | None:
         if self._next:
             return self._next.popleft()
+        turns = self._turns.get(query)
+        if turns is not None and turn < len(turns):
+            replies = turns[turn]
+            return replies.popleft() if len(replies) > 1 else replies[0]
         script = self._scripts.get(query)
         return script.popleft() if script else None
 
@@ -233,10 +270,15 @@ class FakeLLM:
         self.url = f"http://127.0.0.1:{port}/v1"
 
     async def stop(self) -> None:
-        for hold in self._holds.values():
+        for hold in [*self._holds.values(), *self._turn_holds.values()]:
             hold.set()
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+def turn_of(body: dict[str, Any]) -> int:
+    """Which turn of an agent run a request is: the assistant messages it carries."""
+    return sum(1 for message in body.get("messages", []) if message.get("role") == "assistant")
 
 
 def query_of(body: dict[str, Any]) -> str:

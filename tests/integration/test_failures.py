@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
+from app.agent import AgentLoop, AgentRun, Journal, Outcome
 from app.config import Settings
 from app.errors import PermanentError, TransientError
 from app.llm import Agent, ModelClient
@@ -72,14 +73,14 @@ async def test_a_bug_fails_the_run_at_once_with_the_reason(
 ) -> None:
     """Only provider, network and timeout errors are worth another attempt: anything else (a
     bug) fails the run on its first attempt, with the reason recorded."""
-    answer = Agent.answer
+    run = AgentLoop.run
 
-    async def broken(self: Agent, query: str, **kwargs: object) -> str:
-        if query == "bug":
+    async def broken(self: AgentLoop, agent_run: AgentRun, journal: Journal) -> Outcome:
+        if agent_run.query == "bug":
             raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
-        return await answer(self, query, **kwargs)  # type: ignore[arg-type]
+        return await run(self, agent_run, journal)
 
-    monkeypatch.setattr(Agent, "answer", broken)
+    monkeypatch.setattr(AgentLoop, "run", broken)
     response = await client.post("/workflows/bug/run", json="bug")
     assert response.status_code == 424
     status = (await client.get("/workflows/bug")).json()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 import httpx
 
+from tests.conftest import RunningApp
 from tests.fakes.smtp import Inbox
 from tests.helpers import all_sent, samples, until_workflow
+from tests.service import free_port
 
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
@@ -16,7 +21,18 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert ready.json() == {
         "status": "ready",
         "checks": {"database": True, "migrations": True, "listener": True, "workers": True},
+        "tools": {"python": "up"},
     }
+
+
+async def test_an_mcp_server_that_is_down_shows_in_readiness_but_leaves_it_ready(
+    start_app: Callable[..., Awaitable[RunningApp]],
+) -> None:
+    config = {"mcpServers": {"calc": {"url": f"http://127.0.0.1:{free_port()}/mcp"}}}
+    app = await start_app(agent_mcp_config=json.dumps(config))
+    ready = await app.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["tools"] == {"python": "up", "calc": "down"}
 
 
 async def test_metrics_count_what_happened(client: httpx.AsyncClient, inbox: Inbox) -> None:

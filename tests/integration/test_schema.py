@@ -8,7 +8,7 @@ from enum import StrEnum
 import asyncpg
 import pytest
 
-from app.states import PromiseState, SubscriptionState, WorkflowState
+from app.states import PromiseState, StepKind, StepState, SubscriptionState, WorkflowState
 
 
 @pytest.mark.parametrize(
@@ -17,6 +17,8 @@ from app.states import PromiseState, SubscriptionState, WorkflowState
         ("workflow", "status", WorkflowState),
         ("promise", "state", PromiseState),
         ("subscription", "status", SubscriptionState),
+        ("step", "kind", StepKind),
+        ("step", "status", StepState),
     ],
 )
 async def test_check_constraints_match_the_state_enums(

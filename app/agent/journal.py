@@ -1,0 +1,87 @@
+"""What the agent loop needs of a run and of its journal — whoever runs the loop provides them
+(app/workflows, over the step table) — and how a run ends other than with an answer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from app.errors import PermanentError
+from app.llm.messages import JsonObject
+from app.states import StepKind, StepState
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    """What a run asks of the agent."""
+
+    key: str
+    query: str
+    model: str | None = None  # None: AGENT_MODEL
+    instructions: str | None = None  # None: AGENT_INSTRUCTIONS
+    tools: Sequence[str] | None = None  # the tools it may call; None: every configured one
+    max_steps: int | None = None  # its model turns; None: AGENT_MAX_STEPS
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """A journaled step, as far as rebuilding the run goes."""
+
+    id: str
+    seq: int
+    kind: StepKind
+    name: str
+    # The step's result: the assistant message of a model turn, `{"content", "is_error"}` of a
+    # tool call; None while it has none (in flight at a crash, or its model call failed).
+    output: JsonObject | None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class StepUsage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+
+
+class Journal(Protocol):
+    """The steps of one run, written only while the run is still this attempt's."""
+
+    async def load(self) -> Sequence[StepRecord]:
+        """The run's steps so far, by seq."""
+
+    async def begin(self, seq: int, kind: StepKind, name: str, input: object) -> str | None:
+        """Journal step `seq` as running; its id (the same as before if the step had begun
+        and has no result). None: the run is no longer ours — make no effect."""
+
+    async def finish(
+        self,
+        step_id: str,
+        *,
+        status: StepState,
+        output: JsonObject | None,
+        error: str | None = None,
+        usage: StepUsage | None = None,
+    ) -> bool:
+        """Record the step's result; False when the run is no longer ours."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    answer: str
+    turns: int  # model turns, replayed ones included
+
+
+class RunTakenAway(Exception):
+    """The run's lease passed to another process (or attempt), or the run was cancelled or
+    deleted, while this loop ran it: stop, and make no further effect."""
+
+
+class RunLimitExceeded(PermanentError):
+    """The run used up a limit (`code`: max_steps_exceeded, budget_exceeded); it fails."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code

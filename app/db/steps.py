@@ -1,0 +1,108 @@
+"""Steps: the journal of a run's agent loop — begun and finished under the run's lease, read
+back to rebuild the run, paged for the API."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+
+from app.db.gateway import Database
+from app.db.rows import StepRow, StepSummary
+from app.db.scope import Scope
+from app.states import StepKind, StepState
+
+
+class Steps:
+    def __init__(self, database: Database, scope: Scope) -> None:
+        self._db = database
+        self._bound = scope.params()
+
+    async def begin(
+        self,
+        *,
+        key: str,
+        created_at: datetime,
+        attempts: int,
+        seq: int,
+        kind: StepKind,
+        name: str,
+        input: object,
+    ) -> StepRow | None:
+        """Journal step `seq` of the run (`key`, `created_at`) as running, if attempt `attempts`
+        of this process still holds the run (its lease renewed in the same statement). A step
+        at this seq without a result runs again under its id, its attempts counted. None: the
+        run is no longer this attempt's (or the step already has a result): make no effect."""
+        row = await self._db.fetchrow(
+            "begin_step",
+            id=uuid.uuid4(),
+            key=key,
+            created_at=created_at,
+            attempts=attempts,
+            seq=seq,
+            kind=str(kind),
+            name=name,
+            input=_json(input),
+            **self._bound,
+        )
+        return None if row is None else StepRow.of(row["step_row"])
+
+    async def finish(
+        self,
+        step_id: uuid.UUID,
+        *,
+        status: StepState,
+        output: object,
+        error: str | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cost_usd: float | None = None,
+    ) -> StepRow | None:
+        """Record the step's result (`output`, None for a failed model call) and usage; None
+        when its run is no longer this process's (taken over, cancelled, deleted)."""
+        row = await self._db.fetchrow(
+            "finish_step",
+            id=step_id,
+            status=str(status),
+            output=_json(output),
+            error=error,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost_usd,
+            **self._bound,
+        )
+        return None if row is None else StepRow.of(row["step_row"])
+
+    async def of_run(self, key: str, created_at: datetime) -> list[StepRow]:
+        """The run's journal, by seq."""
+        rows = await self._db.fetch("run_steps", key=key, created_at=created_at)
+        return [StepRow.of(row["step_row"]) for row in rows]
+
+    async def page(
+        self, key: str, *, after_seq: int, limit: int, max_chars: int
+    ) -> list[StepSummary]:
+        """Steps of the key's current run after `after_seq`, in order, their input and output
+        cut to `max_chars` characters of JSON text."""
+        rows = await self._db.fetch(
+            "list_steps", key=key, after_seq=after_seq, limit=limit, max_chars=max_chars
+        )
+        return [StepSummary.of(row) for row in rows]
+
+
+def _json(value: object) -> str | None:
+    """JSON text for a jsonb parameter (None stays NULL)."""
+    if value is None:
+        return None
+    return json.dumps(_storable(value), allow_nan=False)
+
+
+def _storable(value: object) -> object:
+    """`value` with what jsonb cannot hold (NUL, lone surrogates: a model or a tool may write
+    them) replaced, in every string and key."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list | tuple):
+        return [_storable(item) for item in value]
+    if isinstance(value, dict):
+        return {str(_storable(name)): _storable(item) for name, item in value.items()}
+    return value
