@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from app.addresses import AllowedRecipients, checked_networks, is_loopback
+from app.addresses import AllowedRecipients, checked_networks, checked_public_url, is_loopback
+from app.config_server import ServerSettings
 from app.mcp_config import MCP_CONFIG_HELP, McpConfigSetting
 
 OFFLINE_MODEL = "agent-notify-offline/echo"
@@ -23,67 +24,16 @@ KEY_PATTERN = (
 )
 
 
-class Settings(BaseSettings):
+class Settings(ServerSettings):
     """Read once at start-up; environment variable names are the upper-cased field names.
 
     Each field's description is its line in docs/configuration.md (`python -m
-    scripts.config_docs` writes that page; a test fails when it is out of date).
+    scripts.config_docs` writes that page; a test fails when it is out of date). The first
+    group, where the service listens, comes from `ServerSettings` (app/config_server.py).
     """
 
     # An empty variable (`VAR=`, as docker compose passes an unset one) is an unset one.
     model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True)
-
-    # Where the service listens.
-    host: str = Field(
-        "127.0.0.1",
-        description="address `agent-notify serve` binds (`0.0.0.0` in the container image)",
-    )
-    port: int = Field(8080, ge=0, le=65535, description="port `agent-notify serve` binds")
-    allow_unauthenticated: bool = Field(
-        False,
-        description=(
-            "let `agent-notify serve` listen on an address other than loopback (`127.0.0.0/8`, "
-            "`::1`, `localhost`) without `API_TOKENS`; otherwise it refuses to start, since "
-            "anyone who reaches it could make it email any text to any address"
-        ),
-    )
-
-    # Connections (`agent-notify serve`; README, "Open it to an untrusted audience").
-    max_connections: int = Field(
-        800,
-        ge=1,
-        description=(
-            "open HTTP connections per process; at the cap a new connection closes the oldest "
-            "one still waiting for its request head, or, when every one is busy, is answered "
-            "503 `too_many_connections` at once. Keep it well under the open-file limit "
-            "(`ulimit -n`), which also holds the database, SMTP and model connections"
-        ),
-    )
-    header_timeout_seconds: float = Field(
-        10.0,
-        gt=0,
-        description=(
-            "a connection's request head (request line and headers) must arrive within this "
-            "long of the connection's start, or of the first byte of its next request; "
-            "otherwise it is closed (408 `request_timeout` if part of a head came)"
-        ),
-    )
-    max_header_bytes: int = Field(
-        32 * 1024,
-        ge=1024,
-        description="largest request head (request line and headers) accepted (431 "
-        "`headers_too_large` beyond)",
-    )
-    keep_alive_seconds: int = Field(
-        75,
-        ge=1,
-        description=(
-            "how long an idle connection is kept open after a response for the client's next "
-            "request; longer than the common proxies' idle timeout (60 s), so that the proxy, "
-            "not the service, closes an idle connection and no request is sent on one just "
-            "being closed"
-        ),
-    )
 
     # Postgres.
     database_url: str | None = Field(
@@ -213,6 +163,23 @@ class Settings(BaseSettings):
     outbox_dir: Path | None = Field(
         None,
         description="where `.eml` files go when `SMTP_HOST` is unset; unset: `DATA_DIR/outbox`",
+    )
+    public_url: Annotated[str | None, AfterValidator(checked_public_url)] = Field(
+        None,
+        description=(
+            "the service's address as recipients reach it, e.g. `https://notify.example.com` "
+            "(a path prefix is kept). Set: emails link to the task's page on the dashboard and "
+            "carry `List-Unsubscribe` with one-click unsubscribe (RFC 8058) at "
+            "`/unsubscribe/…`. Unset: neither"
+        ),
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description=(
+            "the key that signs links (HMAC-SHA256), e.g. `openssl rand -hex 32`; unset: a key "
+            "generated once and kept in the database, shared by every replica. Changing it "
+            "invalidates the links already sent"
+        ),
     )
 
     # Webhooks, Apprise and links.

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from app.db.gateway import Database
 from app.db.idempotency import IdempotencyKeys
+from app.db.keys import SigningKeys
 from app.db.promises import Promises
 from app.db.reads import Reads
 from app.db.runs import Runs
@@ -24,6 +25,7 @@ class Store:
     promises: Promises
     reads: Reads
     idempotency: IdempotencyKeys
+    keys: SigningKeys
 
     @classmethod
     def of(cls, database: Database, scope: Scope) -> Store:
@@ -35,4 +37,5 @@ class Store:
             promises=Promises(database, scope),
             reads=Reads(database),
             idempotency=IdempotencyKeys(database, scope),
+            keys=SigningKeys(database),
         )

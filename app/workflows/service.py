@@ -1,5 +1,5 @@
-"""What the API asks of the service: start or attach to runs, subscribe, complete and cancel,
-wait, inspect — and the process's own state (readiness, metrics, Idempotency-Key claims).
+"""What the API asks of the service: start or attach to runs, subscribe, unsubscribe, complete
+and cancel, wait, inspect — and the process's own Idempotency-Key claims.
 
 Starting a run leases it to this process in the accepting commit and executes it here at once;
 a late subscriber's delivery is leased in its own insert and sent at once. Neither adds a commit
@@ -13,9 +13,8 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlsplit
 
-from app.addresses import mask_target, needs_smtputf8
+from app.addresses import needs_smtputf8
 from app.config import Settings
 from app.db.rows import (
     Cancellation,
@@ -35,11 +34,13 @@ from app.db.store import Store
 from app.db.subscriptions import TooManySubscriptions
 from app.engine.listener import Listener, Wakeup
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
-from app.notify import AddressGuard, is_apprise_url, message_id_for, new_secret, webhook_id_for
+from app.notify import AddressGuard, Links, message_id_for, new_secret, webhook_id_for
 from app.states import AGENT_PROMISE, Channel, PromiseState
 from app.workflows.cursor import decode_cursor, encode_cursor
 from app.workflows.delivery import DeliveryWorker
 from app.workflows.runner import Runner
+from app.workflows.targets import check_target
+from app.workflows.unsubscribe import Unsubscribing
 
 # Room reserved in this process's delivery worker for the subscribers a cancel or an outside
 # completion releases; more than this are left to whichever worker claims them first.
@@ -55,8 +56,11 @@ class WorkflowService:
         runner: Runner,
         delivery: DeliveryWorker,
         settings: Settings,
+        links: Links,
     ) -> None:
         self.settings = settings
+        # One-click unsubscribe, by the signed links of `links` (api/unsubscribe.py).
+        self.unsubscribing = Unsubscribing(store=store, listener=listener, links=links)
         self._allowed_recipients = settings.allowed_recipients
         self._guard = AddressGuard(settings.webhook_allowed_networks)
         self._store = store
@@ -222,7 +226,7 @@ class WorkflowService:
         """Register a webhook or Apprise `target` for the promise, as `subscribe` an address;
         with it the webhook's secret if this call generated it (to be shown once). InvalidInput
         if the target is malformed or its host not public (TargetNotAllowed)."""
-        await self._check_target(channel, target)
+        await check_target(self._guard, channel, target)
         generated = None
         if channel is Channel.WEBHOOK and secret is None:
             secret = generated = new_secret()
@@ -245,22 +249,6 @@ class WorkflowService:
             self._hand_over([subscribed.delivery], room.opened_at)
         # Subscribed before: the secret is the first one, shown when it was made.
         return subscribed, generated if subscribed.created else None
-
-    async def _check_target(self, channel: Channel, target: str) -> None:
-        parts = urlsplit(target)
-        if channel is Channel.WEBHOOK:
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise InvalidInput(
-                    "a webhook is an http:// or https:// URL with a host", code="invalid_target"
-                )
-        elif not is_apprise_url(target):
-            raise InvalidInput(
-                f"{mask_target(target)} is not a URL Apprise knows (see "
-                "https://github.com/caronc/apprise/wiki for the services and their URLs)",
-                code="invalid_target",
-            )
-        if parts.hostname:
-            await self._guard.check_url(target, must_resolve=channel is Channel.WEBHOOK)
 
     def _too_many(self, key: str) -> InvalidInput:
         return InvalidInput(
