@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from app.api.deps import service_of
+from app.api.errors import error_responses
 from app.db.rows import SubscriptionRow
 from app.errors import InvalidToken, NotFound
 from app.states import SubscriptionState
@@ -24,6 +25,13 @@ router = APIRouter(tags=["unsubscribe"])
 TokenPath = Annotated[
     str, Path(min_length=1, max_length=256, description="the signed token of the email's link")
 ]
+
+# Public paths: no 401. A 403 or 404 is a page when the client asked for HTML.
+RESPONSES = {
+    status: response
+    for status, response in error_responses("invalid_token", "not_found", "invalid_request").items()
+    if status != 401
+}
 
 # The page holds a form posting to itself and nothing else: no script, style or image, no
 # referrer (its address carries the token), never cached or indexed.
@@ -37,7 +45,7 @@ PAGE_HEADERS = {
 }
 
 
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse, responses=RESPONSES)
 async def unsubscribe_page(request: Request, token: TokenPath) -> Response:
     """A page that asks before unsubscribing (a POST); opening it changes nothing."""
     try:
@@ -53,7 +61,7 @@ async def unsubscribe_page(request: Request, token: TokenPath) -> Response:
     )
 
 
-@router.post("/unsubscribe/{token}")
+@router.post("/unsubscribe/{token}", responses=RESPONSES)
 async def unsubscribe(request: Request, token: TokenPath) -> Response:
     """Cancel the subscription the link names, unless its notification was already sent;
     idempotent. 403 `invalid_token` for a forged, changed or expired link."""
