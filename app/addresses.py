@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import email_validator
 
@@ -116,3 +117,19 @@ def mask_target(url: str) -> str:
     host = authority.rpartition("@")[2]
     hidden = len(authority) < len(rest) or "@" in authority
     return f"{scheme}://{host}/…" if hidden else f"{scheme}://{host}"
+
+
+def checked_public_url(url: str | None) -> str | None:
+    """PUBLIC_URL without its trailing slash, if it is an http(s) URL with a host and nothing
+    after its path (refused at start-up otherwise): links are made by appending to it."""
+    if url is None:
+        return None
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+    if parts.query or parts.fragment or "#" in url or "?" in url:
+        raise ValueError(f"{url!r} has a query or fragment; give the address links start with")
+    if len(url) > 200 or any(not 0x21 <= ord(c) < 0x7F for c in url):
+        raise ValueError(f"{url!r} must be at most 200 printable ASCII characters (no spaces)")
+    return url

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from app.addresses import AllowedRecipients, checked_networks, is_loopback
+from app.addresses import AllowedRecipients, checked_networks, checked_public_url, is_loopback
 from app.mcp_config import MCP_CONFIG_HELP, McpConfigSetting
 from app.server_settings import ServerSettings
 
@@ -24,11 +24,12 @@ KEY_PATTERN = (
 )
 
 
-class Settings(ServerSettings, BaseSettings):
+class Settings(ServerSettings):
     """Read once at start-up; environment variable names are the upper-cased field names.
 
     Each field's description is its line in docs/configuration.md (`python -m
-    scripts.config_docs` writes that page; a test fails when it is out of date).
+    scripts.config_docs` writes that page; a test fails when it is out of date). The first
+    group, where the service listens, comes from `ServerSettings` (app/server_settings.py).
     """
 
     # An empty variable (`VAR=`, as docker compose passes an unset one) is an unset one.
@@ -178,6 +179,23 @@ class Settings(ServerSettings, BaseSettings):
     outbox_dir: Path | None = Field(
         None,
         description="where `.eml` files go when `SMTP_HOST` is unset; unset: `DATA_DIR/outbox`",
+    )
+    public_url: Annotated[str | None, AfterValidator(checked_public_url)] = Field(
+        None,
+        description=(
+            "the service's address as recipients reach it, e.g. `https://notify.example.com` "
+            "(a path prefix is kept). Set: emails link to the task's page on the dashboard and "
+            "carry `List-Unsubscribe` with one-click unsubscribe (RFC 8058) at "
+            "`/unsubscribe/…`. Unset: neither"
+        ),
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description=(
+            "the key that signs links (HMAC-SHA256), e.g. `openssl rand -hex 32`; unset: a key "
+            "generated once and kept in the database, shared by every replica. Changing it "
+            "invalidates the links already sent"
+        ),
     )
 
     # Webhooks, Apprise and links.

@@ -22,6 +22,13 @@ class InvalidInput(AppError):
     code = "invalid_request"
 
 
+class InvalidToken(AppError):
+    """A signed link that this service did not make, was changed, or has expired."""
+
+    status_code = 403
+    code = "invalid_token"
+
+
 class NotFound(AppError):
     status_code = 404
     code = "not_found"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from email.message import EmailMessage
 from typing import Any, TypeVar
 
 import httpx
@@ -62,3 +63,11 @@ def quoted_text(body: str) -> str:
     without its `> ` marks."""
     lines = [line for line in body.splitlines() if line.startswith(">")]
     return "\n".join(line.removeprefix(">").removeprefix(" ") for line in lines)
+
+
+def plain_text(message: EmailMessage) -> str:
+    """A notification's text/plain part, as a mail client that shows no HTML reads it."""
+    part = message.get_body(("plain",))
+    assert part is not None, "the message has no text/plain part"
+    text: str = part.get_content()
+    return text

@@ -49,6 +49,11 @@ ERROR_EXAMPLES: dict[str, tuple[int, str]] = {
         "quote it as a JSON string: --json '\"Write a poem\"'",
     ),
     "unauthorized": (401, "this endpoint needs an API token: send 'Authorization: Bearer <token>'"),
+    "invalid_token": (
+        403,
+        "this link is not valid (mistyped, cut short, or not made by this service); nothing "
+        "was changed",
+    ),
     "not_found": (404, "no workflow 'msg-123': start one with POST /workflows/msg-123/run/send"),
     "key_conflict": (
         409,

@@ -350,3 +350,27 @@ SELECT version_num FROM alembic_version
 SELECT * FROM agent_notify_subscribe_channel_v1(
     :key, :promise, :channel, :target, :secret, :id, :message_id, :owner, :room, :lease_seconds,
     :notify_on_failure, :max_per_workflow, :work_channel)
+
+-- name: insert_signing_key
+-- The first process to need the key stores the one it generated; later ones change nothing.
+INSERT INTO signing_key (name, secret) VALUES (:name, :secret) ON CONFLICT (name) DO NOTHING
+
+-- name: select_signing_key
+SELECT secret FROM signing_key WHERE name = :name
+
+-- name: cancel_subscription
+-- Cancel a subscription whose notification is not sent yet (its recipient unsubscribed), with
+-- the reason recorded; the row as it is after, and whether this changed it. None if it no
+-- longer exists. A delivery under way loses its lease: its fence will not send.
+WITH cancelled AS (
+    UPDATE subscription
+    SET status = 'cancelled', last_error = :reason, lease_owner = NULL, lease_expires_at = NULL,
+        updated_at = now()
+    WHERE id = :id AND status IN ('waiting', 'ready')
+    RETURNING *
+)
+SELECT to_jsonb(c) AS subscription_row, true AS changed
+FROM cancelled AS c, LATERAL (SELECT pg_notify(:key_channel, c.workflow_key || ' ' || c.id::text)) AS told
+UNION ALL
+SELECT to_jsonb(s), false FROM subscription AS s
+WHERE s.id = :id AND NOT EXISTS (SELECT FROM cancelled)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from app.db.gateway import Database
 from app.db.idempotency import IdempotencyKeys
+from app.db.keys import SigningKeys
 from app.db.promises import Promises
 from app.db.reads import Reads
 from app.db.runs import Runs
@@ -26,6 +27,7 @@ class Store:
     reads: Reads
     idempotency: IdempotencyKeys
     steps: Steps
+    keys: SigningKeys
 
     @classmethod
     def of(cls, database: Database, scope: Scope) -> Store:
@@ -38,4 +40,5 @@ class Store:
             reads=Reads(database),
             idempotency=IdempotencyKeys(database, scope),
             steps=Steps(database, scope),
+            keys=SigningKeys(database),
         )

@@ -83,6 +83,18 @@ class Subscriptions:
         row = await self._db.fetchrow("select_subscription", id=subscription_id)
         return None if row is None else SubscriptionRow.of(row["subscription_row"])
 
+    async def cancel(
+        self, subscription_id: uuid.UUID, *, reason: str
+    ) -> tuple[SubscriptionRow, bool] | None:
+        """Cancel a subscription not yet sent, with the reason; the row after and whether this
+        cancelled it (False: it had already finished, any way). None if it no longer exists."""
+        row = await self._db.fetchrow(
+            "cancel_subscription", id=subscription_id, reason=reason, **self._bound
+        )
+        if row is None:
+            return None
+        return SubscriptionRow.of(row["subscription_row"]), bool(row["changed"])
+
     async def claim(self, *, limit: int) -> list[Delivery]:
         """Lease ready subscriptions that nobody holds (or whose holder died) and are due."""
         rows = await self._db.fetch("claim_deliveries", limit=limit, **self._bound)

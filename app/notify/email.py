@@ -1,30 +1,41 @@
-"""The notification email: what one subscriber is owed, and the message that tells them."""
+"""The notification email: the message that tells one subscriber, as plain text and HTML."""
 
 from __future__ import annotations
 
-import json
+import hashlib
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.headerregistry import BaseHeader, HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
-from email.policy import default
+from email.policy import Policy, default
 from email.utils import format_datetime, parseaddr
 
-from app.states import AGENT_PROMISE, CANCELLED_ERROR, PromiseState
+from app.notify.content import (
+    SUBJECT_NAME_CHARS,
+    Notification,
+    content_of,
+    plain_text,
+    subject_name,
+)
+from app.notify.html import MessageLinks, html_part
+
+__all__ = [
+    "POLICY",
+    "SUBJECT_NAME_CHARS",
+    "MessageLinks",
+    "build_message",
+    "message_id_for",
+    "subject_name",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """What one subscriber is owed: the outcome of a completed promise of one workflow."""
+class _UrlHeader(UnstructuredHeader, BaseHeader):
+    """A header of URLs in angle brackets (RFC 2369's List-Unsubscribe): written on one line as
+    it is. The standard folding would turn a URL longer than a line into encoded-words, which
+    no mail client reads back as a URL; RFC 5322 allows lines of up to 998 characters."""
 
-    email: str
-    message_id: str
-    workflow_key: str
-    promise: str  # its name; AGENT_PROMISE is the agent's answer
-    state: PromiseState  # resolved or rejected
-    value: object
-    error: str | None
+    def fold(self, *, policy: Policy) -> str:
+        return f"{self.name}: {self}{policy.linesep}"
 
 
 class _HeaderClasses(HeaderRegistry):
@@ -36,6 +47,7 @@ class _HeaderClasses(HeaderRegistry):
 
     def __init__(self) -> None:
         super().__init__()
+        self.map_to_type("list-unsubscribe", _UrlHeader)
         self._made: dict[str, type[BaseHeader]] = {}
 
     def __getitem__(self, name: str) -> type[BaseHeader]:
@@ -56,109 +68,21 @@ def message_id_for(subscription_id: str, mail_from: str) -> str:
     return f"<{subscription_id}@{domain}>"
 
 
-def render_value(value: object) -> str:
-    """The promise value as email text: a string as is, anything else as indented JSON."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, indent=2, ensure_ascii=False)
-
-
-# Said under text a caller supplied through the API (a promise's value or reason), so that no
-# such text can pose as the service's own message (a phishing link resolved into a promise).
-SUPPLIED_NOTE = (
-    "agent-notify did not write the quoted text: whoever completed the promise supplied it\n"
-    "through the service's API."
-)
-
-
-# The longest key or promise name a subject shows whole: a longer one is cut (the body and the
-# X-Agent-Notify-Key header carry it in full), so that the Subject fits its line. The standard
-# library folds a longer one badly: the whole text onto a continuation line (read back with a
-# leading space), or a plain ASCII key as encoded-words.
-SUBJECT_NAME_CHARS = 40
-
-
-def subject_name(name: str) -> str:
-    """`name` as a subject shows it."""
-    if len(name) <= SUBJECT_NAME_CHARS:
-        return name
-    return name[: SUBJECT_NAME_CHARS - 3] + "..."
-
-
-def subject_and_body(notification: Notification) -> tuple[str, str]:
-    """What the email says.
-
-    The agent's answer is the whole message. Everything else is the service speaking, in one
-    template (`_body`): its own heading, then what the promise carries, then its footer. A
-    promise other than the agent's is completed through the API, by any caller, with any text:
-    that text is quoted and marked as theirs. The agent's failure is recorded as the
-    provider's or the runtime's own words (with the model, the endpoint, part of a key): meant
-    for operators, not recipients, so the email only says where to read it.
-    """
-    key, promise = notification.workflow_key, notification.promise
-    named = subject_name(key)
-    resolved = notification.state is PromiseState.RESOLVED
-    if promise != AGENT_PROMISE:
-        return (
-            f"Your agent task {named}: {subject_name(promise)} was {notification.state}",
-            _body(
-                notification,
-                f"The promise {promise} of your agent task {key} was "
-                + ("resolved with:" if resolved else "rejected, with the reason:"),
-                supplied=render_value(notification.value)
-                if resolved
-                else notification.error or "(no reason given)",
-            ),
-        )
-    if resolved:
-        answer = render_value(notification.value)
-        return f"Your agent task {named} is ready", _body(notification, answer=answer)
-    if notification.error == CANCELLED_ERROR:
-        return (
-            f"Your agent task {named} was cancelled",
-            _body(notification, f"Your agent task {key} was cancelled before it finished."),
-        )
-    return (
-        f"Your agent task {named} failed",
-        _body(
-            notification,
-            f"Your agent task {key} could not be completed.\n"
-            "\n"
-            "The service recorded the reason; whoever runs the service can see it at\n"
-            f"GET /workflows/{key} or on the dashboard at /ui/workflows/{key}.",
-        ),
-    )
-
-
-def _body(
-    notification: Notification,
-    heading: str | None = None,
-    *,
-    answer: str | None = None,
-    supplied: str | None = None,
-) -> str:
-    """The one template of every notification. With no heading, the agent's `answer` alone;
-    else the heading, then text `supplied` through the API (every line quoted, and said to be
-    theirs), then the footer."""
-    if heading is None:
-        return answer or ""
-    parts = [heading]
-    if supplied is not None:
-        quoted = "\n".join(f"> {line}" if line else ">" for line in supplied.splitlines())
-        parts += [quoted or ">", SUPPLIED_NOTE]
-    parts.append(
-        f"-- \nSent by agent-notify to {notification.email}, a subscriber of the agent task "
-        f"{notification.workflow_key}."
-    )
-    return "\n\n".join(parts)
-
-
 def build_message(
-    notification: Notification, *, mail_from: str, now: datetime | None = None
+    notification: Notification,
+    *,
+    mail_from: str,
+    now: datetime | None = None,
+    links: MessageLinks | None = None,
 ) -> EmailMessage:
-    """The email for `notification`, from `mail_from`. A header value with a line break in it
+    """The email for `notification`, from `mail_from`: multipart/alternative, the plain text
+    and the HTML, with the `links` given (PUBLIC_URL's). A header value with a line break in it
     raises ValueError (the email package refuses header injection)."""
-    subject, body = subject_and_body(notification)
+    links = links or MessageLinks()
+    content = content_of(notification)
+    subject, body = content.subject, plain_text(content)
+    text = body if body.endswith("\n") else body + "\n"
+    html = html_part(content, links)
     message = EmailMessage(policy=POLICY)
     message["From"] = mail_from
     message["To"] = notification.email
@@ -168,5 +92,15 @@ def build_message(
     message["Auto-Submitted"] = "auto-generated"
     message["X-Agent-Notify-Key"] = notification.workflow_key
     message["Subject"] = subject
-    message.set_content(body if body.endswith("\n") else body + "\n")
+    if links.unsubscribe is not None:
+        # RFC 8058: a mail client may unsubscribe with one POST of
+        # `List-Unsubscribe=One-Click` to this address, without opening a page.
+        message["List-Unsubscribe"] = f"<{links.unsubscribe}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(text)
+    # A boundary fixed by the parts (a re-send is the same message). "=_" never occurs in
+    # quoted-printable or base64, and text would have to hold its own digest to contain it.
+    digest = hashlib.sha256(f"{text}\0{html}".encode()).hexdigest()[:32]
+    message.make_alternative(boundary=f"=_{digest}")
+    message.add_alternative(html, subtype="html")
     return message

@@ -23,7 +23,7 @@ import httpx
 from standardwebhooks import Webhook
 
 from app.errors import PermanentError, TransientError
-from app.notify.email import Notification
+from app.notify.content import Notification
 from app.notify.guard import AddressGuard, Resolved, TargetNotAllowed
 from app.states import CANCELLED_ERROR, PromiseState
 

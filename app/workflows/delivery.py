@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from app.addresses import mask_target
 from app.config import Settings
@@ -22,7 +23,9 @@ from app.logs import one_line
 from app.metrics import Metrics
 from app.notify import (
     AppriseSender,
+    Links,
     Mailer,
+    MessageLinks,
     Notification,
     WebhookSender,
     build_message,
@@ -57,6 +60,7 @@ class DeliveryWorker(Worker[Delivery]):
         listener: Listener,
         metrics: Metrics,
         settings: Settings,
+        links: Links,
     ) -> None:
         super().__init__(
             concurrency=settings.delivery_concurrency,
@@ -75,6 +79,7 @@ class DeliveryWorker(Worker[Delivery]):
         self._listener = listener
         self._metrics = metrics
         self._settings = settings
+        self._links = links
         self._allowed_recipients = settings.allowed_recipients
         # Under load, many sends finish while one `sent` is being recorded: the next batch
         # records them together (one statement and one commit), which also shortens the window
@@ -122,8 +127,15 @@ class DeliveryWorker(Worker[Delivery]):
             # Subscribed before the operator narrowed the list.
             await self.give_up(item, "not sent: NOTIFY_ALLOWED_RECIPIENTS does not allow it")
             return
+        now = datetime.now(UTC)
+        links = MessageLinks(
+            dashboard=self._links.dashboard(notification.workflow_key),
+            unsubscribe=self._links.unsubscribe(item.subscription_id, now=now),
+        )
         try:
-            message = build_message(notification, mail_from=self._settings.mail_from)
+            message = build_message(
+                notification, mail_from=self._settings.mail_from, now=now, links=links
+            )
         except ValueError as exc:
             # An address no email header can hold (a row stored by hand or by an older,
             # laxer release): no attempt will do better.

@@ -1,5 +1,5 @@
-"""What the API asks of the service: start or attach to runs, subscribe, complete and cancel,
-wait, inspect — and the process's own state (readiness, metrics, Idempotency-Key claims).
+"""What the API asks of the service: start or attach to runs, subscribe, unsubscribe, complete
+and cancel, wait, inspect — and the process's own Idempotency-Key claims.
 
 Starting a run leases it to this process in the accepting commit and executes it here at once;
 a late subscriber's delivery is leased in its own insert and sent at once. Neither adds a commit
@@ -35,12 +35,13 @@ from app.db.store import Store
 from app.db.subscriptions import TooManySubscriptions
 from app.engine.listener import Listener, Wakeup
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
-from app.notify import message_id_for, new_secret, webhook_id_for
+from app.notify import Links, message_id_for, new_secret, webhook_id_for
 from app.states import AGENT_PROMISE, Channel, PromiseState
 from app.workflows.cursor import decode_cursor, encode_cursor
 from app.workflows.delivery import DeliveryWorker
 from app.workflows.runner import Runner
 from app.workflows.subscribers import SubscriberChecks
+from app.workflows.unsubscribe import Unsubscribing
 
 # How much of a step's input and output (JSON text) the steps endpoint shows.
 STEP_TEXT_CHARS = 4096
@@ -58,9 +59,12 @@ class WorkflowService:
         runner: Runner,
         delivery: DeliveryWorker,
         settings: Settings,
+        links: Links,
     ) -> None:
         self.settings = settings
         self._targets = SubscriberChecks(settings)
+        # One-click unsubscribe, by the signed links of `links` (api/unsubscribe.py).
+        self.unsubscribing = Unsubscribing(store=store, listener=listener, links=links)
         self._store = store
         self._listener = listener
         self._runner = runner

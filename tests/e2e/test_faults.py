@@ -15,7 +15,7 @@ import pytest
 
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
-from tests.helpers import all_sent, eventually, samples, until_workflow
+from tests.helpers import all_sent, eventually, plain_text, samples, until_workflow
 from tests.postgres import OwnPostgres
 from tests.service import ServiceProcess, free_port
 
@@ -46,7 +46,7 @@ async def test_kill_during_the_llm_call(
 
     second = await start_service(**FAST)
     [message] = await inbox.wait_for(1, timeout=30)
-    assert message.get_content().strip() == answer_for("crash in llm")
+    assert plain_text(message).strip() == answer_for("crash in llm")
     status = await status_of(second, "c1", all_sent)
     assert status["attempts"] == 2
     # The LLM was called again only because the process died mid-call.
@@ -112,7 +112,7 @@ async def test_postgres_restart_while_the_service_runs(
         await asyncio.to_thread(postgres.start)
 
         [message] = await inbox.wait_for(1, timeout=30)
-        assert message.get_content().strip() == answer_for("across a restart")
+        assert plain_text(message).strip() == answer_for("across a restart")
         await post(service, "/workflows/pg2/run/send", "after the restart")
         await post(service, "/workflows/pg2/on_notify/send", "b@example.com")
         await inbox.wait_for(2, timeout=30)
@@ -196,9 +196,9 @@ async def test_llm_errors_retried_or_failed_at_once(
     assert failed["promise"]["state"] == "rejected"
     assert fake_llm.calls_for("denied") == 1
     notices = {m["To"]: m for m in await inbox.wait_for(2)}
-    assert notices["a@example.com"].get_content().strip() == answer_for("flaky")
-    assert "could not be completed" in notices["b@example.com"].get_content()
-    assert "AuthenticationError" not in notices["b@example.com"].get_content()
+    assert plain_text(notices["a@example.com"]).strip() == answer_for("flaky")
+    assert "could not be completed" in plain_text(notices["b@example.com"])
+    assert "AuthenticationError" not in plain_text(notices["b@example.com"])
 
 
 async def test_three_replicas_share_the_work(

@@ -24,7 +24,7 @@ except ImportError:  # without the dev extra the browser tests skip; the others 
 from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
-from tests.helpers import all_sent, quoted_text, until_workflow
+from tests.helpers import all_sent, plain_text, quoted_text, until_workflow
 
 ASSETS = Path(__file__).resolve().parents[2] / "app" / "ui"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -273,7 +273,7 @@ async def test_a_workflow_page_follows_the_run_and_completes_a_promise_by_hand(
     await expect(approval).to_contain_text('"by": "<b>Boss</b>"')
     await expect(subscription(page, "boss@example.com").locator(".badge")).to_have_text("sent")
     await inbox.wait_for_arrival("boss@example.com")
-    body = inbox.to("boss@example.com")[0].get_content()
+    body = plain_text(inbox.to("boss@example.com")[0])
     assert json.loads(quoted_text(body)) == {"approved": True, "by": "<b>Boss</b>"}
 
     await page.fill("#promise-name", "legal-review")

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
-from tests.helpers import all_sent, eventually, quoted_text, samples, until_workflow
+from tests.helpers import all_sent, eventually, plain_text, quoted_text, samples, until_workflow
 
 # -- attach -------------------------------------------------------------------------------
 
@@ -159,7 +159,7 @@ async def test_a_promise_resolved_from_outside_notifies_its_subscribers(
     assert resolved.json()["value"] == value
     [message] = await inbox.wait_for(1)
     assert message["Subject"] == "Your agent task hitl: approval was resolved"
-    assert json.loads(quoted_text(message.get_content())) == value
+    assert json.loads(quoted_text(plain_text(message))) == value
 
     again = await client.post("/workflows/hitl/promises/approval/resolve", json={"value": value})
     assert again.status_code == 200  # the same outcome: a no-op
@@ -184,7 +184,7 @@ async def test_a_rejected_promise_tells_its_subscribers(
     )
     assert response.json()["state"] == "rejected"
     [message] = await inbox.wait_for(1)
-    assert quoted_text(message.get_content()) == "the reviewer declined"
+    assert quoted_text(plain_text(message)) == "the reviewer declined"
 
 
 async def test_the_agents_own_promise_is_completed_by_its_run_only(

@@ -14,7 +14,7 @@ from app.llm import Agent, ModelClient
 from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
-from tests.helpers import until_workflow
+from tests.helpers import plain_text, until_workflow
 
 
 def finished(status: dict[str, object]) -> bool:
@@ -48,8 +48,8 @@ async def test_permanent_llm_error_fails_the_workflow_and_tells_subscribers(
 
     [message] = await inbox.wait_for(1)
     assert "failed" in message["Subject"]
-    assert "Your agent task bad could not be completed." in message.get_content()
-    assert "BadRequestError" not in message.get_content()
+    assert "Your agent task bad could not be completed." in plain_text(message)
+    assert "BadRequestError" not in plain_text(message)
     status = await until_workflow(
         client, "bad", lambda s: s["subscriptions"][0]["status"] == "sent"
     )

@@ -14,7 +14,7 @@ from app.db import migrate
 from app.db.connection import asyncpg_dsn, create_engine
 from app.db.models import Base
 
-TABLES = {"workflow", "promise", "subscription", "idempotency_key", "step"}
+TABLES = {"workflow", "promise", "subscription", "idempotency_key", "step", "signing_key"}
 
 
 async def tables(url: str) -> set[str]:

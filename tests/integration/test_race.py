@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
-from tests.helpers import all_sent, until_workflow
+from tests.helpers import all_sent, plain_text, until_workflow
 
 SUBSCRIBERS = 50
 
@@ -51,7 +51,7 @@ async def test_concurrent_subscribers_while_the_run_resolves(
     # Every subscription is sent and nothing is in flight: no further email can come.
     received = Counter(m["To"] for m in inbox.messages)
     assert received == Counter(emails)
-    assert all(m.get_content().strip() == answer_for(query) for m in inbox.messages)
+    assert all(plain_text(m).strip() == answer_for(query) for m in inbox.messages)
     assert fake_llm.calls_for(query) == 1
 
 

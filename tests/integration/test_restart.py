@@ -12,7 +12,7 @@ import asyncpg
 from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
-from tests.helpers import all_sent, eventually, until_workflow
+from tests.helpers import all_sent, eventually, plain_text, until_workflow
 
 
 async def test_expired_leases_are_taken_over_at_start_up(
@@ -38,7 +38,7 @@ async def test_expired_leases_are_taken_over_at_start_up(
     app = await start_app()
     [message] = await inbox.wait_for(1)
     assert message["Message-ID"] == "<orphan@test>"
-    assert message.get_content().strip() == "the answer"
+    assert plain_text(message).strip() == "the answer"
     status = await until_workflow(app.client, "orphan-run", lambda s: s["status"] == "succeeded")
     assert status["output"] == answer_for("left behind")
     assert status["attempts"] == 2

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
-from tests.helpers import all_sent, until_workflow
+from tests.helpers import all_sent, plain_text, until_workflow
 
 QUERY = "Write a 1000-word description of Durable Execution"
 
@@ -44,12 +44,11 @@ async def test_seed_sequence_emails_the_answer(
         "Auto-Submitted",
         "X-Agent-Notify-Key",
         "Subject",
-        "Content-Type",
-        "Content-Transfer-Encoding",
+        "Content-Type",  # multipart/alternative: the parts carry their own encodings
         "MIME-Version",
     }
     assert "msg-123" in message["Subject"]
-    assert message.get_content().strip() == answer_for(QUERY)
+    assert plain_text(message).strip() == answer_for(QUERY)
 
     status = await until_workflow(client, "msg-123", all_sent)
     assert status["status"] == "succeeded"
@@ -93,7 +92,7 @@ async def test_subscribers_before_during_and_after_the_run(
     await inbox.wait_for(3)
     recipients = sorted(m["To"] for m in inbox.messages)
     assert recipients == ["during@example.com", "early@example.com", "late@example.com"]
-    assert all(m.get_content().strip() == answer_for(QUERY) for m in inbox.messages)
+    assert all(plain_text(m).strip() == answer_for(QUERY) for m in inbox.messages)
     assert fake_llm.calls_for(QUERY) == 1
 
 
@@ -183,4 +182,4 @@ async def test_offline_model_answers_when_no_llm_is_configured(
     assert fake_llm.calls == []
     await app.client.post("/workflows/offline/on_notify", json="me@example.com")
     [message] = inbox.messages
-    assert message.get_content().replace("\r\n", "\n").strip() == output.strip()
+    assert plain_text(message).replace("\r\n", "\n").strip() == output.strip()

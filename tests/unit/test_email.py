@@ -43,6 +43,14 @@ def read_back(message: EmailMessage) -> EmailMessage:
     return parsed
 
 
+def text_of(message: EmailMessage) -> str:
+    """The plain text, as a mail client that shows no HTML reads it."""
+    plain = message.get_body(("plain",))
+    assert plain is not None
+    content: str = plain.get_content()
+    return content
+
+
 def test_headers_and_a_json_value() -> None:
     notification = Notification(
         "b@example.com",
@@ -61,7 +69,7 @@ def test_headers_and_a_json_value() -> None:
     assert parsed["X-Agent-Notify-Key"] == "k2"
     assert parsed["Auto-Submitted"] == "auto-generated"
     assert parsed["Date"].datetime == NOW
-    assert parsed.get_content() == '{\n  "n": 1,\n  "s": "ü"\n}\n'
+    assert text_of(parsed) == '{\n  "n": 1,\n  "s": "ü"\n}\n'
 
 
 @pytest.mark.parametrize(
@@ -69,13 +77,13 @@ def test_headers_and_a_json_value() -> None:
 )
 def test_a_string_value_is_the_body_as_is(value: str) -> None:
     parsed = read_back(build_message(resolved(value), mail_from=MAIL_FROM))
-    assert parsed.get_content() == (value if value.endswith("\n") else value + "\n")
+    assert text_of(parsed) == (value if value.endswith("\n") else value + "\n")
 
 
 def test_a_failure_says_where_to_look_and_not_the_providers_message() -> None:
     parsed = read_back(build_message(rejected(PROVIDER_ERROR), mail_from=MAIL_FROM))
     assert parsed["Subject"] == "Your agent task msg-123 failed"
-    body = parsed.get_content()
+    body = text_of(parsed)
     assert body.startswith("Your agent task msg-123 could not be completed.\n")
     assert "GET /workflows/msg-123" in body
     assert "/ui/workflows/msg-123" in body
@@ -85,9 +93,9 @@ def test_a_failure_says_where_to_look_and_not_the_providers_message() -> None:
 
 @pytest.mark.parametrize("error", [None, "", "TypeError: 'NoneType' object is not iterable"])
 def test_every_failure_of_the_agent_gets_the_same_plain_sentence(error: str | None) -> None:
-    body = read_back(build_message(rejected(error), mail_from=MAIL_FROM)).get_content()
+    body = text_of(read_back(build_message(rejected(error), mail_from=MAIL_FROM)))
     expected = read_back(build_message(rejected(PROVIDER_ERROR), mail_from=MAIL_FROM))
-    assert body == expected.get_content()
+    assert body == text_of(expected)
 
 
 FOOTER = "-- \nSent by agent-notify to a@example.com, a subscriber of the agent task msg-123.\n"
@@ -116,7 +124,7 @@ def test_a_promise_resolved_through_the_api_is_quoted_inside_the_services_frame(
     API, and before the footer every notification but the answer carries."""
     parsed = read_back(build_message(by_api(PHISHING), mail_from=MAIL_FROM))
     assert parsed["Subject"] == "Your agent task msg-123: approval was resolved"
-    assert parsed.get_content() == (
+    assert text_of(parsed) == (
         "The promise approval of your agent task msg-123 was resolved with:\n"
         "\n"
         "> Your account is locked.\n"
@@ -138,7 +146,7 @@ def test_a_promise_resolved_through_the_api_is_quoted_inside_the_services_frame(
     ids=["json", "empty", "line-breaks"],
 )
 def test_every_line_of_a_value_is_quoted(value: object, quoted: str) -> None:
-    body = read_back(build_message(by_api(value), mail_from=MAIL_FROM)).get_content()
+    body = text_of(read_back(build_message(by_api(value), mail_from=MAIL_FROM)))
     assert body.split("\n\n")[1] + "\n" == quoted
 
 
@@ -147,7 +155,7 @@ def test_a_promise_rejected_through_the_api_quotes_its_reason_the_same_way() -> 
         build_message(by_api(PHISHING, state=PromiseState.REJECTED), mail_from=MAIL_FROM)
     )
     assert parsed["Subject"] == "Your agent task msg-123: approval was rejected"
-    body = parsed.get_content()
+    body = text_of(parsed)
     assert body.startswith(
         "The promise approval of your agent task msg-123 was rejected, with the reason:\n\n"
         "> Your account is locked.\n"
@@ -157,17 +165,17 @@ def test_a_promise_rejected_through_the_api_quotes_its_reason_the_same_way() -> 
 
 def test_the_service_signs_what_it_writes_but_the_answer_is_the_whole_message() -> None:
     for notification in (rejected(PROVIDER_ERROR), rejected(CANCELLED_ERROR)):
-        body = read_back(build_message(notification, mail_from=MAIL_FROM)).get_content()
+        body = text_of(read_back(build_message(notification, mail_from=MAIL_FROM)))
         assert body.endswith("\n\n" + FOOTER)
         assert SUPPLIED not in body
-    answer = read_back(build_message(resolved(PHISHING), mail_from=MAIL_FROM)).get_content()
+    answer = text_of(read_back(build_message(resolved(PHISHING), mail_from=MAIL_FROM)))
     assert answer == PHISHING + "\n"
 
 
 def test_a_cancelled_task() -> None:
     parsed = read_back(build_message(rejected(CANCELLED_ERROR), mail_from=MAIL_FROM))
     assert parsed["Subject"] == "Your agent task msg-123 was cancelled"
-    assert parsed.get_content() == (
+    assert text_of(parsed) == (
         "Your agent task msg-123 was cancelled before it finished.\n\n" + FOOTER
     )
 

@@ -4,7 +4,10 @@ and the outbox folder when no SMTP server is configured."""
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import socket
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from app.notify import (
 )
 from app.states import AGENT_PROMISE, PromiseState
 from tests.fakes.smtp import Inbox
+from tests.helpers import plain_text
 
 MAIL_FROM = "agent-notify <agent-notify@example.test>"
 
@@ -77,7 +81,7 @@ async def test_sends_over_one_reused_connection(smtp_server: CountingInbox) -> N
         await mailer.close()
     messages = await smtp_server.wait_for(3)
     assert [m["To"] for m in messages] == ["a@example.com", "b@example.com", "c@example.com"]
-    assert messages[1].get_content().strip() == "for b@example.com"
+    assert plain_text(messages[1]).strip() == "for b@example.com"
     assert smtp_server.sessions == 1
 
 
@@ -202,7 +206,9 @@ async def test_the_outbox_writes_one_file_per_message_id(tmp_path: Path) -> None
     await mailer.send(message_to("a@example.com", "again"), recipient="a@example.com")
     [written] = (tmp_path / "outbox").iterdir()
     assert written.name == "id-a@example.test.eml"
-    assert written.read_bytes().endswith(b"\n\nagain\n")
+    parsed = email.message_from_bytes(written.read_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    assert plain_text(parsed) == "again\n"
 
 
 def test_create_mailer_uses_smtp_only_when_configured(tmp_path: Path) -> None:
