@@ -20,6 +20,7 @@ LEAVES = {
     "app.addresses",
     "app.mcp_config",
     "app.config",
+    "app.postgres_config",
     "app.errors",
     "app.states",
     "app.logs",
