@@ -75,7 +75,6 @@ def _exit_quietly(_signum: int, _frame: FrameType | None) -> None:
 def _migrate(_args: argparse.Namespace) -> None:
     from app.config import Settings
     from app.db import migrate
-    from app.db.connection import create_engine
     from app.db.embedded import EmbeddedPostgres
     from app.logs import configure_logging
 
@@ -89,11 +88,10 @@ def _migrate(_args: argparse.Namespace) -> None:
         if database_url is None:
             embedded = await asyncio.to_thread(EmbeddedPostgres.start, settings.data_dir)
             database_url = embedded.url
-        engine = create_engine(database_url, pool_size=1)
         try:
-            await migrate.upgrade(engine)
+            # Directly, never through a transaction-mode pooler (app/db/migrate.py).
+            await migrate.upgrade_database(settings.listen_database_url or database_url)
         finally:
-            await engine.dispose()
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
 

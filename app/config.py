@@ -12,6 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from app.addresses import AllowedRecipients, checked_networks, checked_public_url, is_loopback
 from app.mcp_config import MCP_CONFIG_HELP, McpConfigSetting
+from app.postgres_config import PostgresSettings
 from app.server_settings import ServerSettings
 
 OFFLINE_MODEL = "agent-notify-offline/echo"
@@ -24,43 +25,18 @@ KEY_PATTERN = (
 )
 
 
-class Settings(ServerSettings):
+class Settings(PostgresSettings, ServerSettings):
     """Read once at start-up; environment variable names are the upper-cased field names.
 
     Each field's description is its line in docs/configuration.md (`python -m
     scripts.config_docs` writes that page; a test fails when it is out of date). The first
-    group, where the service listens, comes from `ServerSettings` (app/server_settings.py).
+    groups come from the bases, in this order: where the service listens (`ServerSettings`,
+    app/server_settings.py), then Postgres (`PostgresSettings`, app/postgres_config.py,
+    validated together there).
     """
 
     # An empty variable (`VAR=`, as docker compose passes an unset one) is an unset one.
     model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True)
-
-    # Postgres.
-    database_url: str | None = Field(
-        None,
-        description=(
-            "`postgresql://user:pass@host:5432/db`; unset: an embedded Postgres in "
-            "`DATA_DIR/pg`, started and stopped with the service"
-        ),
-    )
-    data_dir: Path = Field(
-        Path(".data"),
-        description="the embedded Postgres's data and the default outbox (relative to the "
-        "working directory)",
-    )
-    db_pool_size: int = Field(
-        10,
-        ge=1,
-        description=(
-            "query connections per process; each process opens two more: one kept for lease "
-            "renewals, and the LISTEN connection"
-        ),
-    )
-    migrate_on_start: bool = Field(
-        True,
-        description="apply the migrations at start-up (under an advisory lock, so replicas "
-        "can start together)",
-    )
 
     # The agent (litellm).
     agent_model: str | None = Field(
@@ -331,11 +307,10 @@ class Settings(ServerSettings):
         "`subscription_id` fields); tokens and email bodies are never logged",
     )
 
-    @field_validator("agent_model", "agent_api_base", "smtp_host", "database_url", mode="before")
+    @field_validator("agent_model", "agent_api_base", "smtp_host", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        # Spaces only (a stray `VAR= ` in an .env file) would otherwise name a model, a host
-        # or a database.
+        # Spaces only (a stray `VAR= ` in an .env file) would otherwise name a model or a host.
         if isinstance(value, str) and not value.strip():
             return None
         return value

@@ -31,6 +31,7 @@ from app.db.models import Base
 from app.main import create_app
 from tests.fakes.llm import FakeLLM
 from tests.fakes.smtp import Inbox
+from tests.pgbouncer import PgBouncer, start_pgbouncer
 from tests.service import ServiceProcess
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -111,6 +112,29 @@ def migrated_database(new_database: Callable[[], Awaitable[str]]) -> str:
         return url
 
     return asyncio.run(setup())
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_url: str, migrated_database: str) -> Iterator[PgBouncer]:
+    """Debian's PgBouncer in transaction mode in front of the test server, for this session."""
+    started = start_pgbouncer(postgres_url, migrated_database)
+    if isinstance(started, str):
+        pytest.skip(started)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def pooled(pgbouncer: PgBouncer, database_url: str) -> dict[str, Any]:
+    """Settings overrides for an app behind the pooler: queries through PgBouncer in
+    transaction mode, LISTEN and migrations on the direct connection."""
+    return {
+        "database_url": pgbouncer.url_for(database_url),
+        "listen_database_url": database_url,
+        "database_pooler": "transaction",
+    }
 
 
 # Every table of the schema: each test starts with all of them empty.

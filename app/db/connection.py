@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, EmulatedDBAPIException
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.postgres_config import Pooler
 
 # Exception types a database call can raise; is_outage() tells which instances are outages.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (
@@ -118,8 +121,20 @@ def asyncpg_dsn(database_url: str) -> str:
 POOL_TIMEOUT_SECONDS = 30.0
 
 
-def create_engine(database_url: str, *, pool_size: int) -> AsyncEngine:
-    """One engine per process; its pool serves every query except LISTEN."""
+def create_engine(database_url: str, *, pool_size: int, pooler: Pooler = "none") -> AsyncEngine:
+    """One engine per process; its pool serves every query except LISTEN.
+
+    Behind a transaction-mode pooler (`pooler="transaction"`) a client's consecutive
+    transactions may run on different server sessions, so nothing may stay prepared between
+    them: asyncpg's statement cache is turned off, and asyncpg then prepares every statement
+    unnamed and parses it again in the same message batch as its Bind/Execute/Sync
+    (`Connection._get_statement`: "assuming people are running PgBouncer"). SQLAlchemy's own
+    statement cache is left on: `prepare()` follows asyncpg's setting, so the statements it
+    keeps are unnamed ones parsed again with every execution too. Directly on Postgres, every
+    connection keeps its statements prepared (one round trip per statement)."""
+    connect_args: dict[str, Any] = {"server_settings": {"application_name": "agent-notify"}}
+    if pooler == "transaction":
+        connect_args["statement_cache_size"] = 0
     return create_async_engine(
         sqlalchemy_url(database_url),
         pool_size=pool_size,
@@ -129,5 +144,5 @@ def create_engine(database_url: str, *, pool_size: int) -> AsyncEngine:
         # Postgres restart fails its first use, and SQLAlchemy then invalidates the pool's
         # connections made before it.
         pool_recycle=3600,
-        connect_args={"server_settings": {"application_name": "agent-notify"}},
+        connect_args=connect_args,
     )

@@ -33,6 +33,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.connection import POOL_TIMEOUT_SECONDS, create_engine, is_outage
+from app.postgres_config import Pooler
 
 QUERIES_FILE = Path(__file__).with_name("queries.sql")
 _NAME_LINE = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
@@ -165,9 +166,10 @@ class Database:
         self._connections = connections
 
     @classmethod
-    def connect(cls, database_url: str, *, connections: int) -> Database:
+    def connect(cls, database_url: str, *, connections: int, pooler: Pooler = "none") -> Database:
         """A database over a new engine (no connection is opened until the first statement)."""
-        return cls(create_engine(database_url, pool_size=connections + 1), connections=connections)
+        engine = create_engine(database_url, pool_size=connections + 1, pooler=pooler)
+        return cls(engine, connections=connections)
 
     @property
     def urgent(self) -> Database:

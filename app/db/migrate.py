@@ -1,4 +1,9 @@
-"""Apply Alembic migrations, serialised across processes by a Postgres advisory lock."""
+"""Apply Alembic migrations, serialised across processes by a Postgres advisory lock.
+
+The service migrates over a direct connection (`LISTEN_DATABASE_URL`, else `DATABASE_URL`),
+never through a transaction-mode pooler: Alembic runs through SQLAlchemy's default execution
+path (statements kept prepared on the connection), which such a pooler breaks.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db.connection import create_engine
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +73,15 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the schema to `revision`; safe to call from several processes at once."""
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade, revision)
+
+
+async def upgrade_database(database_url: str, revision: str = "head") -> None:
+    """`upgrade()` over one connection of its own to `database_url`, closed at the end."""
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        await upgrade(engine, revision)
+    finally:
+        await engine.dispose()
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:

@@ -121,11 +121,16 @@ class ServiceProcess:
                 embedded = await asyncio.to_thread(EmbeddedPostgres.start, settings.data_dir)
                 stack.push_async_callback(asyncio.to_thread, embedded.stop)
                 database_url = embedded.url
-            database = Database.connect(database_url, connections=settings.db_pool_size)
+            # LISTEN and the migrations need a session of their own: a direct connection when
+            # DATABASE_URL is a transaction-mode pooler (settings refuse one without it).
+            direct_url = settings.listen_database_url or database_url
+            database = Database.connect(
+                database_url, connections=settings.db_pool_size, pooler=settings.database_pooler
+            )
             stack.push_async_callback(database.close)
             if settings.migrate_on_start:
-                await migrate.upgrade(database.engine)
-            process = await cls._build(settings, database, database_url, stack)
+                await migrate.upgrade_database(direct_url)
+            process = await cls._build(settings, database, direct_url, stack)
             try:
                 yield process
             finally:
@@ -136,7 +141,7 @@ class ServiceProcess:
         cls,
         settings: Settings,
         database: Database,
-        database_url: str,
+        listen_url: str,
         stack: contextlib.AsyncExitStack,
     ) -> ServiceProcess:
         scope = Scope(
@@ -147,7 +152,7 @@ class ServiceProcess:
         )
         store = Store.of(database, scope)
         links = Links(settings.public_url, await signer_of(settings, store))
-        listener = Listener(asyncpg_dsn(database_url))
+        listener = Listener(asyncpg_dsn(listen_url))
         # Blocking: imports litellm and checks the configured model's route.
         model_client = await asyncio.to_thread(ModelClient, settings)
         stack.push_async_callback(model_client.aclose)

@@ -1,12 +1,15 @@
-"""Which database errors are outages (waited out) and which are not (surfaced at once)."""
+"""Which database errors are outages (waited out) and which are not (surfaced at once); the
+Postgres settings that go together."""
 
 from __future__ import annotations
 
 import asyncpg
 import pytest
+from pydantic import ValidationError
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from app.config import Settings
 from app.db.connection import is_outage, sqlalchemy_url
 
 
@@ -48,3 +51,17 @@ def test_database_urls_get_the_asyncpg_driver() -> None:
     assert sqlalchemy_url("postgresql://u@/db?host=/tmp/s").startswith("postgresql+asyncpg://")
     with pytest.raises(ValueError, match="postgresql://"):
         sqlalchemy_url("mysql://u@h/db")
+
+
+def test_a_transaction_pooler_needs_a_direct_url_for_listen_and_migrations() -> None:
+    with pytest.raises(ValidationError, match="LISTEN_DATABASE_URL"):
+        Settings(database_pooler="transaction", database_url="postgresql://pooler:6432/db")
+    with pytest.raises(ValidationError, match="DATABASE_URL"):
+        Settings(database_pooler="transaction", listen_database_url="postgresql://pg:5432/db")
+    settings = Settings(
+        database_pooler="transaction",
+        database_url="postgresql://pooler:6432/db",
+        listen_database_url="postgresql://pg:5432/db",
+    )
+    assert settings.database_pooler == "transaction"
+    assert Settings(listen_database_url=" ").listen_database_url is None

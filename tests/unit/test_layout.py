@@ -21,6 +21,7 @@ LEAVES = {
     "app.mcp_config",
     "app.config",
     "app.server_settings",
+    "app.postgres_config",
     "app.errors",
     "app.states",
     "app.logs",
