@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
-from tests.helpers import all_sent, until_workflow
+from tests.helpers import all_sent, plain_text, until_workflow
 from tests.service import ServiceProcess
 
 StartService = Callable[..., Awaitable[ServiceProcess]]
@@ -31,7 +31,7 @@ async def test_kill_during_the_llm_call_behind_the_pooler(
 
     second = await start_service(**FAST, **pooled)
     [message] = await inbox.wait_for(1, timeout=30)
-    assert message.get_content().strip() == answer_for("crash behind the pooler")
+    assert plain_text(message).strip() == answer_for("crash behind the pooler")
     async with second.client() as client:
         status = await until_workflow(client, "pk", all_sent, timeout=30)
         late = await client.post("/workflows/pk/on_notify", json="late@example.com")

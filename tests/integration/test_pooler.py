@@ -14,7 +14,7 @@ from app.db.connection import asyncpg_dsn
 from tests.conftest import RunningApp
 from tests.fakes.llm import FakeLLM, answer_for
 from tests.fakes.smtp import Inbox
-from tests.helpers import all_sent, eventually, until_workflow
+from tests.helpers import all_sent, eventually, plain_text, until_workflow
 from tests.pgbouncer import PgBouncer
 
 QUERY = "Write a 1000-word description of Durable Execution"
@@ -56,7 +56,7 @@ async def test_seed_walkthrough_through_the_pooler(
     [message] = await inbox.wait_for(1)
     assert message["To"] == "me@example.com"
     assert message["Message-ID"] == subscribed.json()["message_id"]
-    assert message.get_content().strip() == answer_for(QUERY)
+    assert plain_text(message).strip() == answer_for(QUERY)
     status = await until_workflow(app.client, "msg-123", all_sent)
     assert status["status"] == "succeeded"
     assert status["attempts"] == 1
