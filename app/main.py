@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import __version__
+from app.api import agent as agent_api
 from app.api import events, health, promises, routes, steps, subscribe, ui, unsubscribe
 from app.api import metrics as metrics_api
 from app.api.docs import DESCRIPTION, install_docs
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui.router)
     app.include_router(unsubscribe.router)
     app.include_router(metrics_api.router)
+    app.include_router(agent_api.router)
     app.include_router(
         routes.listing,
         prefix="/workflows",
