@@ -131,6 +131,11 @@ ERROR_EXAMPLES: dict[str, tuple[int, str]] = {
         422,
         "max_steps is 50; a run may take at most 20 model turns (AGENT_MAX_STEPS)",
     ),
+    "invalid_output_schema": (
+        422,
+        "output_schema is not a valid JSON Schema: 'objekt' is not valid under any of the given "
+        "schemas (at type)",
+    ),
     "too_many_subscriptions": (
         422,
         "workflow 'msg-123' has 1000 subscriptions, the most one may have "

@@ -103,6 +103,8 @@ class Workflow(Base):
     # AGENT_MAX_STEPS).
     tools: Mapped[Any | None] = mapped_column(JSONB)
     max_steps: Mapped[int | None] = mapped_column(Integer)
+    # The JSON Schema its answer must match (NULL: a text answer; `output` is then JSON text).
+    output_schema: Mapped[Any | None] = mapped_column(JSONB)
 
 
 class Step(Base):

@@ -11,17 +11,20 @@
 -- name: accept_run_leased
 -- A new run, leased to the process that executes it now.
 INSERT INTO workflow
-    (key, query, model, instructions, tools, max_steps, status, attempts, lease_owner,
-     lease_expires_at, started_at)
-VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps, 'running', 1,
-        :owner, now() + make_interval(secs => :lease_seconds), now())
+    (key, query, model, instructions, tools, max_steps, output_schema, status, attempts,
+     lease_owner, lease_expires_at, started_at)
+VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
+        CAST(:output_schema AS jsonb), 'running', 1, :owner,
+        now() + make_interval(secs => :lease_seconds), now())
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row
 
 -- name: accept_run_for_any
 -- A new run nobody leased, announced to every worker (the NOTIFY goes out at commit).
-INSERT INTO workflow (key, query, model, instructions, tools, max_steps, status)
-VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps, 'pending')
+INSERT INTO workflow
+    (key, query, model, instructions, tools, max_steps, output_schema, status)
+VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
+        CAST(:output_schema AS jsonb), 'pending')
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row, pg_notify(:work_channel, 'run')
 
@@ -57,6 +60,12 @@ WHERE key = :key AND created_at = :created_at AND lease_owner = :owner AND statu
 
 -- name: complete_run
 SELECT * FROM agent_notify_complete_run_v1(
+    :key, :created_at, :owner, :output, :error, :room, :lease_seconds, :notify_on_failure,
+    :agent_promise, :key_channel, :work_channel)
+
+-- name: complete_structured_run
+-- complete_run for a run with an output_schema: its promise's value is the JSON answer itself.
+SELECT * FROM agent_notify_complete_structured_run_v1(
     :key, :created_at, :owner, :output, :error, :room, :lease_seconds, :notify_on_failure,
     :agent_promise, :key_channel, :work_channel)
 

@@ -9,6 +9,7 @@ that does not know it.
 from __future__ import annotations
 
 import functools
+import json
 import types
 import typing
 import uuid
@@ -84,6 +85,20 @@ class RunInput:
     # AGENT_MAX_STEPS).
     tools: tuple[str, ...] | None = None
     max_steps: int | None = None
+    # The final answer's JSON Schema as canonical JSON text (None: a plain-text answer).
+    output_schema: str | None = None
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        parsed: dict[str, Any] | None = (
+            None if self.output_schema is None else json.loads(self.output_schema)
+        )
+        return parsed
+
+
+def canonical_json(value: object) -> str:
+    """JSON text that is the same for the same JSON, whatever the key order."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +120,7 @@ class WorkflowRow(_FromColumns):
     finished_at: datetime | None
     tools: list[str] | None = None
     max_steps: int | None = None
+    output_schema: dict[str, Any] | None = None  # None: the answer is text
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))
@@ -112,7 +128,16 @@ class WorkflowRow(_FromColumns):
     @property
     def input(self) -> RunInput:
         tools = None if self.tools is None else tuple(self.tools)
-        return RunInput(self.query, self.model, self.instructions, tools, self.max_steps)
+        schema = None if self.output_schema is None else canonical_json(self.output_schema)
+        return RunInput(self.query, self.model, self.instructions, tools, self.max_steps, schema)
+
+    @property
+    def output_value(self) -> Any:
+        """The answer as the API shows it: the JSON value of a run with an output_schema, the
+        text of any other."""
+        if self.output_schema is None or self.output is None:
+            return self.output
+        return json.loads(self.output)
 
     @property
     def finished(self) -> bool:

@@ -52,6 +52,7 @@ class Runs:
             "instructions": run.instructions,
             "tools": None if run.tools is None else json.dumps(list(run.tools)),
             "max_steps": run.max_steps,
+            "output_schema": run.output_schema,
             **self._bound,
         }
         while True:
@@ -96,16 +97,20 @@ class Runs:
         complete its promise, release its subscribers. The oldest `room` of them are leased to
         this process and returned; None when this process no longer holds the run (taken
         over, or cancelled): then nothing changed."""
+        values = {
+            "key": run.key,
+            "created_at": run.created_at,
+            "output": output,
+            "error": error,
+            "room": room,
+            **self._bound,
+        }
         try:
-            row = await self._db.fetchrow(
-                "complete_run",
-                key=run.key,
-                created_at=run.created_at,
-                output=output,
-                error=error,
-                room=room,
-                **self._bound,
-            )
+            if run.output_schema is None:
+                row = await self._db.fetchrow("complete_run", **values)
+            else:
+                # `output` is JSON text: the promise's value is the JSON value.
+                row = await self._db.fetchrow("complete_structured_run", **values)
         except Exception as exc:
             if sqlstate_of(exc) == LEASE_LOST_SQLSTATE:
                 return None
