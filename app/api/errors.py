@@ -62,6 +62,7 @@ ERROR_EXAMPLES: dict[str, tuple[int, str]] = {
     ),
     "workflow_cancelled": (409, "workflow 'msg-123' was cancelled"),
     "already_finished": (409, "workflow 'msg-123' already succeeded; nothing to cancel"),
+    "not_failed": (409, "workflow 'msg-123' is succeeded: only a failed run can be resumed"),
     "not_finished": (
         409,
         "workflow 'msg-123' is not finished, or its emails are still being sent; cancel it or "

@@ -69,6 +69,10 @@ SELECT * FROM agent_notify_complete_structured_run_v1(
     :key, :created_at, :owner, :output, :error, :room, :lease_seconds, :notify_on_failure,
     :agent_promise, :key_channel, :work_channel)
 
+-- name: resume_run
+SELECT * FROM agent_notify_resume_v1(
+    :key, :max_steps, :nonce, :agent_promise, :key_channel, :work_channel)
+
 -- name: cancel_workflow
 SELECT * FROM agent_notify_cancel_v1(
     :key, :reason, :owner, :room, :lease_seconds, :notify_on_failure, :agent_promise,

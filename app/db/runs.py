@@ -35,6 +35,14 @@ class UnknownWorkflow(Exception):
     """No workflow has this key."""
 
 
+class NotFailed(Exception):
+    """The workflow has not failed: there is nothing to resume."""
+
+    def __init__(self, existing: WorkflowRow) -> None:
+        super().__init__(existing.key)
+        self.existing = existing
+
+
 class Runs:
     def __init__(self, database: Database, scope: Scope) -> None:
         self._db = database
@@ -137,6 +145,22 @@ class Runs:
         return Cancellation(
             workflow, cancelled=True, deliveries=deliveries_of(row["deliveries"], promise)
         )
+
+    async def resume(self, key: str, *, max_steps: int | None, nonce: str) -> WorkflowRow:
+        """Continue the failed run of `key` from its journal: pending again, its promise
+        pending, its subscribers waiting for the new outcome (under Message-IDs made new with
+        `nonce`); `max_steps`, if given, replaces the run's. UnknownWorkflow if there is none,
+        NotFailed (nothing changed) if it has not failed."""
+        row = await self._db.fetchrow(
+            "resume_run", key=key, max_steps=max_steps, nonce=nonce, **self._bound
+        )
+        assert row is not None
+        if row["outcome"] == "unknown":
+            raise UnknownWorkflow(key)
+        workflow = WorkflowRow.of(row["workflow_row"])
+        if row["outcome"] == "not_failed":
+            raise NotFailed(workflow)
+        return workflow
 
     async def delete(self, key: str) -> WorkflowRow | None:
         """Delete a finished workflow with its promises and subscriptions, so the key can be

@@ -39,6 +39,7 @@ from app.notify import Links, message_id_for, new_secret, webhook_id_for
 from app.states import AGENT_PROMISE, Channel, PromiseState
 from app.workflows.cursor import decode_cursor, encode_cursor
 from app.workflows.delivery import DeliveryWorker
+from app.workflows.resume import Resuming
 from app.workflows.run_input import check_run_input
 from app.workflows.runner import Runner
 from app.workflows.subscribers import SubscriberChecks
@@ -66,6 +67,8 @@ class WorkflowService:
         self._targets = SubscriberChecks(settings)
         # One-click unsubscribe, by the signed links of `links` (api/unsubscribe.py).
         self.unsubscribing = Unsubscribing(store=store, listener=listener, links=links)
+        # POST …/resume: a failed run continues from its journal (workflows/resume.py).
+        self.resuming = Resuming(store=store, listener=listener, settings=settings)
         self._store = store
         self._listener = listener
         self._runner = runner

@@ -126,7 +126,8 @@ BEGIN
     UPDATE subscription AS s
     SET status = 'waiting', attempts = 0, lease_owner = NULL, lease_expires_at = NULL,
         last_error = NULL, ready_at = NULL, sent_at = NULL, outcome_unknown_at = NULL,
-        next_attempt_at = now(), updated_at = now(),
+        -- Waiting from now: SUBSCRIPTION_TTL counts again (as for one subscribed anew).
+        created_at = now(), next_attempt_at = now(), updated_at = now(),
         message_id = CASE WHEN s.channel = 'email'
             THEN '<' || s.id::text || '.' || p_nonce || '@' || split_part(s.message_id, '@', 2)
             ELSE 'msg_' || replace(s.id::text, '-', '') || '_' || p_nonce END
