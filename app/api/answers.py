@@ -151,6 +151,7 @@ class WorkflowSummaryOut(BaseModel):
     duration_seconds: float | None = None
     subscribers: int
     notified: int
+    usage: UsageOut = Field(description="Tokens and cost summed over the run's steps.")
 
     @classmethod
     def of(cls, row: WorkflowSummary) -> WorkflowSummaryOut:
@@ -170,6 +171,7 @@ class WorkflowSummaryOut(BaseModel):
             duration_seconds=duration,
             subscribers=row.subscribers,
             notified=row.notified,
+            usage=UsageOut.of(row.usage),
         )
 
 

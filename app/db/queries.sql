@@ -280,13 +280,20 @@ WHERE workflow_key = :key ORDER BY created_at, id
 -- row (NULL: the first page), so rows inserted meanwhile never shift a page; `key_prefix` (''
 -- for every key) is compared as plain text (starts_with, not LIKE: '%' and '_' match only
 -- themselves). Written so that a generic plan still walks ix_workflow_created_at_key from the
--- cursor down.
+-- cursor down; the counts and the usage (summed over the run's steps, on their unique index)
+-- are computed for the page's rows only.
 SELECT key, status, left(query, 200) AS query, model, attempts, left(error, 200) AS error,
        created_at, updated_at, finished_at,
        (SELECT count(*) FROM subscription AS s WHERE s.workflow_key = w.key) AS subscribers,
        (SELECT count(*) FROM subscription AS s
-        WHERE s.workflow_key = w.key AND s.status = 'sent') AS notified
+        WHERE s.workflow_key = w.key AND s.status = 'sent') AS notified,
+       usage.input_tokens, usage.output_tokens, usage.cost_usd
 FROM workflow AS w
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(s.input_tokens), 0) AS input_tokens,
+           coalesce(sum(s.output_tokens), 0) AS output_tokens, sum(s.cost_usd) AS cost_usd
+    FROM step AS s WHERE s.workflow_key = w.key AND s.run_created_at = w.created_at
+) AS usage
 WHERE (created_at, key) < (coalesce(CAST(:before_at AS timestamptz), 'infinity'),
                            coalesce(CAST(:before_key AS text), ''))
   AND status = ANY(:statuses)

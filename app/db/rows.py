@@ -328,9 +328,17 @@ class WorkflowSummary(_FromColumns):
     finished_at: datetime | None
     subscribers: int
     notified: int
+    # Summed over the run's steps.
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.input_tokens, self.output_tokens, self.cost_usd)
 
 
 @dataclass(frozen=True, slots=True)
