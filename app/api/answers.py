@@ -131,7 +131,7 @@ class WorkflowOut(BaseModel):
             duration_seconds=duration,
             tools=workflow.tools,
             max_steps=workflow.max_steps,
-            output_schema=workflow.output_schema,
+            output_schema=workflow.schema,
             usage=UsageOut.of(status.usage) if status.usage is not None else None,
             promise=promise,
             subscriptions=subscriptions,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, status
@@ -19,7 +20,7 @@ from app.api.deps import KeyPath, service_of
 from app.api.errors import IDEMPOTENCY_ERRORS, error_responses
 from app.api.schemas import RUN_EXAMPLES, RunBody
 from app.api.waiting import within_wait
-from app.db.rows import RunInput, WorkflowRow, canonical_json
+from app.db.rows import RunInput, WorkflowRow
 from app.errors import Conflict, NotFound, WorkflowFailed
 from app.states import WorkflowState
 
@@ -49,7 +50,7 @@ def _run_input(body: RunBody) -> RunInput:
         # A set of names: the same tools in another order are the same input.
         tools=None if body.tools is None else tuple(sorted(set(body.tools))),
         max_steps=body.max_steps,
-        output_schema=None if body.output_schema is None else canonical_json(body.output_schema),
+        output_schema=None if body.output_schema is None else json.dumps(body.output_schema),
     )
 
 

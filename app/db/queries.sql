@@ -14,7 +14,7 @@ INSERT INTO workflow
     (key, query, model, instructions, tools, max_steps, output_schema, status, attempts,
      lease_owner, lease_expires_at, started_at)
 VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
-        CAST(:output_schema AS jsonb), 'running', 1, :owner,
+        :output_schema, 'running', 1, :owner,
         now() + make_interval(secs => :lease_seconds), now())
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row
@@ -24,7 +24,7 @@ RETURNING to_jsonb(workflow) AS workflow_row
 INSERT INTO workflow
     (key, query, model, instructions, tools, max_steps, output_schema, status)
 VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
-        CAST(:output_schema AS jsonb), 'pending')
+        :output_schema, 'pending')
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row, pg_notify(:work_channel, 'run')
 

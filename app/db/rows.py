@@ -14,7 +14,7 @@ import types
 import typing
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Protocol, Self
 
@@ -85,15 +85,28 @@ class RunInput:
     # AGENT_MAX_STEPS).
     tools: tuple[str, ...] | None = None
     max_steps: int | None = None
-    # The final answer's JSON Schema as canonical JSON text (None: a plain-text answer).
+    # The final answer's JSON Schema, as JSON text (None: a plain-text answer); the same
+    # schema in another key order is the same input.
     output_schema: str | None = None
 
     @property
     def schema(self) -> dict[str, Any] | None:
-        parsed: dict[str, Any] | None = (
-            None if self.output_schema is None else json.loads(self.output_schema)
+        return _schema(self.output_schema)
+
+    def matches(self, other: RunInput) -> bool:
+        """Whether the two are the same input (a schema compared as JSON)."""
+        return replace(self, output_schema=None) == replace(other, output_schema=None) and (
+            _canonical_schema(self.output_schema) == _canonical_schema(other.output_schema)
         )
-        return parsed
+
+
+def _schema(text: str | None) -> dict[str, Any] | None:
+    parsed: dict[str, Any] | None = None if text is None else json.loads(text)
+    return parsed
+
+
+def _canonical_schema(text: str | None) -> str | None:
+    return None if text is None else canonical_json(json.loads(text))
 
 
 def canonical_json(value: object) -> str:
@@ -120,7 +133,7 @@ class WorkflowRow(_FromColumns):
     finished_at: datetime | None
     tools: list[str] | None = None
     max_steps: int | None = None
-    output_schema: dict[str, Any] | None = None  # None: the answer is text
+    output_schema: str | None = None  # JSON text; None: the answer is text
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))
@@ -128,8 +141,14 @@ class WorkflowRow(_FromColumns):
     @property
     def input(self) -> RunInput:
         tools = None if self.tools is None else tuple(self.tools)
-        schema = None if self.output_schema is None else canonical_json(self.output_schema)
-        return RunInput(self.query, self.model, self.instructions, tools, self.max_steps, schema)
+        return RunInput(
+            self.query, self.model, self.instructions, tools, self.max_steps, self.output_schema
+        )
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        """The output schema, parsed (its properties in the client's order)."""
+        return _schema(self.output_schema)
 
     @property
     def output_value(self) -> Any:

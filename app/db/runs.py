@@ -75,7 +75,7 @@ class Runs:
                 break
             # Deleted between the two statements (a DELETE, retention): insert again.
         workflow = WorkflowRow.of(existing["workflow_row"])
-        if workflow.input != run:
+        if not workflow.input.matches(run):
             raise InputMismatch(workflow)
         return workflow, False
 

@@ -1,8 +1,9 @@
 """A run's output schema, the completion of a structured run, and resuming a failed run.
 
-`workflow.output_schema` (jsonb, NULL: a plain-text answer) is the JSON Schema the run's final
-answer must match; a plain nullable column, ignored by replicas of earlier releases (they read
-rows as jsonb).
+`workflow.output_schema` (NULL: a plain-text answer) is the JSON Schema the run's final answer
+must match, as the client wrote it: text, since jsonb would reorder its properties (an order
+models follow when they write the answer). A plain nullable column, ignored by replicas of
+earlier releases (they read rows as jsonb).
 
 `agent_notify_complete_structured_run_v1` finishes a run whose answer is JSON: exactly as
 `agent_notify_complete_run_v1` (which it calls), and in the same statement the promise's value
@@ -27,7 +28,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0012"
 down_revision: str | None = "0010"
@@ -148,7 +148,7 @@ FUNCTIONS = {
 
 
 def upgrade() -> None:
-    op.add_column("workflow", sa.Column("output_schema", JSONB, nullable=True))
+    op.add_column("workflow", sa.Column("output_schema", sa.Text, nullable=True))
     for body in FUNCTIONS.values():
         op.execute(body)
 

@@ -72,6 +72,11 @@ async def test_a_model_that_takes_a_response_format_gets_the_schema(
     [call] = fake_llm.calls
     assert call["response_format"]["type"] == "json_schema"
     assert call["response_format"]["json_schema"]["schema"] == SCHEMA
+    # In the client's order (the order a model writes the answer in), not jsonb's.
+    assert list(call["response_format"]["json_schema"]["schema"]["properties"]) == [
+        "title",
+        "score",
+    ]
     assert "JSON Schema" not in system_of(call)
 
 
