@@ -147,6 +147,7 @@ async def run(
         "query_too_long",
         "model_not_allowed",
         "max_steps_too_large",
+        "invalid_output_schema",
         "key_conflict",
         *IDEMPOTENCY_ERRORS,
     ),
