@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import jsonschema
 from jsonschema.exceptions import SchemaError, best_match
+from referencing import Registry
+from referencing.exceptions import Unresolvable
 
 from app.errors import PermanentError
 from app.llm.messages import JsonObject, ResponseFormat, UserMessage
@@ -60,8 +62,17 @@ def check_answer(answer: str, schema: JsonObject) -> CheckedAnswer:
         value = json.loads(fenced.group("body") if fenced else answer)
     except ValueError as exc:
         return CheckedAnswer(answer, f"the answer is not JSON ({exc})")
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    error = best_match(validator.iter_errors(value))
+    # Only references within the schema (and to the drafts' meta-schemas, which jsonschema adds
+    # to any registry) are followed: never one to a URL, which jsonschema's default registry
+    # would fetch from wherever the client points.
+    validator = jsonschema.validators.validator_for(schema)(schema, registry=Registry())
+    try:
+        error = best_match(validator.iter_errors(value))
+    except Unresolvable as exc:
+        raise PermanentError(
+            f"{OutputInvalid.code}: the output_schema has a $ref that cannot be resolved "
+            f"({exc}); only references within the schema are followed"
+        ) from exc
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "the top level"
         return CheckedAnswer(answer, f"at {where}: {error.message}")

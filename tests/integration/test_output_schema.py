@@ -116,6 +116,21 @@ async def test_an_answer_still_invalid_after_the_repair_fails_the_run(
     assert status["promise"]["state"] == "rejected"
 
 
+async def test_a_reference_to_a_url_is_never_fetched(
+    client: httpx.AsyncClient, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script_next(Json({"title": "t"}))
+    # Nothing listens on port 9; a fetch would fail differently (and must not happen at all).
+    schema = {"$ref": "http://127.0.0.1:9/schema.json"}
+    response = await client.post(
+        "/workflows/remote-ref/run", json={"query": "q", "output_schema": schema}
+    )
+    assert response.status_code == 424, response.text
+    message = response.json()["error"]["message"]
+    assert "output_invalid: the output_schema has a $ref that cannot be resolved" in message
+    assert len(fake_llm.calls) == 1
+
+
 @pytest.mark.parametrize(
     ("schema", "code"),
     [
