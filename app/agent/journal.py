@@ -22,6 +22,7 @@ class AgentRun:
     instructions: str | None = None  # None: AGENT_INSTRUCTIONS
     tools: Sequence[str] | None = None  # the tools it may call; None: every configured one
     max_steps: int | None = None  # its model turns; None: AGENT_MAX_STEPS
+    output_schema: JsonObject | None = None  # the final answer's JSON Schema; None: text
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,19 @@ from app.agent.journal import (
     StepRecord,
     StepUsage,
 )
+from app.agent.output import OutputInvalid, check_answer, prepared, repair_message
 from app.agent.tools import Toolbox, ToolCallContext, ToolResult
 from app.config import Settings
 from app.errors import PermanentError, TransientError, describe
 from app.llm import ModelClient, ModelReply, classify, reply_of
-from app.llm.messages import AssistantMessage, JsonObject, Message, ToolCall, ToolMessage
+from app.llm.messages import (
+    AssistantMessage,
+    JsonObject,
+    Message,
+    ResponseFormat,
+    ToolCall,
+    ToolMessage,
+)
 from app.states import StepKind, StepState
 
 logger = logging.getLogger(__name__)
@@ -45,7 +53,11 @@ class AgentLoop:
         TransientError or PermanentError for a failed model call; anything else is a bug."""
         journaled = {step.seq: step for step in await journal.load()}
         used = sum((s.input_tokens or 0) + (s.output_tokens or 0) for s in journaled.values())
-        system = run.instructions or self.settings.agent_instructions
+        system, response_format = prepared(
+            run.output_schema,
+            run.model or self.settings.model,
+            run.instructions or self.settings.agent_instructions,
+        )
         messages: list[Message] = [
             {"role": "system", "content": system},
             {"role": "user", "content": run.query},
@@ -53,6 +65,7 @@ class AgentLoop:
         added: list[Message] = list(messages)  # since the previous model turn
         max_turns = run.max_steps or self.settings.agent_max_steps
         seq = turns = 0
+        repaired = False  # the one repair turn of an answer that missed output_schema
         while True:
             done = _result(journaled.get(seq), StepKind.LLM)
             if done is not None:
@@ -61,7 +74,9 @@ class AgentLoop:
                 self._check_budget(used)
                 if turns >= max_turns:
                     raise _max_steps(max_turns)
-                reply = await self._model_turn(run, journal, seq, messages, added)
+                reply = await self._model_turn(
+                    run, journal, seq, messages, added, response_format=response_format
+                )
                 used += reply.tokens
                 assistant = reply.message
             turns += 1
@@ -69,7 +84,19 @@ class AgentLoop:
             messages.append(assistant)
             calls = assistant.get("tool_calls") or []
             if not calls:
-                return Outcome(answer=assistant.get("content") or "", turns=turns)
+                answer = assistant.get("content") or ""
+                if run.output_schema is None:
+                    return Outcome(answer=answer, turns=turns)
+                checked = check_answer(answer, run.output_schema)
+                if checked.problem is None:
+                    return Outcome(answer=checked.text, turns=turns)
+                if repaired or turns >= max_turns:
+                    raise OutputInvalid(checked.problem, repaired=repaired)
+                # Replayed alike after a crash: the check of a journaled answer is the same.
+                repaired = True
+                added = [repair_message(checked.problem)]
+                messages.extend(added)
+                continue
             if turns >= max_turns:
                 # Their results could never reach a model: the calls are not made.
                 raise _max_steps(max_turns)
@@ -93,12 +120,16 @@ class AgentLoop:
         seq: int,
         messages: Sequence[Message],
         added: Sequence[Message],
+        *,
+        response_format: ResponseFormat | None = None,
     ) -> ModelReply:
         model = run.model or self.settings.model
         step_id = await _begin(journal, seq, StepKind.LLM, model, list(added))
         tools = [spec.for_model() for spec in self.toolbox.specs(run.tools)]
         try:
-            response = await self.client.complete(messages, model=run.model, tools=tools or None)
+            response = await self.client.complete(
+                messages, model=run.model, tools=tools or None, response_format=response_format
+            )
             reply = reply_of(response)
         except Exception as exc:
             error = exc if isinstance(exc, TransientError | PermanentError) else classify(exc)

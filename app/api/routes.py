@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, status
@@ -49,6 +50,7 @@ def _run_input(body: RunBody) -> RunInput:
         # A set of names: the same tools in another order are the same input.
         tools=None if body.tools is None else tuple(sorted(set(body.tools))),
         max_steps=body.max_steps,
+        output_schema=None if body.output_schema is None else json.dumps(body.output_schema),
     )
 
 
@@ -81,7 +83,10 @@ PENDING_RESPONSE = {
 
 def _result(workflow: WorkflowRow) -> RunResult:
     if workflow.status == WorkflowState.SUCCEEDED:
-        return RunResult(key=workflow.key, status=workflow.status, output=workflow.output or "")
+        output = workflow.output_value
+        return RunResult(
+            key=workflow.key, status=workflow.status, output="" if output is None else output
+        )
     if workflow.status == WorkflowState.CANCELLED:
         raise Conflict(f"workflow {workflow.key!r} was cancelled", code="workflow_cancelled")
     raise WorkflowFailed(f"workflow {workflow.key!r} failed: {workflow.error or 'unknown error'}")
@@ -105,6 +110,7 @@ def _result(workflow: WorkflowRow) -> RunResult:
             "query_too_long",
             "model_not_allowed",
             "max_steps_too_large",
+            "invalid_output_schema",
             "key_conflict",
             "workflow_cancelled",
             "workflow_failed",
@@ -141,6 +147,7 @@ async def run(
         "query_too_long",
         "model_not_allowed",
         "max_steps_too_large",
+        "invalid_output_schema",
         "key_conflict",
         *IDEMPOTENCY_ERRORS,
     ),

@@ -103,6 +103,9 @@ class Workflow(Base):
     # AGENT_MAX_STEPS).
     tools: Mapped[Any | None] = mapped_column(JSONB)
     max_steps: Mapped[int | None] = mapped_column(Integer)
+    # The JSON Schema its answer must match, as the client wrote it (text: jsonb would reorder
+    # its properties, an order models follow); NULL: a text answer. `output` is then JSON text.
+    output_schema: Mapped[str | None] = mapped_column(Text)
 
 
 class Step(Base):

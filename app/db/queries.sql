@@ -11,17 +11,20 @@
 -- name: accept_run_leased
 -- A new run, leased to the process that executes it now.
 INSERT INTO workflow
-    (key, query, model, instructions, tools, max_steps, status, attempts, lease_owner,
-     lease_expires_at, started_at)
-VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps, 'running', 1,
-        :owner, now() + make_interval(secs => :lease_seconds), now())
+    (key, query, model, instructions, tools, max_steps, output_schema, status, attempts,
+     lease_owner, lease_expires_at, started_at)
+VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
+        :output_schema, 'running', 1, :owner,
+        now() + make_interval(secs => :lease_seconds), now())
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row
 
 -- name: accept_run_for_any
 -- A new run nobody leased, announced to every worker (the NOTIFY goes out at commit).
-INSERT INTO workflow (key, query, model, instructions, tools, max_steps, status)
-VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps, 'pending')
+INSERT INTO workflow
+    (key, query, model, instructions, tools, max_steps, output_schema, status)
+VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
+        :output_schema, 'pending')
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row, pg_notify(:work_channel, 'run')
 
@@ -59,6 +62,16 @@ WHERE key = :key AND created_at = :created_at AND lease_owner = :owner AND statu
 SELECT * FROM agent_notify_complete_run_v1(
     :key, :created_at, :owner, :output, :error, :room, :lease_seconds, :notify_on_failure,
     :agent_promise, :key_channel, :work_channel)
+
+-- name: complete_structured_run
+-- complete_run for a run with an output_schema: its promise's value is the JSON answer itself.
+SELECT * FROM agent_notify_complete_structured_run_v1(
+    :key, :created_at, :owner, :output, :error, :room, :lease_seconds, :notify_on_failure,
+    :agent_promise, :key_channel, :work_channel)
+
+-- name: resume_run
+SELECT * FROM agent_notify_resume_v1(
+    :key, :max_steps, :nonce, :agent_promise, :key_channel, :work_channel)
 
 -- name: cancel_workflow
 SELECT * FROM agent_notify_cancel_v1(
@@ -267,13 +280,20 @@ WHERE workflow_key = :key ORDER BY created_at, id
 -- row (NULL: the first page), so rows inserted meanwhile never shift a page; `key_prefix` (''
 -- for every key) is compared as plain text (starts_with, not LIKE: '%' and '_' match only
 -- themselves). Written so that a generic plan still walks ix_workflow_created_at_key from the
--- cursor down.
+-- cursor down; the counts and the usage (summed over the run's steps, on their unique index)
+-- are computed for the page's rows only.
 SELECT key, status, left(query, 200) AS query, model, attempts, left(error, 200) AS error,
        created_at, updated_at, finished_at,
        (SELECT count(*) FROM subscription AS s WHERE s.workflow_key = w.key) AS subscribers,
        (SELECT count(*) FROM subscription AS s
-        WHERE s.workflow_key = w.key AND s.status = 'sent') AS notified
+        WHERE s.workflow_key = w.key AND s.status = 'sent') AS notified,
+       usage.input_tokens, usage.output_tokens, usage.cost_usd
 FROM workflow AS w
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(s.input_tokens), 0) AS input_tokens,
+           coalesce(sum(s.output_tokens), 0) AS output_tokens, sum(s.cost_usd) AS cost_usd
+    FROM step AS s WHERE s.workflow_key = w.key AND s.run_created_at = w.created_at
+) AS usage
 WHERE (created_at, key) < (coalesce(CAST(:before_at AS timestamptz), 'infinity'),
                            coalesce(CAST(:before_key AS text), ''))
   AND status = ANY(:statuses)

@@ -9,11 +9,12 @@ that does not know it.
 from __future__ import annotations
 
 import functools
+import json
 import types
 import typing
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Protocol, Self
 
@@ -84,6 +85,33 @@ class RunInput:
     # AGENT_MAX_STEPS).
     tools: tuple[str, ...] | None = None
     max_steps: int | None = None
+    # The final answer's JSON Schema, as JSON text (None: a plain-text answer); the same
+    # schema in another key order is the same input.
+    output_schema: str | None = None
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        return _schema(self.output_schema)
+
+    def matches(self, other: RunInput) -> bool:
+        """Whether the two are the same input (a schema compared as JSON)."""
+        return replace(self, output_schema=None) == replace(other, output_schema=None) and (
+            _canonical_schema(self.output_schema) == _canonical_schema(other.output_schema)
+        )
+
+
+def _schema(text: str | None) -> dict[str, Any] | None:
+    parsed: dict[str, Any] | None = None if text is None else json.loads(text)
+    return parsed
+
+
+def _canonical_schema(text: str | None) -> str | None:
+    return None if text is None else canonical_json(json.loads(text))
+
+
+def canonical_json(value: object) -> str:
+    """JSON text that is the same for the same JSON, whatever the key order."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +133,7 @@ class WorkflowRow(_FromColumns):
     finished_at: datetime | None
     tools: list[str] | None = None
     max_steps: int | None = None
+    output_schema: str | None = None  # JSON text; None: the answer is text
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))
@@ -112,7 +141,22 @@ class WorkflowRow(_FromColumns):
     @property
     def input(self) -> RunInput:
         tools = None if self.tools is None else tuple(self.tools)
-        return RunInput(self.query, self.model, self.instructions, tools, self.max_steps)
+        return RunInput(
+            self.query, self.model, self.instructions, tools, self.max_steps, self.output_schema
+        )
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        """The output schema, parsed (its properties in the client's order)."""
+        return _schema(self.output_schema)
+
+    @property
+    def output_value(self) -> Any:
+        """The answer as the API shows it: the JSON value of a run with an output_schema, the
+        text of any other."""
+        if self.output_schema is None or self.output is None:
+            return self.output
+        return json.loads(self.output)
 
     @property
     def finished(self) -> bool:
@@ -303,9 +347,17 @@ class WorkflowSummary(_FromColumns):
     finished_at: datetime | None
     subscribers: int
     notified: int
+    # Summed over the run's steps.
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.input_tokens, self.output_tokens, self.cost_usd)
 
 
 @dataclass(frozen=True, slots=True)

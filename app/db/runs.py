@@ -35,6 +35,14 @@ class UnknownWorkflow(Exception):
     """No workflow has this key."""
 
 
+class NotFailed(Exception):
+    """The workflow has not failed: there is nothing to resume."""
+
+    def __init__(self, existing: WorkflowRow) -> None:
+        super().__init__(existing.key)
+        self.existing = existing
+
+
 class Runs:
     def __init__(self, database: Database, scope: Scope) -> None:
         self._db = database
@@ -52,6 +60,7 @@ class Runs:
             "instructions": run.instructions,
             "tools": None if run.tools is None else json.dumps(list(run.tools)),
             "max_steps": run.max_steps,
+            "output_schema": run.output_schema,
             **self._bound,
         }
         while True:
@@ -66,7 +75,7 @@ class Runs:
                 break
             # Deleted between the two statements (a DELETE, retention): insert again.
         workflow = WorkflowRow.of(existing["workflow_row"])
-        if workflow.input != run:
+        if not workflow.input.matches(run):
             raise InputMismatch(workflow)
         return workflow, False
 
@@ -96,16 +105,20 @@ class Runs:
         complete its promise, release its subscribers. The oldest `room` of them are leased to
         this process and returned; None when this process no longer holds the run (taken
         over, or cancelled): then nothing changed."""
+        values = {
+            "key": run.key,
+            "created_at": run.created_at,
+            "output": output,
+            "error": error,
+            "room": room,
+            **self._bound,
+        }
         try:
-            row = await self._db.fetchrow(
-                "complete_run",
-                key=run.key,
-                created_at=run.created_at,
-                output=output,
-                error=error,
-                room=room,
-                **self._bound,
-            )
+            if run.output_schema is None:
+                row = await self._db.fetchrow("complete_run", **values)
+            else:
+                # `output` is JSON text: the promise's value is the JSON value.
+                row = await self._db.fetchrow("complete_structured_run", **values)
         except Exception as exc:
             if sqlstate_of(exc) == LEASE_LOST_SQLSTATE:
                 return None
@@ -132,6 +145,22 @@ class Runs:
         return Cancellation(
             workflow, cancelled=True, deliveries=deliveries_of(row["deliveries"], promise)
         )
+
+    async def resume(self, key: str, *, max_steps: int | None, nonce: str) -> WorkflowRow:
+        """Continue the failed run of `key` from its journal: pending again, its promise
+        pending, its subscribers waiting for the new outcome (under Message-IDs made new with
+        `nonce`); `max_steps`, if given, replaces the run's. UnknownWorkflow if there is none,
+        NotFailed (nothing changed) if it has not failed."""
+        row = await self._db.fetchrow(
+            "resume_run", key=key, max_steps=max_steps, nonce=nonce, **self._bound
+        )
+        assert row is not None
+        if row["outcome"] == "unknown":
+            raise UnknownWorkflow(key)
+        workflow = WorkflowRow.of(row["workflow_row"])
+        if row["outcome"] == "not_failed":
+            raise NotFailed(workflow)
+        return workflow
 
     async def delete(self, key: str) -> WorkflowRow | None:
         """Delete a finished workflow with its promises and subscriptions, so the key can be

@@ -7,12 +7,14 @@ without a key or a network.
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from app.config import OFFLINE_MODEL
+from app.llm.offline_schema import instance_of
 from app.llm.offline_tools import next_calls, summary
 
 if TYPE_CHECKING:
@@ -67,6 +69,10 @@ def _offline_model() -> CustomLLM:
             system = _last_text(messages, "system", first=True)
             user = _last_text(messages, "user")
             message = _offline_message(messages, user, system, _offered(kwargs))
+            schema = _schema_of(kwargs)
+            if schema is not None and "tool_calls" not in message:
+                # Structured output: an instance of the schema instead of the text.
+                message = {"role": "assistant", "content": json.dumps(instance_of(schema))}
             answer = message.get("content")
             return litellm.ModelResponse(
                 model=model,
@@ -138,6 +144,16 @@ def _offered(kwargs: dict[str, object]) -> set[str]:
         if isinstance(function, dict) and isinstance(function.get("name"), str):
             names.add(function["name"])
     return names
+
+
+def _schema_of(kwargs: dict[str, object]) -> object | None:
+    """The JSON Schema of the call's `response_format`, if it has one."""
+    params = kwargs.get("optional_params")
+    response_format = params.get("response_format") if isinstance(params, dict) else None
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return None
+    json_schema = response_format.get("json_schema")
+    return json_schema.get("schema") if isinstance(json_schema, dict) else None
 
 
 def _last_text(messages: list[dict[str, object]], role: str, *, first: bool = False) -> str:

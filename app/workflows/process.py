@@ -31,6 +31,7 @@ from app.engine.supervisor import Supervisor
 from app.llm import ModelClient
 from app.metrics import Metrics
 from app.notify import AddressGuard, AppriseSender, Links, Signer, WebhookSender, create_mailer
+from app.workflows.agent_info import AgentInfo, describe_agent
 from app.workflows.delivery import Channels, DeliveryWorker
 from app.workflows.runner import Runner
 from app.workflows.service import WorkflowService
@@ -280,6 +281,10 @@ class ServiceProcess:
             workers=self.supervisor.healthy,
             tools={name: status.state for name, status in self.toolbox.statuses().items()},
         )
+
+    def agent(self) -> AgentInfo:
+        """The model, the tools and the state of their sources, as they are now."""
+        return describe_agent(self.settings, self.toolbox)
 
     async def metrics_text(self) -> bytes:
         """The Prometheus text of this process, with the tables' gauges read now."""

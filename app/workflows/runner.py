@@ -116,6 +116,7 @@ class Runner(Worker[WorkflowRow]):
             instructions=item.instructions,
             tools=item.tools,
             max_steps=item.max_steps,
+            output_schema=item.schema,
         )
         try:
             outcome = await self._agent.run(run, self._journal(item))

@@ -198,7 +198,12 @@ function render() {
     : "";
   const outputPlaceholder =
     workflow.status === "failed" || workflow.status === "cancelled" ? "(no output)" : "(not ready yet)";
-  text(byId("detail-output"), workflow.output, outputPlaceholder);
+  // A run with an output_schema answers a JSON value: shown as indented JSON.
+  const output =
+    workflow.output !== null && typeof workflow.output === "object"
+      ? JSON.stringify(workflow.output, null, 2)
+      : workflow.output;
+  text(byId("detail-output"), output, outputPlaceholder);
   byId("detail-error-card").hidden = !workflow.error;
   byId("detail-error").textContent = workflow.error || "";
   byId("detail-error-card").dataset.kind = workflow.status === "failed" ? "failed" : "retrying";
