@@ -19,7 +19,17 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import events, health, promises, routes, steps, subscribe, ui, unsubscribe
+from app.api import (
+    approvals,
+    events,
+    health,
+    promises,
+    routes,
+    steps,
+    subscribe,
+    ui,
+    unsubscribe,
+)
 from app.api import metrics as metrics_api
 from app.api.docs import DESCRIPTION, install_docs
 from app.api.errors import install_error_handlers
@@ -73,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ui.router)
     app.include_router(unsubscribe.router)
+    app.include_router(approvals.router)
     app.include_router(metrics_api.router)
     app.include_router(
         routes.listing,

@@ -19,7 +19,7 @@ from app.api.deps import KeyPath, service_of
 from app.api.errors import IDEMPOTENCY_ERRORS, error_responses
 from app.api.schemas import RUN_EXAMPLES, RunBody
 from app.api.waiting import within_wait
-from app.db.rows import RunInput, WorkflowRow
+from app.db.rows import Approver, RunInput, WorkflowRow
 from app.errors import Conflict, NotFound, WorkflowFailed
 from app.states import WorkflowState
 
@@ -49,6 +49,13 @@ def _run_input(body: RunBody) -> RunInput:
         # A set of names: the same tools in another order are the same input.
         tools=None if body.tools is None else tuple(sorted(set(body.tools))),
         max_steps=body.max_steps,
+        approvers=None
+        if body.approvers is None
+        else tuple(
+            Approver(approver.channel, approver.email or approver.target[0], approver.target[1])
+            for approver in body.approvers
+        ),
+        approval_timeout_seconds=body.approval_timeout_seconds,
     )
 
 

@@ -74,6 +74,27 @@ class _FromColumns:
 
 
 @dataclass(frozen=True, slots=True)
+class Approver:
+    """Who a run asks for its approvals: an email address, or a webhook or Apprise target
+    (with a webhook's secret)."""
+
+    channel: Channel
+    address: str
+    secret: str | None = None
+
+    def to_json(self) -> dict[str, str | None]:
+        if self.channel is Channel.EMAIL:
+            return {"channel": str(self.channel), "email": self.address}
+        return {"channel": str(self.channel), "target": self.address, "secret": self.secret}
+
+    @classmethod
+    def from_json(cls, value: Any) -> Approver:
+        channel = Channel(value["channel"])
+        address = value["email"] if channel is Channel.EMAIL else value["target"]
+        return cls(channel, address, value.get("secret"))
+
+
+@dataclass(frozen=True, slots=True)
 class RunInput:
     """What a run is asked: two calls with the same key and input are the same run."""
 
@@ -84,6 +105,10 @@ class RunInput:
     # AGENT_MAX_STEPS).
     tools: tuple[str, ...] | None = None
     max_steps: int | None = None
+    # Who is asked when it calls request_approval (None: nobody, no such tool), and how long
+    # they have (None: APPROVAL_TIMEOUT_SECONDS).
+    approvers: tuple[Approver, ...] | None = None
+    approval_timeout_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +130,8 @@ class WorkflowRow(_FromColumns):
     finished_at: datetime | None
     tools: list[str] | None = None
     max_steps: int | None = None
+    approvers: list[Any] | None = None  # Approver.to_json() of each
+    approval_timeout_seconds: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))
@@ -112,7 +139,21 @@ class WorkflowRow(_FromColumns):
     @property
     def input(self) -> RunInput:
         tools = None if self.tools is None else tuple(self.tools)
-        return RunInput(self.query, self.model, self.instructions, tools, self.max_steps)
+        return RunInput(
+            self.query,
+            self.model,
+            self.instructions,
+            tools,
+            self.max_steps,
+            self.run_approvers,
+            self.approval_timeout_seconds,
+        )
+
+    @property
+    def run_approvers(self) -> tuple[Approver, ...] | None:
+        if self.approvers is None:
+            return None
+        return tuple(Approver.from_json(value) for value in self.approvers)
 
     @property
     def finished(self) -> bool:

@@ -37,6 +37,7 @@ from app.engine.listener import Listener, Wakeup
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.notify import Links, message_id_for, new_secret, webhook_id_for
 from app.states import AGENT_PROMISE, Channel, PromiseState
+from app.workflows.approvals import Deciding
 from app.workflows.cursor import decode_cursor, encode_cursor
 from app.workflows.delivery import DeliveryWorker
 from app.workflows.runner import Runner
@@ -65,6 +66,7 @@ class WorkflowService:
         self._targets = SubscriberChecks(settings)
         # One-click unsubscribe, by the signed links of `links` (api/unsubscribe.py).
         self.unsubscribing = Unsubscribing(store=store, listener=listener, links=links)
+        self.deciding = Deciding(store=store, listener=listener, links=links)  # approvals
         self._store = store
         self._listener = listener
         self._runner = runner
@@ -118,6 +120,7 @@ class WorkflowService:
                 f"{self.settings.max_query_chars} are accepted (MAX_QUERY_CHARS)",
                 code="query_too_long",
             )
+        await self._targets.check_approvers(run.approvers or ())
         # A slot is reserved before the insert, so concurrent requests cannot overfill the runner;
         # a process shutting down leaves new runs to the others.
         with self._runner.room(0 if self.shutting_down else 1) as room:
