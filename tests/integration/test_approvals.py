@@ -218,3 +218,30 @@ async def test_approvers_are_checked_like_subscribers(start_app: StartApp) -> No
         )
         assert response.status_code == 422, response.text
         assert response.json()["error"]["code"] == code
+
+
+async def test_the_offline_model_asks_for_approval_when_the_query_does(
+    start_app: StartApp, inbox: Inbox
+) -> None:
+    client = await start(start_app, agent_model=None, agent_api_base=None)
+    query = "Publish the release notes, with approval"
+    await run_waiting(client, "offline-approval", query=query)
+    steps = (await client.get("/workflows/offline-approval/steps")).json()["items"]
+    assert [(s["kind"], s["name"], s["status"]) for s in steps][1] == (
+        "tool",
+        "request_approval",
+        "running",
+    )
+    path = await link_of_offline(inbox)
+    assert (
+        await client.post(path, data={"decision": "approve", "comment": "go"})
+    ).status_code == 200
+    status = await until_workflow(client, "offline-approval", lambda s: s["status"] == "succeeded")
+    assert status["output"].startswith("[offline model] Approved by approver@example.com (go).")
+
+
+async def link_of_offline(inbox: Inbox) -> str:
+    (message,) = await inbox.wait_for(1)
+    found = LINK.search(plain_text(message))
+    assert found is not None
+    return found.group(1)
