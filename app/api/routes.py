@@ -228,7 +228,8 @@ async def output(
     "/{key}/cancel",
     summary="Cancel a workflow",
     description=(
-        "A pending or running workflow stops: an LLM call in flight is abandoned, the promise "
+        "A pending, running or waiting workflow stops: an LLM call in flight is abandoned, the "
+        "promise "
         "is rejected as `cancelled`, subscribers are told, and waiting `run` callers get a 409 "
         "`workflow_cancelled`. Cancelling a finished workflow is a 409 that says how it ended."
     ),

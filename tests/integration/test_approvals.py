@@ -88,6 +88,9 @@ async def test_approval_by_the_link(
     assert 'name="decision" value="approve"' in page.text
     assert "<script" not in page.text
     assert (await client.get("/workflows/approve-me")).json()["status"] == "waiting"
+    pending = await client.get("/workflows/approve-me/output", params={"timeout": 0})
+    assert pending.status_code == 202
+    assert pending.json() == {"key": "approve-me", "status": "waiting"}
 
     decided = await client.post(path, data={"decision": "approve", "comment": "ship it"})
     assert decided.status_code == 200, decided.text
@@ -245,3 +248,19 @@ async def link_of_offline(inbox: Inbox) -> str:
     found = LINK.search(plain_text(message))
     assert found is not None
     return found.group(1)
+
+
+async def test_a_waiting_run_can_be_cancelled(
+    start_app: StartApp, fake_llm: FakeLLM, inbox: Inbox
+) -> None:
+    script(fake_llm)
+    client = await start(start_app)
+    await run_waiting(client, "cancel-me")
+    cancelled = await client.post("/workflows/cancel-me/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    # A decision afterwards changes nothing for the run.
+    path = await link_of(inbox)
+    assert (await client.post(path, data={"decision": "approve"})).status_code == 200
+    status = await until_workflow(client, "cancel-me", lambda s: s["status"] == "cancelled")
+    assert status["output"] is None
