@@ -85,6 +85,7 @@ async def approvals(bench: Bench, n: int = 10_000, in_flight: int = 64) -> dict[
     return {
         "scenario": "approvals",
         "runs": n,
+        "agent_model": "the offline model (in the service)",
         "all_waiting_after_s": round(all_waiting, 1),
         "service_rss_mb_while_waiting": round(rss, 1),
         "db_connections_while_waiting": connections,
