@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import agent as agent_api
 from app.api import (
+    approvals,
     events,
     health,
     promises,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ui.router)
     app.include_router(unsubscribe.router)
+    app.include_router(approvals.router)
     app.include_router(metrics_api.router)
     app.include_router(agent_api.router)
     app.include_router(

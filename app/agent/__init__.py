@@ -6,11 +6,13 @@ third-party libraries (mcp, pydantic) — never app.db, app.engine, app.workflow
 whoever runs the loop hands it the journal.
 """
 
+from app.agent.approval import Approvals, ApprovalSource, Decision
 from app.agent.journal import (
     AgentRun,
     Journal,
     Outcome,
     RunLimitExceeded,
+    RunSuspended,
     RunTakenAway,
     StepRecord,
     StepUsage,
@@ -30,10 +32,14 @@ from app.agent.tools import (
 __all__ = [
     "AgentLoop",
     "AgentRun",
+    "ApprovalSource",
+    "Approvals",
+    "Decision",
     "Journal",
     "Outcome",
     "PythonTools",
     "RunLimitExceeded",
+    "RunSuspended",
     "RunTakenAway",
     "SourceStatus",
     "StepRecord",

@@ -19,6 +19,7 @@ from app.agent.journal import (
     Journal,
     Outcome,
     RunLimitExceeded,
+    RunSuspended,
     RunTakenAway,
     StepRecord,
     StepUsage,
@@ -125,7 +126,8 @@ class AgentLoop:
     ) -> ModelReply:
         model = run.model or self.settings.model
         step_id = await _begin(journal, seq, StepKind.LLM, model, list(added))
-        tools = [spec.for_model() for spec in self.toolbox.specs(run.tools)]
+        specs = self.toolbox.specs(run.tools, approvals=run.approvals)
+        tools = [spec.for_model() for spec in specs]
         try:
             response = await self.client.complete(
                 messages, model=run.model, tools=tools or None, response_format=response_format
@@ -155,12 +157,18 @@ class AgentLoop:
         """The tool messages of the turn's calls, in the model's order: each call a step at
         its seq, replayed if journaled, else made (AGENT_TOOL_CONCURRENCY at once)."""
         limit = asyncio.Semaphore(self.settings.agent_tool_concurrency)
+        # Calls that wait (request_approval): the turn's other calls finish first.
+        suspended: list[RunSuspended] = []
 
         async def one(seq: int, call: ToolCall) -> ToolMessage:
             output = _result(journaled.get(seq), StepKind.TOOL)
             if output is None:
                 async with limit:
-                    output = await self._tool_call(run, journal, seq, call)
+                    try:
+                        output = await self._tool_call(run, journal, seq, call)
+                    except RunSuspended as suspension:
+                        suspended.append(suspension)
+                        output = {}
             content = output.get("content")
             return {
                 "role": "tool",
@@ -179,6 +187,8 @@ class AgentLoop:
             errors: list[BaseException] = list(failed.exceptions)
             taken = [error for error in errors if isinstance(error, RunTakenAway)]
             raise (taken or errors)[0] from None
+        if suspended:
+            raise RunSuspended.merged(suspended)
         return [task.result() for task in tasks]
 
     async def _tool_call(
@@ -190,11 +200,13 @@ class AgentLoop:
         step_id = await _begin(journal, seq, StepKind.TOOL, name, raw if problem else arguments)
         if problem is not None:
             result = ToolResult.error(problem)
-        elif run.tools is not None and name not in run.tools:
+        elif not self.toolbox.may_call(name, run.tools, approvals=run.approvals):
             result = ToolResult.error(f"the tool {name!r} is not one this run may use")
         else:
             try:
                 result = await self.toolbox.call(name, arguments, ToolCallContext(step_id, run.key))
+            except RunSuspended:
+                raise  # the step stays without a result: made again when the run goes on
             except Exception as exc:  # a source that broke its contract: still a result
                 logger.exception("tool %s raised instead of returning an error result", name)
                 result = ToolResult.error(describe(exc))

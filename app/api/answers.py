@@ -38,8 +38,9 @@ class RunAccepted(BaseModel):
 
 class OutputPending(BaseModel):
     key: str = Field(examples=["msg-123"])
-    status: Literal["pending", "running"] = Field(
-        description="Still working on it: ask again (the timeout passed first)."
+    status: Literal["pending", "running", "waiting"] = Field(
+        description="Still working on it (`waiting`: for an approval): ask again (the timeout "
+        "passed first)."
     )
 
 

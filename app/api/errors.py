@@ -73,6 +73,7 @@ ERROR_EXAMPLES: dict[str, tuple[int, str]] = {
         "promise 'approval' of 'msg-123' is already resolved, with another outcome; the first "
         "completion stands",
     ),
+    "already_decided": (409, "this approval was already decided"),
     "agent_promise": (
         409,
         "'agent_response' is the agent's own answer: the run completes it. To stop the run, "

@@ -20,7 +20,7 @@ from app.api.deps import KeyPath, service_of
 from app.api.errors import IDEMPOTENCY_ERRORS, error_responses
 from app.api.schemas import RUN_EXAMPLES, RunBody
 from app.api.waiting import within_wait
-from app.db.rows import RunInput, WorkflowRow
+from app.db.rows import Approver, RunInput, WorkflowRow
 from app.errors import Conflict, NotFound, WorkflowFailed
 from app.states import WorkflowState
 
@@ -51,6 +51,13 @@ def _run_input(body: RunBody) -> RunInput:
         tools=None if body.tools is None else tuple(sorted(set(body.tools))),
         max_steps=body.max_steps,
         output_schema=None if body.output_schema is None else json.dumps(body.output_schema),
+        approvers=None
+        if body.approvers is None
+        else tuple(
+            Approver(approver.channel, approver.email or approver.target[0], approver.target[1])
+            for approver in body.approvers
+        ),
+        approval_timeout_seconds=body.approval_timeout_seconds,
     )
 
 
@@ -228,7 +235,8 @@ async def output(
     "/{key}/cancel",
     summary="Cancel a workflow",
     description=(
-        "A pending or running workflow stops: an LLM call in flight is abandoned, the promise "
+        "A pending, running or waiting workflow stops: an LLM call in flight is abandoned, the "
+        "promise "
         "is rejected as `cancelled`, subscribers are told, and waiting `run` callers get a 409 "
         "`workflow_cancelled`. Cancelling a finished workflow is a 409 that says how it ended."
     ),

@@ -96,6 +96,26 @@ class RunRequest(BaseModel):
         description="Model turns this run may take, at most AGENT_MAX_STEPS (the default); a run "
         "that needs more fails with `max_steps_exceeded`.",
     )
+    approvers: Annotated[list[SubscribeRequest], Field(min_length=1, max_length=16)] | None = Field(
+        default=None,
+        description="Who the agent may ask for an approval, in the forms of `on_notify` "
+        '(an email, `{"webhook": …}`, `{"apprise": …}`): the run\'s model gets the '
+        "built-in tool `request_approval`, and each approver is sent the question with a "
+        "link to decide.",
+        examples=[["reviewer@example.com"]],
+    )
+    approval_timeout_seconds: Annotated[float, Field(gt=0, le=30 * 86400)] | None = Field(
+        default=None,
+        description="How long the approvers have to decide (default APPROVAL_TIMEOUT_SECONDS); "
+        'then the tool\'s result is `{"approved": false, "timed_out": true}`.',
+    )
+
+    @model_validator(mode="after")
+    def _approvers_without_promise(self) -> RunRequest:
+        for approver in self.approvers or ():
+            if "promise" in approver.model_fields_set:
+                raise ValueError("an approver names no `promise`: it is asked about the run's")
+        return self
 
     output_schema: Annotated[dict[str, JsonValue], AfterValidator(_json_storable)] | None = Field(
         default=None,
@@ -237,6 +257,9 @@ class SubscribeRequest(BaseModel):
         if self.webhook is not None:
             return self.webhook.url, self.webhook.secret
         return self.apprise or "", None
+
+
+RunRequest.model_rebuild()
 
 
 def _string_or(model: type[BaseModel], string: dict[str, Any]) -> WithJsonSchema:

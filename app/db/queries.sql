@@ -11,20 +11,21 @@
 -- name: accept_run_leased
 -- A new run, leased to the process that executes it now.
 INSERT INTO workflow
-    (key, query, model, instructions, tools, max_steps, output_schema, status, attempts,
-     lease_owner, lease_expires_at, started_at)
+    (key, query, model, instructions, tools, max_steps, output_schema, approvers,
+     approval_timeout_seconds, status, attempts, lease_owner, lease_expires_at, started_at)
 VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
-        :output_schema, 'running', 1, :owner,
-        now() + make_interval(secs => :lease_seconds), now())
+        :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, 'running', 1,
+        :owner, now() + make_interval(secs => :lease_seconds), now())
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row
 
 -- name: accept_run_for_any
 -- A new run nobody leased, announced to every worker (the NOTIFY goes out at commit).
 INSERT INTO workflow
-    (key, query, model, instructions, tools, max_steps, output_schema, status)
+    (key, query, model, instructions, tools, max_steps, output_schema, approvers,
+     approval_timeout_seconds, status)
 VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
-        :output_schema, 'pending')
+        :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, 'pending')
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row, pg_notify(:work_channel, 'run')
 
@@ -35,10 +36,11 @@ SELECT to_jsonb(workflow) AS workflow_row FROM workflow WHERE key = :key
 SELECT to_jsonb(workflow) AS workflow_row FROM workflow WHERE key = ANY(:keys)
 
 -- name: claim_runs
--- Lease unfinished runs that nobody holds (or whose holder died) and are due.
+-- Lease unfinished runs that nobody holds (or whose holder died) and are due; a waiting run is
+-- due when its approval's deadline passes.
 WITH claimable AS (
     SELECT key FROM workflow
-    WHERE status IN ('pending', 'running') AND next_attempt_at <= now()
+    WHERE status IN ('pending', 'running', 'waiting') AND next_attempt_at <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
     ORDER BY next_attempt_at
     LIMIT :limit
@@ -74,7 +76,7 @@ SELECT * FROM agent_notify_resume_v1(
     :key, :max_steps, :nonce, :agent_promise, :key_channel, :work_channel)
 
 -- name: cancel_workflow
-SELECT * FROM agent_notify_cancel_v1(
+SELECT * FROM agent_notify_cancel_v2(
     :key, :reason, :owner, :room, :lease_seconds, :notify_on_failure, :agent_promise,
     :key_channel, :work_channel)
 
@@ -193,14 +195,25 @@ WHERE w.key = :key
 SELECT to_jsonb(promise) AS promise_row FROM promise WHERE workflow_key = :key AND name = :name
 
 -- name: complete_promise
-SELECT * FROM agent_notify_complete_promise_v1(
+SELECT * FROM agent_notify_complete_promise_v2(
     :key, :name, CAST(:value AS jsonb), :error, :owner, :room, :lease_seconds,
     :notify_on_failure, :key_channel, :work_channel)
 
 -- name: subscribe
-SELECT * FROM agent_notify_subscribe_v1(
-    :key, :promise, :email, :id, :message_id, :owner, :room, :lease_seconds,
-    :notify_on_failure, :max_per_workflow, :work_channel)
+-- An email address (`email`) or a webhook or Apprise target (`target`, `secret`).
+SELECT * FROM agent_notify_subscribe_v2(
+    :key, :promise, :channel, :email, :target, :secret, :id, :message_id, :owner, :room,
+    :lease_seconds, :notify_on_failure, :max_per_workflow, :work_channel)
+
+-- name: request_approval
+SELECT * FROM agent_notify_request_approval_v1(
+    :key, :created_at, :owner, :step_id, CAST(:request AS jsonb), CAST(:approvers AS jsonb),
+    :timeout_seconds, :lease_seconds, :notify_on_failure, :max_per_workflow, :key_channel,
+    :work_channel)
+
+-- name: suspend_run
+SELECT * FROM agent_notify_suspend_run_v1(
+    :key, :created_at, :owner, :promises, :wake_at, :key_channel, :work_channel)
 
 -- name: select_subscription
 SELECT to_jsonb(subscription) AS subscription_row FROM subscription WHERE id = :id
@@ -320,7 +333,7 @@ UNION ALL
 SELECT 'subscription', status, count(*) FROM subscription GROUP BY status
 UNION ALL
 SELECT 'claimable', 'run', count(*) FROM workflow
-WHERE status IN ('pending', 'running') AND next_attempt_at <= now()
+WHERE status IN ('pending', 'running', 'waiting') AND next_attempt_at <= now()
   AND (lease_expires_at IS NULL OR lease_expires_at < now())
 UNION ALL
 SELECT 'claimable', 'delivery', count(*) FROM subscription
@@ -365,11 +378,6 @@ DELETE FROM idempotency_key WHERE created_at < now() - make_interval(secs => :tt
 
 -- name: schema_revision
 SELECT version_num FROM alembic_version
-
--- name: subscribe_channel
-SELECT * FROM agent_notify_subscribe_channel_v1(
-    :key, :promise, :channel, :target, :secret, :id, :message_id, :owner, :room, :lease_seconds,
-    :notify_on_failure, :max_per_workflow, :work_channel)
 
 -- name: insert_signing_key
 -- The first process to need the key stores the one it generated; later ones change nothing.

@@ -23,8 +23,6 @@ from app.states import (
     FINISHED_WORKFLOW_STATES,
     Channel,
     PromiseState,
-    StepKind,
-    StepState,
     SubscriptionState,
     WorkflowState,
 )
@@ -75,6 +73,27 @@ class _FromColumns:
 
 
 @dataclass(frozen=True, slots=True)
+class Approver:
+    """Who a run asks for its approvals: an email address, or a webhook or Apprise target
+    (with a webhook's secret)."""
+
+    channel: Channel
+    address: str
+    secret: str | None = None
+
+    def to_json(self) -> dict[str, str | None]:
+        if self.channel is Channel.EMAIL:
+            return {"channel": str(self.channel), "email": self.address}
+        return {"channel": str(self.channel), "target": self.address, "secret": self.secret}
+
+    @classmethod
+    def from_json(cls, value: Any) -> Approver:
+        channel = Channel(value["channel"])
+        address = value["email"] if channel is Channel.EMAIL else value["target"]
+        return cls(channel, address, value.get("secret"))
+
+
+@dataclass(frozen=True, slots=True)
 class RunInput:
     """What a run is asked: two calls with the same key and input are the same run."""
 
@@ -88,6 +107,10 @@ class RunInput:
     # The final answer's JSON Schema, as JSON text (None: a plain-text answer); the same
     # schema in another key order is the same input.
     output_schema: str | None = None
+    # Who is asked when it calls request_approval (None: nobody, no such tool), and how long
+    # they have (None: APPROVAL_TIMEOUT_SECONDS).
+    approvers: tuple[Approver, ...] | None = None
+    approval_timeout_seconds: float | None = None
 
     @property
     def schema(self) -> dict[str, Any] | None:
@@ -134,6 +157,8 @@ class WorkflowRow(_FromColumns):
     tools: list[str] | None = None
     max_steps: int | None = None
     output_schema: str | None = None  # JSON text; None: the answer is text
+    approvers: list[Any] | None = None  # Approver.to_json() of each
+    approval_timeout_seconds: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))
@@ -142,8 +167,21 @@ class WorkflowRow(_FromColumns):
     def input(self) -> RunInput:
         tools = None if self.tools is None else tuple(self.tools)
         return RunInput(
-            self.query, self.model, self.instructions, tools, self.max_steps, self.output_schema
+            self.query,
+            self.model,
+            self.instructions,
+            tools,
+            self.max_steps,
+            self.output_schema,
+            self.run_approvers,
+            self.approval_timeout_seconds,
         )
+
+    @property
+    def run_approvers(self) -> tuple[Approver, ...] | None:
+        if self.approvers is None:
+            return None
+        return tuple(Approver.from_json(value) for value in self.approvers)
 
     @property
     def schema(self) -> dict[str, Any] | None:
@@ -161,59 +199,6 @@ class WorkflowRow(_FromColumns):
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_WORKFLOW_STATES
-
-
-@dataclass(frozen=True, slots=True)
-class StepRow(_FromColumns):
-    """One model turn or tool call of a run, as journaled."""
-
-    id: uuid.UUID
-    workflow_key: str
-    run_created_at: datetime
-    seq: int
-    kind: StepKind
-    name: str
-    input: Any
-    output: Any
-    status: StepState
-    attempts: int
-    error: str | None
-    input_tokens: int | None
-    output_tokens: int | None
-    cost_usd: float | None
-    started_at: datetime
-    finished_at: datetime | None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", StepKind(self.kind))
-        object.__setattr__(self, "status", StepState(self.status))
-
-
-@dataclass(frozen=True, slots=True)
-class StepSummary(_FromColumns):
-    """One step as the API lists it: input and output as JSON text, cut to a length, with
-    their full lengths."""
-
-    id: uuid.UUID
-    seq: int
-    kind: StepKind
-    name: str
-    status: StepState
-    attempts: int
-    error: str | None
-    input_tokens: int | None
-    output_tokens: int | None
-    cost_usd: float | None
-    started_at: datetime
-    finished_at: datetime | None
-    input: str | None
-    input_length: int | None
-    output: str | None
-    output_length: int | None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", StepKind(self.kind))
-        object.__setattr__(self, "status", StepState(self.status))
 
 
 @dataclass(frozen=True, slots=True)

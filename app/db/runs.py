@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 
 from app.db.connection import sqlstate_of
 from app.db.gateway import Database
@@ -61,6 +63,10 @@ class Runs:
             "tools": None if run.tools is None else json.dumps(list(run.tools)),
             "max_steps": run.max_steps,
             "output_schema": run.output_schema,
+            "approvers": None
+            if run.approvers is None
+            else json.dumps([approver.to_json() for approver in run.approvers]),
+            "approval_timeout_seconds": run.approval_timeout_seconds,
             **self._bound,
         }
         while True:
@@ -128,6 +134,28 @@ class Runs:
         return RunCompletion(
             WorkflowRow.of(row["workflow_row"]), deliveries_of(row["deliveries"], promise)
         )
+
+    async def suspend(
+        self, run: WorkflowRow, *, promises: Sequence[str], wake_at: datetime
+    ) -> WorkflowRow | None:
+        """Hand a leased run back to wait for the decision promises: `waiting` until one is
+        made or `wake_at` passes, or `pending` and due now if one was made already. None when
+        this process no longer holds the run (nothing changed)."""
+        try:
+            row = await self._db.fetchrow(
+                "suspend_run",
+                key=run.key,
+                created_at=run.created_at,
+                promises=list(promises),
+                wake_at=wake_at,
+                **self._bound,
+            )
+        except Exception as exc:
+            if sqlstate_of(exc) == LEASE_LOST_SQLSTATE:
+                return None
+            raise
+        assert row is not None
+        return WorkflowRow.of(row["workflow_row"])
 
     async def cancel(self, key: str, *, room: int) -> Cancellation:
         """Cancel a pending or running workflow: its promise is rejected as cancelled and its

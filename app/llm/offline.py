@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from app.config import OFFLINE_MODEL
 from app.llm.offline_schema import instance_of
-from app.llm.offline_tools import next_calls, summary
+from app.llm.offline_tools import approval_answer, asks_approval, next_calls, summary
+from app.states import APPROVAL_TOOL
 
 if TYPE_CHECKING:
     from litellm.llms.custom_llm import CustomLLM
@@ -100,17 +101,33 @@ def _offline_message(
     offered and the query asks for them, then a text quoting their results; else its plain
     answer."""
     made, results = _since_user(messages)
+    if APPROVAL_TOOL in offered and asks_approval(user):
+        # First the approval; then, approved, the plain answer.
+        if not results:
+            question = textwrap.shorten(" ".join(user.split()), width=200, placeholder=" …")
+            return _calls(
+                [(APPROVAL_TOOL, json.dumps({"question": f"May I go ahead: {question}"}))]
+            )
+        return {
+            "role": "assistant",
+            "content": approval_answer(results[0], offline_answer(user, system)),
+        }
     calls = next_calls(user, results, offered)
     if calls is None:
         return {"role": "assistant", "content": offline_answer(user, system)}
     if not calls:
         return {"role": "assistant", "content": summary(made, results)}
+    return _calls(calls, first=len(results))
+
+
+def _calls(calls: list[tuple[str, str]], *, first: int = 0) -> dict[str, object]:
+    """An assistant message calling the tools (name, JSON arguments)."""
     return {
         "role": "assistant",
         "content": None,
         "tool_calls": [
             {
-                "id": f"call_{len(results) + index}",
+                "id": f"call_{first + index}",
                 "type": "function",
                 "function": {"name": name, "arguments": arguments},
             }

@@ -23,7 +23,6 @@ from app.db.rows import (
     PromiseCompletion,
     PromiseRow,
     RunInput,
-    StepSummary,
     Subscribed,
     SubscriptionRow,
     WorkflowRow,
@@ -31,12 +30,14 @@ from app.db.rows import (
     WorkflowSummary,
 )
 from app.db.runs import InputMismatch, UnknownWorkflow
+from app.db.step_rows import StepSummary
 from app.db.store import Store
 from app.db.subscriptions import TooManySubscriptions
 from app.engine.listener import Listener, Wakeup
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.notify import Links, message_id_for, new_secret, webhook_id_for
 from app.states import AGENT_PROMISE, Channel, PromiseState
+from app.workflows.approvals import Deciding
 from app.workflows.cursor import decode_cursor, encode_cursor
 from app.workflows.delivery import DeliveryWorker
 from app.workflows.resume import Resuming
@@ -69,6 +70,7 @@ class WorkflowService:
         self.unsubscribing = Unsubscribing(store=store, listener=listener, links=links)
         # POST …/resume: a failed run continues from its journal (workflows/resume.py).
         self.resuming = Resuming(store=store, listener=listener, settings=settings)
+        self.deciding = Deciding(store=store, listener=listener, links=links)  # approvals
         self._store = store
         self._listener = listener
         self._runner = runner
@@ -105,6 +107,7 @@ class WorkflowService:
         Returns the row and whether this call created it; Conflict if the key has another input.
         """
         check_run_input(run, self.settings)
+        await self._targets.check_approvers(run.approvers or ())
         # A slot is reserved before the insert, so concurrent requests cannot overfill the runner;
         # a process shutting down leaves new runs to the others.
         with self._runner.room(0 if self.shutting_down else 1) as room:

@@ -19,7 +19,7 @@ new Message-ID / webhook-id (`p_nonce`): the new outcome is another notification
 receivers must not take for a re-send of the first. Unsubscribed and expired subscribers stay
 as they are.
 
-Revision ID: 0012
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-12 10:00:00
 """
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012"
+revision: str = "0011"
 down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

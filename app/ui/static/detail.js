@@ -186,11 +186,26 @@ function subscriptionRow(subscription) {
   );
 }
 
+// A run waiting for a person: the promise form names the approval it waits for, so that one
+// click on Resolve approves it (Reject, with a reason, rejects it).
+function offerDecision(workflow) {
+  const requests = workflow.subscriptions
+    .map((subscription) => subscription.promise)
+    .filter((name) => /^approval-\d+\.request$/.test(name));
+  if (!requests.length) return;
+  const name = requests[requests.length - 1].replace(/\.request$/, "");
+  const input = byId("promise-name");
+  if (input.value === name || document.activeElement === input) return;
+  input.value = name;
+  byId("promise-value").value = '{"approved": true, "by": "dashboard"}';
+}
+
 function render() {
   const workflow = state.workflow;
   if (!workflow) return;
   setBadge(byId("detail-status"), workflow.status);
-  byId("cancel-button").hidden = !(workflow.status === "pending" || workflow.status === "running");
+  byId("cancel-button").hidden = !["pending", "running", "waiting"].includes(workflow.status);
+  if (workflow.status === "waiting") offerDecision(workflow);
   renderFacts(workflow);
   text(byId("detail-query"), workflow.query, "(no run with this key yet)");
   byId("detail-instructions").textContent = workflow.instructions
