@@ -9,9 +9,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 
 class WorkflowState(StrEnum):
@@ -94,7 +94,7 @@ class WebhookRequest(Request):
 
 
 class SubscribeRequest(Request):
-    email: str | None = None
+    email: Annotated[str, Field(json_schema_extra={"format": "email"})] | None = None
     webhook: WebhookRequest | None = None
     apprise: str | None = None
     promise: str = "agent_response"
