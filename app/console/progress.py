@@ -137,11 +137,11 @@ def steps_table(steps: list[Step]) -> Table:
         table.add_row(
             str(step.seq),
             step.kind,
-            step.name,
+            Text(step.name),
             Text(step.status, STEP_STYLES.get(step.status, "")),
             str(step.attempts),
             tokens,
             seconds,
-            step.error or "",
+            Text(step.error or ""),
         )
     return table

@@ -37,7 +37,8 @@ def workflow_grid(workflow: Workflow) -> Table:
     grid.add_column(style="bold")
     grid.add_column()
     style = STATE_STYLES.get(workflow.status, "") if workflow.status is not None else "dim"
-    grid.add_row("key", workflow.key)
+    # Every value as Text: what a user or a model wrote is never read as Rich markup.
+    grid.add_row("key", Text(workflow.key))
     grid.add_row("status", Text(str(workflow.status or "not started"), style))
     rows = {
         "query": workflow.query,
@@ -50,18 +51,19 @@ def workflow_grid(workflow: Workflow) -> Table:
     }
     for name, value in rows.items():
         if value is not None:
-            grid.add_row(name, value)
+            grid.add_row(name, Text(value))
     if workflow.usage is not None:
         usage = workflow.usage
         cost = f", ${usage.cost_usd:.6f}" if usage.cost_usd is not None else ""
         grid.add_row("usage", f"{usage.input_tokens} tokens in, {usage.output_tokens} out{cost}")
     if workflow.promise is not None:
-        grid.add_row("promise", f"{workflow.promise.name}: {workflow.promise.state}")
+        grid.add_row("promise", Text(f"{workflow.promise.name}: {workflow.promise.state}"))
     for subscription in workflow.subscriptions:
-        grid.add_row("notify", subscription_line(subscription).removeprefix("notify "))
+        grid.add_row("notify", Text(subscription_line(subscription).removeprefix("notify ")))
     if workflow.output is not None:
         output = workflow.output
-        grid.add_row("output", output if isinstance(output, str) else json.dumps(output, indent=2))
+        text = output if isinstance(output, str) else json.dumps(output, indent=2)
+        grid.add_row("output", Text(text))
     return grid
 
 
@@ -74,12 +76,12 @@ def workflows_table(workflows: list[WorkflowSummary]) -> Table:
         if len(query) > QUERY_WIDTH:
             query = query[: QUERY_WIDTH - 1] + "…"
         table.add_row(
-            workflow.key,
+            Text(workflow.key),
             Text(workflow.status, STATE_STYLES.get(workflow.status, "")),
             _time(workflow.created_at),
             _seconds(workflow.duration_seconds) or "",
             f"{workflow.notified}/{workflow.subscribers}",
-            query,
+            Text(query),
         )
     return table
 
