@@ -33,6 +33,7 @@ from app.console.session import (
     client_options,
     connected,
     emit,
+    fail,
 )
 from app.console.views import subscription_line, workflow_grid, workflows_table
 
@@ -288,9 +289,15 @@ def decision_command(approved: bool) -> click.Command:
     @click.option("--comment", help="Told to the agent with the decision.")
     @click.option("--by", help="Who decides (told to the agent).")
     @click.option("--promise", default=APPROVAL_PROMISE, show_default=True)
+    @click.option("--force", is_flag=True, help="Decide even if the run is not waiting (yet).")
     @client_options
-    def decide(key: str, comment: str | None, by: str | None, promise: str) -> None:
+    def decide(key: str, comment: str | None, by: str | None, promise: str, force: bool) -> None:
         with connected() as (client, current):
+            # A decision given before the run asks would answer its question in advance.
+            state = client.status(key).status
+            if state is not WorkflowState.WAITING and not force:
+                message = f"workflow {key!r} is {state or 'not started'}, not waiting for an "
+                fail(current, EXIT_FAILED, "not_waiting", message + "approval (--force: anyway)")
             if approved:
                 decided = client.approve(key, comment=comment, by=by, promise=promise)
             else:

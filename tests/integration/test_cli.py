@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from app.cli import main
+from app.states import WorkflowState
 from tests.conftest import RunningApp
-from tests.fakes.llm import FakeLLM, answer_for
+from tests.fakes.llm import Call, FakeLLM, Text, ToolCalls, answer_for
 from tests.fakes.smtp import Inbox
 from tests.helpers import eventually, workflow_status
 from tests.service import free_port
@@ -157,12 +158,16 @@ async def test_notify_promises_and_approvals(cli: Cli, app: RunningApp) -> None:
     code, out, _ = await cli("reject", "p-1", "audit", "not today", "--json")
     assert (code, parsed(out)["error"]) == (0, "not today")
 
-    code, out, _ = await cli("approve", "p-1", "--comment", "fine", "--json")
+    # Only a run that waits for an approval is given one, unless forced.
+    code, out, _ = await cli("approve", "p-1", "--json")
+    assert (code, parsed(out)["error"]["code"]) == (1, "not_waiting")
+    code, out, _ = await cli("approve", "p-1", "--comment", "fine", "--force", "--json")
     assert (code, parsed(out)["name"]) == (0, "approval")
     assert parsed(out)["value"] == {"approved": True, "comment": "fine"}
-    code, out, _ = await cli("deny", "p-1", "--promise", "second", "--by", "ops", "--json")
+    argv = ("deny", "p-1", "--promise", "second", "--by", "ops", "--force", "--json")
+    code, out, _ = await cli(*argv)
     assert parsed(out)["value"] == {"approved": False, "by": "ops"}
-    code, out, _ = await cli("approve", "p-1", "--comment", "other", "--json")
+    code, out, _ = await cli("approve", "p-1", "--comment", "other", "--force", "--json")
     assert (code, parsed(out)["error"]["code"]) == (1, "promise_already_completed")
 
 
@@ -190,3 +195,23 @@ async def test_wait_shows_progress_on_a_terminal(
         lambda: workflow_status(app.client, "t-1"), lambda w: w["status"] == "succeeded"
     )
     assert status["usage"] is not None
+
+
+async def test_approve_a_run_that_waits_for_it(
+    cli: Cli, app: RunningApp, fake_llm: FakeLLM
+) -> None:
+    if "waiting" not in {state.value for state in WorkflowState}:
+        pytest.skip("the service has no approvals yet (issue 18)")
+    query = "may I deploy?"
+    fake_llm.script_turns(
+        query, ToolCalls(Call("request_approval", {"question": "Deploy?"})), Text("deployed")
+    )
+    code, _, _ = await cli("run", "ok-1", query, "--approver", "ops@example.com")
+    assert code == 0
+    await eventually(
+        lambda: workflow_status(app.client, "ok-1"), lambda w: w["status"] == "waiting"
+    )
+    code, out, _ = await cli("approve", "ok-1", "--comment", "go", "--json")
+    assert (code, parsed(out)["state"]) == (0, "resolved")
+    code, out, _ = await cli("wait", "ok-1")
+    assert (code, out.strip()) == (0, "deployed")
