@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import TypeVar
 
@@ -123,13 +123,27 @@ class Client:
         *,
         timeout: float | None = None,
         idempotency_key: str | None = None,
-        **options: object,
+        model: str | None = None,
+        instructions: str | None = None,
+        tools: Sequence[str] | None = None,
+        max_steps: int | None = None,
+        output_schema: dict[str, JsonValue] | None = None,
+        approvers: Sequence[Target] | None = None,
+        approval_timeout_seconds: float | None = None,
     ) -> RunResult:
         """Start the run (or attach to the one with this input) and wait for its answer, at most
-        `timeout` seconds (None: until it is done; then `WaitTimedOut`). Options: `model`,
-        `instructions`, `tools`, `max_steps`, `output_schema`, `approvers`,
-        `approval_timeout_seconds`. Raises `WorkflowFailed` or `WorkflowCancelled`."""
-        body = calls.run_request(query, **options)  # type: ignore[arg-type]
+        `timeout` seconds (None: until it is done; then `WaitTimedOut`). The options left out take
+        the service's defaults. Raises `WorkflowFailed` or `WorkflowCancelled`."""
+        body = calls.run_request(
+            query,
+            model=model,
+            instructions=instructions,
+            tools=tools,
+            max_steps=max_steps,
+            output_schema=output_schema,
+            approvers=approvers,
+            approval_timeout_seconds=approval_timeout_seconds,
+        )
         if timeout is not None:
             self._call(calls.run_send(key, body, self._key(idempotency_key)))
             return self.wait(key, timeout=timeout)
@@ -137,10 +151,30 @@ class Client:
         return answer if isinstance(answer, RunResult) else self.wait(key)
 
     def run_send(
-        self, key: str, query: str, *, idempotency_key: str | None = None, **options: object
+        self,
+        key: str,
+        query: str,
+        *,
+        idempotency_key: str | None = None,
+        model: str | None = None,
+        instructions: str | None = None,
+        tools: Sequence[str] | None = None,
+        max_steps: int | None = None,
+        output_schema: dict[str, JsonValue] | None = None,
+        approvers: Sequence[Target] | None = None,
+        approval_timeout_seconds: float | None = None,
     ) -> RunAccepted:
         """Start the run and return at once (`accepted`, or `previously_accepted`)."""
-        body = calls.run_request(query, **options)  # type: ignore[arg-type]
+        body = calls.run_request(
+            query,
+            model=model,
+            instructions=instructions,
+            tools=tools,
+            max_steps=max_steps,
+            output_schema=output_schema,
+            approvers=approvers,
+            approval_timeout_seconds=approval_timeout_seconds,
+        )
         return self._call(calls.run_send(key, body, self._key(idempotency_key)))
 
     def output(self, key: str, *, timeout: float = 0) -> RunResult | OutputPending:
