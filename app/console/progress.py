@@ -13,7 +13,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from agent_notify_client import Client, Event, Step, Workflow, WorkflowState
+from agent_notify_client import Client, Event, Step, StepUpdate, Workflow, WorkflowState
 
 STATE_STYLES = {
     WorkflowState.PENDING: "dim",
@@ -34,7 +34,7 @@ class RunView:
     key: str
     started: float = field(default_factory=time.monotonic)
     state: WorkflowState | None = None
-    running: dict[str, Step] = field(default_factory=dict)
+    running: dict[str, StepUpdate] = field(default_factory=dict)
     finished_steps: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -61,11 +61,11 @@ class RunView:
                 )
             )
 
-    def _step(self, step: Step) -> None:
+    def _step(self, step: StepUpdate) -> None:
         if step.status == "running":
-            self.running[str(step.id)] = step
+            self.running[step.identity] = step
             return
-        self.running.pop(str(step.id), None)
+        self.running.pop(step.identity, None)
         self.finished_steps += 1
         self.input_tokens += step.input_tokens or 0
         self.output_tokens += step.output_tokens or 0
@@ -94,11 +94,11 @@ class RunView:
         )
 
 
-def step_line(step: Step) -> Text:
+def step_line(step: StepUpdate) -> Text:
     """A finished step: ✓ or ✗, its place, kind and name, duration and tokens."""
     mark = ("✓", "green") if step.status == "succeeded" else ("✗", "red")
     duration = ""
-    if step.finished_at is not None:
+    if step.finished_at is not None and step.started_at is not None:
         duration = f" {(step.finished_at - step.started_at).total_seconds():.2f}s"
     tokens = ""
     if step.input_tokens is not None or step.output_tokens is not None:

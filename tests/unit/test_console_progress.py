@@ -89,3 +89,13 @@ def test_a_waiting_run_says_how_to_decide() -> None:
         )
     )
     assert "agent-notify approve needs-ok" in drawn(view)
+
+
+def test_a_step_event_with_few_fields_still_shows() -> None:
+    view = RunView("k")
+    brief = {"seq": 3, "kind": "tool", "name": "multiply", "status": "running"}
+    view.apply(Event(event="step", data=json.dumps(brief)))
+    assert "3 tool multiply" in drawn(view)
+    view.apply(Event(event="step", data=json.dumps({**brief, "status": "succeeded"})))
+    assert "✓   3 tool multiply" in drawn(view)
+    assert view.running == {}

@@ -251,6 +251,29 @@ class Step(Answer):
     finished_at: datetime | None = None
 
 
+class StepUpdate(Answer):
+    """A `step` event of the event stream: a step as it starts and as it finishes. Read
+    leniently (what a step's JSON may leave out is optional), so the progress of a run shows
+    whatever the service tells of its steps."""
+
+    id: uuid.UUID | None = None
+    seq: int
+    kind: str
+    name: str
+    status: str
+    attempts: int | None = None
+    error: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def identity(self) -> str:
+        return str(self.id) if self.id is not None else f"seq-{self.seq}"
+
+
 class StepList(Answer):
     items: list[Step]
     next_cursor: str | None

@@ -17,7 +17,7 @@ from pydantic import JsonValue, TypeAdapter, ValidationError
 from agent_notify_client.models import (
     ChannelSubscription,
     EmailSubscription,
-    Step,
+    StepUpdate,
     Workflow,
     WorkflowState,
 )
@@ -52,12 +52,12 @@ class Event:
         return Workflow.model_validate_json(self.data)
 
     @property
-    def step(self) -> Step | None:
+    def step(self) -> StepUpdate | None:
         """A `step` event's step (None for other events, or a step this client cannot read)."""
         if self.event != "step":
             return None
         try:
-            return Step.model_validate_json(self.data)
+            return StepUpdate.model_validate_json(self.data)
         except ValidationError:
             return None
 
@@ -125,7 +125,7 @@ class Followed:
             except ValueError:
                 return True
             if isinstance(value, dict):
-                identity = (event.event, str(value.get("id")))
+                identity = (event.event, str(value.get("id") or value.get("seq")))
                 status = str(value.get("status"))
                 if self.seen.get(identity) == status:
                     return False
