@@ -237,12 +237,18 @@ async def test_a_post_retried_after_its_answer_was_lost_runs_once(
             proxy.fail("drop")
             output = client.run("once", "run me once").output
             proxy.fail("503", "503")
-            return str(output), client.run_send("once", "run me once").status
+            second = client.run_send("once", "run me once").status
+            # A DELETE whose answer was lost: its retry finds nothing, which is what was asked.
+            proxy.fail("drop")
+            client.delete("once")
+            with pytest.raises(NotFound):
+                client.status("once")
+            return str(output), second
 
     output, second = await asyncio.to_thread(run)
     assert output == answer_for("run me once")
     assert fake_llm.calls_for("run me once") == 1
-    first_try, retry, *later = proxy.requests
+    first_try, retry, *later = proxy.requests[:-3]
     assert (first_try.path, first_try.status) == ("/workflows/once/run", 200)
     assert first_try.idempotency_key is not None
     assert retry.idempotency_key == first_try.idempotency_key

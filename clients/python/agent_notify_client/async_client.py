@@ -33,6 +33,7 @@ from agent_notify_client.transport import (
     Call,
     Config,
     StreamInterrupted,
+    done_by_first_attempt,
     error_of,
     should_retry,
     unreachable,
@@ -107,7 +108,7 @@ class AsyncClient:
                     raise unreachable(self.config, error) from error
                 delay = self.config.backoff(attempt, None)
             else:
-                if response.is_success:
+                if response.is_success or done_by_first_attempt(call, response, attempt):
                     return call.parse(response)
                 if attempt >= self.config.retries or not should_retry(response):
                     raise error_of(response)

@@ -171,6 +171,11 @@ def nothing(_response: httpx.Response) -> None:
     return None
 
 
+def done_by_first_attempt(call: Call[T], response: httpx.Response, attempt: int) -> bool:
+    """A DELETE retried after a lost answer finds nothing: its first attempt deleted it."""
+    return call.method == "DELETE" and attempt > 0 and response.status_code == 404
+
+
 def should_retry(response: httpx.Response) -> bool:
     if response.status_code in RETRIED_STATUSES:
         return True
