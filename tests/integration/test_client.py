@@ -21,6 +21,7 @@ from agent_notify_client import (
     EmailSubscription,
     NotFound,
     RunResult,
+    Unauthorized,
     Unreachable,
     WaitTimedOut,
     Webhook,
@@ -264,3 +265,19 @@ async def test_an_unreachable_service_is_reported() -> None:
     async with AsyncClient(url, retries=1, backoff_seconds=0.01) as client:
         with pytest.raises(Unreachable):
             await client.status("x")
+
+
+async def test_the_token_comes_from_the_constructor_or_the_environment(
+    start_app: StartApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await start_app(api_tokens="first-token,second-token")
+    async with AsyncClient(app.base_url, **FAST) as anonymous:
+        with pytest.raises(Unauthorized) as refused:
+            await anonymous.run_send("t-1", "q")
+        assert (refused.value.status, refused.value.code) == (401, "unauthorized")
+    async with AsyncClient(app.base_url, token="first-token", **FAST) as client:
+        assert (await client.run_send("t-1", "q")).status == "accepted"
+    monkeypatch.setenv("AGENT_NOTIFY_URL", app.base_url)
+    monkeypatch.setenv("AGENT_NOTIFY_TOKEN", "second-token")
+    async with AsyncClient(**FAST) as from_environment:
+        assert (await from_environment.wait("t-1")).output == answer_for("q")
