@@ -8,6 +8,7 @@ whoever runs the loop hands it the journal.
 
 from app.agent.journal import (
     AgentRun,
+    AnswerStep,
     Journal,
     Outcome,
     RunLimitExceeded,
@@ -30,6 +31,7 @@ from app.agent.tools import (
 __all__ = [
     "AgentLoop",
     "AgentRun",
+    "AnswerStep",
     "Journal",
     "Outcome",
     "PythonTools",

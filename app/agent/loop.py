@@ -16,6 +16,7 @@ from typing import cast
 
 from app.agent.journal import (
     AgentRun,
+    AnswerStep,
     Journal,
     Outcome,
     RunLimitExceeded,
@@ -40,9 +41,11 @@ class AgentLoop:
         self.settings = settings
 
     async def run(self, run: AgentRun, journal: Journal) -> Outcome:
-        """The run's answer. Raises RunTakenAway when the journal says the run is no longer
-        ours, RunLimitExceeded (a PermanentError) past max_steps or the token budget, and
-        TransientError or PermanentError for a failed model call; anything else is a bug."""
+        """The run's answer, its answering turn begun but left for the caller to journal with
+        the run's outcome (`Outcome.answer_step`). Raises RunTakenAway when the journal says
+        the run is no longer ours, RunLimitExceeded (a PermanentError) past max_steps or the
+        token budget, and TransientError or PermanentError for a failed model call; anything
+        else is a bug."""
         journaled = {step.seq: step for step in await journal.load()}
         used = sum((s.input_tokens or 0) + (s.output_tokens or 0) for s in journaled.values())
         system = run.instructions or self.settings.agent_instructions
@@ -55,21 +58,32 @@ class AgentLoop:
         seq = turns = 0
         while True:
             done = _result(journaled.get(seq), StepKind.LLM)
+            answer_step: AnswerStep | None = None
             if done is not None:
                 assistant = cast(AssistantMessage, done)
             else:
                 self._check_budget(used)
                 if turns >= max_turns:
                     raise _max_steps(max_turns)
-                reply = await self._model_turn(run, journal, seq, messages, added)
+                reply, step_id = await self._model_turn(run, journal, seq, messages, added)
                 used += reply.tokens
                 assistant = reply.message
+                output = cast(JsonObject, dict(assistant))
+                usage = StepUsage(reply.input_tokens, reply.output_tokens, reply.cost_usd)
+                if assistant.get("tool_calls"):
+                    await _finish(
+                        journal, step_id, status=StepState.SUCCEEDED, output=output, usage=usage
+                    )
+                else:
+                    # The answer: journaled with the run's outcome, in its transaction.
+                    answer_step = AnswerStep(step_id, seq, output, usage)
             turns += 1
             seq += 1
             messages.append(assistant)
             calls = assistant.get("tool_calls") or []
             if not calls:
-                return Outcome(answer=assistant.get("content") or "", turns=turns)
+                answer = assistant.get("content") or ""
+                return Outcome(answer=answer, turns=turns, answer_step=answer_step)
             if turns >= max_turns:
                 # Their results could never reach a model: the calls are not made.
                 raise _max_steps(max_turns)
@@ -93,7 +107,9 @@ class AgentLoop:
         seq: int,
         messages: Sequence[Message],
         added: Sequence[Message],
-    ) -> ModelReply:
+    ) -> tuple[ModelReply, str]:
+        """The turn's reply and its step's id; the step is left for the caller to finish (a
+        failed call is journaled here)."""
         model = run.model or self.settings.model
         step_id = await _begin(journal, seq, StepKind.LLM, model, list(added))
         tools = [spec.for_model() for spec in self.toolbox.specs(run.tools)]
@@ -108,10 +124,7 @@ class AgentLoop:
             if error is None or error is exc:
                 raise
             raise error from exc
-        usage = StepUsage(reply.input_tokens, reply.output_tokens, reply.cost_usd)
-        output = cast(JsonObject, dict(reply.message))
-        await _finish(journal, step_id, status=StepState.SUCCEEDED, output=output, usage=usage)
-        return reply
+        return reply, step_id
 
     async def _tool_calls(
         self,
