@@ -21,6 +21,7 @@ from app.db.steps import StepResult, Steps
 from app.engine.fence import LeaseBook
 from app.engine.retry import through_outages
 from app.llm.messages import JsonObject
+from app.metrics import Metrics
 from app.states import StepKind, StepState
 
 # The ids of runs' first model turns: one per run, the same in every attempt.
@@ -40,6 +41,7 @@ class _Begun:
     input: object  # kept only for a step no statement began
     started_at: datetime
     written: bool  # whether a statement began it
+    began: float  # LeaseBook.now() when the step's effect could begin
 
 
 class RunJournal:
@@ -51,6 +53,7 @@ class RunJournal:
         attempts: Callable[[], int],
         renewed: Callable[[float], None],
         fence: Callable[[], Awaitable[bool]],
+        metrics: Metrics,
     ) -> None:
         self._steps = steps
         self._run = run
@@ -60,6 +63,7 @@ class RunJournal:
         self._renewed = renewed
         # The worker's fence (its lease book, or a statement when the lease may have lapsed).
         self._fence = fence
+        self._metrics = metrics
         self._journaled: set[int] = set()  # seqs that have a row
         self._begun: dict[str, _Begun] = {}
 
@@ -85,7 +89,9 @@ class RunJournal:
             if not await self._fence():
                 return None
             step_id = str(first_turn_id(run.key, run.created_at))
-            self._begun[step_id] = _Begun(seq, kind, name, input, started_at, written=False)
+            self._begun[step_id] = _Begun(
+                seq, kind, name, input, started_at, written=False, began=LeaseBook.now()
+            )
             return step_id
         started = LeaseBook.now()
         row = await through_outages(
@@ -104,7 +110,9 @@ class RunJournal:
             return None
         self._renewed(started)  # the statement renewed the lease too
         step_id = str(row.id)
-        self._begun[step_id] = _Begun(seq, kind, name, None, started_at, written=True)
+        self._begun[step_id] = _Begun(
+            seq, kind, name, None, started_at, written=True, began=LeaseBook.now()
+        )
         return step_id
 
     async def finish(
@@ -117,9 +125,26 @@ class RunJournal:
         usage: StepUsage | None = None,
     ) -> bool:
         usage = usage or StepUsage()
-        begun = self._begun.pop(step_id, None)
-        if begun is not None and not begun.written:
-            return await self._record(_result(step_id, begun, status, output, error, usage))
+        begun = self._begun.pop(step_id)  # the loop began it through this journal
+        self._observe(begun, status, usage)
+        if not begun.written:
+            recorded = await self._record(_result(step_id, begun, status, output, error, usage))
+        else:
+            recorded = await self._finish(step_id, status, output, error, usage)
+        if not recorded:
+            self._metrics.steps.labels(str(begun.kind), "abandoned").inc()
+        else:
+            self._metrics.steps.labels(str(begun.kind), str(status)).inc()
+        return recorded
+
+    async def _finish(
+        self,
+        step_id: str,
+        status: StepState,
+        output: JsonObject | None,
+        error: str | None,
+        usage: StepUsage,
+    ) -> bool:
         row = await through_outages(
             lambda: self._steps.finish(
                 uuid.UUID(step_id),
@@ -137,7 +162,26 @@ class RunJournal:
     def answer(self, step: AnswerStep) -> StepResult:
         """The answering turn as the run's completion journals it."""
         begun = self._begun.pop(step.step_id)  # the loop began it through this journal
+        self._observe(begun, StepState.SUCCEEDED, step.usage)
+        # Counted now, as the turn did succeed (should the completion find the run taken away,
+        # the run counts as abandoned).
+        self._metrics.steps.labels(str(begun.kind), str(StepState.SUCCEEDED)).inc()
         return _result(step.step_id, begun, StepState.SUCCEEDED, step.output, None, step.usage)
+
+    def _observe(self, begun: _Begun, status: StepState, usage: StepUsage) -> None:
+        """The step's tokens (spent whether or not its result is journaled) and duration."""
+        if begun.kind == StepKind.LLM:
+            for direction, tokens in (
+                ("input", usage.input_tokens),
+                ("output", usage.output_tokens),
+            ):
+                if tokens:
+                    self._metrics.tokens.labels(begun.name, direction).inc(tokens)
+        else:
+            outcome = "error" if status == StepState.FAILED else "ok"
+            self._metrics.tool_seconds.labels(begun.name, outcome).observe(
+                LeaseBook.now() - begun.began
+            )
 
     async def _record(self, step: StepResult) -> bool:
         run = self._run

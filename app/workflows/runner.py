@@ -109,6 +109,7 @@ class Runner(Worker[WorkflowRow]):
             attempts=lambda: self.leases.attempts(identity),
             renewed=lambda started: self.leases.renewed([identity], started),
             fence=lambda: self.fence(item),
+            metrics=self._metrics,
         )
         run = AgentRun(
             key=item.key,

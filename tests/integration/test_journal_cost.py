@@ -12,6 +12,7 @@ import pytest
 from app.db import gateway
 from tests.conftest import RunningApp
 from tests.fakes.llm import Call, FakeLLM, Status, Text, ToolCalls, Usage
+from tests.helpers import samples
 
 StartApp = Callable[..., Awaitable[RunningApp]]
 # The statements a run's path sends (the rest are the workers' polls, renewals and reads).
@@ -117,3 +118,31 @@ async def test_a_failed_first_turn_is_journaled_and_runs_again_under_its_id(
     )
     assert step["output"] is not None
     assert (await app.client.get("/workflows/flaky0")).json()["attempts"] == 2
+
+
+async def test_metrics_count_tokens_steps_and_tool_latency(
+    start_app: StartApp, fake_llm: FakeLLM
+) -> None:
+    app = await start_app(agent_tools="tests.fakes.tools,app.agent.examples")
+    fake_llm.script_turns(
+        "measured",
+        ToolCalls(
+            Call("add", {"a": 1, "b": 2}), Call("fail", {"reason": "no"}), usage=Usage(10, 4)
+        ),
+        Text("done", usage=Usage(20, 6)),
+    )
+    response = await app.client.post("/workflows/measured/run", json="measured")
+    assert response.status_code == 200, response.text
+    figures = samples((await app.client.get("/metrics")).text)
+    model = app.settings.model
+
+    def figure(name: str, **labels: str) -> float:
+        return figures.get((name, tuple(sorted(labels.items()))), 0)
+
+    assert figure("agent_notify_tokens_total", model=model, direction="input") == 30
+    assert figure("agent_notify_tokens_total", model=model, direction="output") == 10
+    assert figure("agent_notify_steps_total", kind="llm", outcome="succeeded") == 2
+    assert figure("agent_notify_steps_total", kind="tool", outcome="succeeded") == 1
+    assert figure("agent_notify_steps_total", kind="tool", outcome="failed") == 1
+    assert figure("agent_notify_tool_call_seconds_count", tool="add", outcome="ok") == 1
+    assert figure("agent_notify_tool_call_seconds_count", tool="fail", outcome="error") == 1
