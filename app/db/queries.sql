@@ -121,7 +121,8 @@ WHERE key = :key AND created_at = :created_at AND lease_owner = :owner
 -- the step is inserted, or, when the run's step at this seq exists without a result (it was in
 -- flight at a crash, or its model call failed), executed again under the same id with its
 -- attempts counted. No row: the lease passed on (or the run was cancelled), or the step
--- already has a result; the caller makes no effect.
+-- already has a result; the caller makes no effect. Step statements NOTIFY "<key> steps":
+-- only those following the run's steps (/events) are woken, never the runner's watch.
 WITH held AS (
     UPDATE workflow SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
     WHERE key = :key AND created_at = :created_at AND lease_owner = :owner
@@ -135,7 +136,7 @@ ON CONFLICT (workflow_key, run_created_at, seq) DO UPDATE
 SET attempts = s.attempts + 1, status = 'running', error = NULL, started_at = now(),
     finished_at = NULL
 WHERE s.output IS NULL
-RETURNING to_jsonb(s) AS step_row
+RETURNING to_jsonb(s) AS step_row, pg_notify(:key_channel, s.workflow_key || ' steps')
 
 -- name: finish_step
 -- Record a step's result (or its model call's error), only while its run is this process's
@@ -150,7 +151,7 @@ FROM workflow AS w
 WHERE s.id = :id AND (s.output IS NULL OR s.output = CAST(:output AS jsonb))
   AND w.key = s.workflow_key
   AND w.created_at = s.run_created_at AND w.lease_owner = :owner AND w.status = 'running'
-RETURNING to_jsonb(s) AS step_row
+RETURNING to_jsonb(s) AS step_row, pg_notify(:key_channel, s.workflow_key || ' steps')
 
 -- name: record_step
 -- A step that no statement began (a run's first model turn: the run's claim marked it started),
@@ -175,7 +176,7 @@ SET status = excluded.status, output = excluded.output, error = excluded.error,
     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
     cost_usd = excluded.cost_usd, finished_at = now()
 WHERE s.output IS NULL OR s.output = excluded.output
-RETURNING to_jsonb(s) AS step_row
+RETURNING to_jsonb(s) AS step_row, pg_notify(:key_channel, s.workflow_key || ' steps')
 
 -- name: run_steps
 -- A run's journal, in order: what its agent loop is rebuilt from.
