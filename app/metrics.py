@@ -31,6 +31,11 @@ class Metrics:
             registry=registry,
         )
         self._agent_steps(registry)
+        self.db_statements = Counter(
+            "agent_notify_db_statements",
+            "Statements this process sent to Postgres (each outside a transaction is one commit)",
+            registry=registry,
+        )
         self.emails = Counter(
             "agent_notify_emails",
             "Notification attempts, by outcome (sent, failed, retried, unknown)",

@@ -146,3 +146,5 @@ async def test_metrics_count_tokens_steps_and_tool_latency(
     assert figure("agent_notify_steps_total", kind="tool", outcome="failed") == 1
     assert figure("agent_notify_tool_call_seconds_count", tool="add", outcome="ok") == 1
     assert figure("agent_notify_tool_call_seconds_count", tool="fail", outcome="error") == 1
+    # Every statement the process sent is counted (the agent benchmark divides them by steps).
+    assert figure("agent_notify_db_statements_total") >= 5
