@@ -588,8 +588,15 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict[str, Any]]]] = {
     "attach": attach,
     "replicas": replicas,
     "sweep": sweep,
+    "approvals": lambda bench: _approvals(bench),
     "agent": agent,
 }
+
+
+async def _approvals(bench: Bench) -> dict[str, Any]:
+    from bench.approvals import approvals  # it builds on this module
+
+    return await approvals(bench)
 
 
 async def main() -> None:

@@ -6,12 +6,14 @@ third-party libraries (mcp, pydantic) — never app.db, app.engine, app.workflow
 whoever runs the loop hands it the journal.
 """
 
+from app.agent.approval import Approvals, ApprovalSource, Decision
 from app.agent.journal import (
     AgentRun,
     AnswerStep,
     Journal,
     Outcome,
     RunLimitExceeded,
+    RunSuspended,
     RunTakenAway,
     StepRecord,
     StepUsage,
@@ -32,10 +34,14 @@ __all__ = [
     "AgentLoop",
     "AgentRun",
     "AnswerStep",
+    "ApprovalSource",
+    "Approvals",
+    "Decision",
     "Journal",
     "Outcome",
     "PythonTools",
     "RunLimitExceeded",
+    "RunSuspended",
     "RunTakenAway",
     "SourceStatus",
     "StepRecord",

@@ -20,15 +20,24 @@ from app.agent.journal import (
     Journal,
     Outcome,
     RunLimitExceeded,
+    RunSuspended,
     RunTakenAway,
     StepRecord,
     StepUsage,
 )
+from app.agent.output import OutputInvalid, check_answer, prepared, repair_message
 from app.agent.tools import Toolbox, ToolCallContext, ToolResult
 from app.config import Settings
 from app.errors import PermanentError, TransientError, describe
 from app.llm import ModelClient, ModelReply, classify, reply_of
-from app.llm.messages import AssistantMessage, JsonObject, Message, ToolCall, ToolMessage
+from app.llm.messages import (
+    AssistantMessage,
+    JsonObject,
+    Message,
+    ResponseFormat,
+    ToolCall,
+    ToolMessage,
+)
 from app.states import StepKind, StepState
 
 logger = logging.getLogger(__name__)
@@ -48,7 +57,11 @@ class AgentLoop:
         else is a bug."""
         journaled = {step.seq: step for step in await journal.load()}
         used = sum((s.input_tokens or 0) + (s.output_tokens or 0) for s in journaled.values())
-        system = run.instructions or self.settings.agent_instructions
+        system, response_format = prepared(
+            run.output_schema,
+            run.model or self.settings.model,
+            run.instructions or self.settings.agent_instructions,
+        )
         messages: list[Message] = [
             {"role": "system", "content": system},
             {"role": "user", "content": run.query},
@@ -56,6 +69,7 @@ class AgentLoop:
         added: list[Message] = list(messages)  # since the previous model turn
         max_turns = run.max_steps or self.settings.agent_max_steps
         seq = turns = 0
+        repaired = False  # the one repair turn of an answer that missed output_schema
         while True:
             done = _result(journaled.get(seq), StepKind.LLM)
             answer_step: AnswerStep | None = None
@@ -65,7 +79,9 @@ class AgentLoop:
                 self._check_budget(used)
                 if turns >= max_turns:
                     raise _max_steps(max_turns)
-                reply, step_id = await self._model_turn(run, journal, seq, messages, added)
+                reply, step_id = await self._model_turn(
+                    run, journal, seq, messages, added, response_format=response_format
+                )
                 used += reply.tokens
                 assistant = reply.message
                 output = cast(JsonObject, dict(assistant))
@@ -83,7 +99,28 @@ class AgentLoop:
             calls = assistant.get("tool_calls") or []
             if not calls:
                 answer = assistant.get("content") or ""
-                return Outcome(answer=answer, turns=turns, answer_step=answer_step)
+                if run.output_schema is None:
+                    return Outcome(answer=answer, turns=turns, answer_step=answer_step)
+                checked = check_answer(answer, run.output_schema)
+                if checked.problem is None:
+                    return Outcome(answer=checked.text, turns=turns, answer_step=answer_step)
+                if answer_step is not None:
+                    # Not the answer after all: journaled now, so that a crash replays it (and
+                    # its check) rather than asking again.
+                    await _finish(
+                        journal,
+                        answer_step.step_id,
+                        status=StepState.SUCCEEDED,
+                        output=answer_step.output,
+                        usage=answer_step.usage,
+                    )
+                if repaired or turns >= max_turns:
+                    raise OutputInvalid(checked.problem, repaired=repaired)
+                # Replayed alike after a crash: the check of a journaled answer is the same.
+                repaired = True
+                added = [repair_message(checked.problem)]
+                messages.extend(added)
+                continue
             if turns >= max_turns:
                 # Their results could never reach a model: the calls are not made.
                 raise _max_steps(max_turns)
@@ -107,14 +144,19 @@ class AgentLoop:
         seq: int,
         messages: Sequence[Message],
         added: Sequence[Message],
+        *,
+        response_format: ResponseFormat | None = None,
     ) -> tuple[ModelReply, str]:
         """The turn's reply and its step's id; the step is left for the caller to finish (a
         failed call is journaled here)."""
         model = run.model or self.settings.model
         step_id = await _begin(journal, seq, StepKind.LLM, model, list(added))
-        tools = [spec.for_model() for spec in self.toolbox.specs(run.tools)]
+        specs = self.toolbox.specs(run.tools, approvals=run.approvals)
+        tools = [spec.for_model() for spec in specs]
         try:
-            response = await self.client.complete(messages, model=run.model, tools=tools or None)
+            response = await self.client.complete(
+                messages, model=run.model, tools=tools or None, response_format=response_format
+            )
             reply = reply_of(response)
         except Exception as exc:
             error = exc if isinstance(exc, TransientError | PermanentError) else classify(exc)
@@ -137,12 +179,18 @@ class AgentLoop:
         """The tool messages of the turn's calls, in the model's order: each call a step at
         its seq, replayed if journaled, else made (AGENT_TOOL_CONCURRENCY at once)."""
         limit = asyncio.Semaphore(self.settings.agent_tool_concurrency)
+        # Calls that wait (request_approval): the turn's other calls finish first.
+        suspended: list[RunSuspended] = []
 
         async def one(seq: int, call: ToolCall) -> ToolMessage:
             output = _result(journaled.get(seq), StepKind.TOOL)
             if output is None:
                 async with limit:
-                    output = await self._tool_call(run, journal, seq, call)
+                    try:
+                        output = await self._tool_call(run, journal, seq, call)
+                    except RunSuspended as suspension:
+                        suspended.append(suspension)
+                        output = {}
             content = output.get("content")
             return {
                 "role": "tool",
@@ -161,6 +209,8 @@ class AgentLoop:
             errors: list[BaseException] = list(failed.exceptions)
             taken = [error for error in errors if isinstance(error, RunTakenAway)]
             raise (taken or errors)[0] from None
+        if suspended:
+            raise RunSuspended.merged(suspended)
         return [task.result() for task in tasks]
 
     async def _tool_call(
@@ -172,11 +222,13 @@ class AgentLoop:
         step_id = await _begin(journal, seq, StepKind.TOOL, name, raw if problem else arguments)
         if problem is not None:
             result = ToolResult.error(problem)
-        elif run.tools is not None and name not in run.tools:
+        elif not self.toolbox.may_call(name, run.tools, approvals=run.approvals):
             result = ToolResult.error(f"the tool {name!r} is not one this run may use")
         else:
             try:
                 result = await self.toolbox.call(name, arguments, ToolCallContext(step_id, run.key))
+            except RunSuspended:
+                raise  # the step stays without a result: made again when the run goes on
             except Exception as exc:  # a source that broke its contract: still a result
                 logger.exception("tool %s raised instead of returning an error result", name)
                 result = ToolResult.error(describe(exc))

@@ -28,10 +28,10 @@ router = APIRouter()
     description=(
         "Streams the workflow's state changes until it is finished and the emails of its "
         "answer are out. "
-        "Each event is named after the state it announces (`pending`, `running`, `succeeded`, "
-        "`failed`, `cancelled`) with the workflow's JSON, `step` with a step's JSON (as "
-        "`/steps` lists it) when a model turn or tool call of the run begins and when it "
-        "finishes (each step's before the final state), or `subscription` with one "
+        "Each event is named after the state it announces (`pending`, `running`, `waiting`, "
+        "`succeeded`, `failed`, `cancelled`) with the workflow's JSON, `step` with a step's "
+        "JSON (as `/steps` lists it) when a model turn or tool call of the run begins and when "
+        "it finishes (each step's before the final state), or `subscription` with one "
         "subscription's JSON when its delivery changes. A finished workflow's stream sends "
         "its steps and final state at once and ends."
     ),

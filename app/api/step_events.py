@@ -9,7 +9,8 @@ from datetime import datetime
 from sse_starlette import ServerSentEvent
 
 from app.api.step_schemas import StepOut
-from app.db.rows import StepSummary, WorkflowRow
+from app.db.rows import WorkflowRow
+from app.db.step_rows import StepSummary
 from app.errors import NotFound
 from app.states import StepKind, StepState, WorkflowState
 from app.workflows.journal import first_turn_id

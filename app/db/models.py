@@ -67,11 +67,12 @@ class Workflow(Base):
     __table_args__ = (
         CheckConstraint(_one_of("status", WORKFLOW_STATES), name="status"),
         CheckConstraint("char_length(key) BETWEEN 1 AND 256", name="key_length"),
-        # The runner's claim: unfinished rows whose turn has come.
+        # The runner's claim: unfinished rows whose turn has come (a waiting run's turn is
+        # its approval's deadline).
         Index(
             "ix_workflow_claimable",
             "next_attempt_at",
-            postgresql_where=text("status IN ('pending', 'running')"),
+            postgresql_where=text("status IN ('pending', 'running', 'waiting')"),
         ),
         # Listing: newest first by (created_at, key), optionally for one status.
         Index("ix_workflow_created_at_key", "created_at", "key"),
@@ -103,6 +104,14 @@ class Workflow(Base):
     # AGENT_MAX_STEPS).
     tools: Mapped[Any | None] = mapped_column(JSONB)
     max_steps: Mapped[int | None] = mapped_column(Integer)
+    # The JSON Schema its answer must match, as the client wrote it (text: jsonb would reorder
+    # its properties, an order models follow); NULL: a text answer. `output` is then JSON text.
+    output_schema: Mapped[str | None] = mapped_column(Text)
+    # Who is asked when the run calls request_approval (`[{"channel", "email" | "target",
+    # "secret"?}]`; NULL: no one, and the run has no such tool), and how long they have (NULL:
+    # APPROVAL_TIMEOUT_SECONDS).
+    approvers: Mapped[Any | None] = mapped_column(JSONB)
+    approval_timeout_seconds: Mapped[float | None] = mapped_column(Double)
 
 
 class Step(Base):

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.agent.journal import AnswerStep, StepRecord, StepUsage
-from app.db.rows import StepRow, WorkflowRow
+from app.db.rows import WorkflowRow
+from app.db.step_rows import StepRow
 from app.db.steps import StepResult, Steps
 from app.engine.fence import LeaseBook
 from app.engine.retry import through_outages

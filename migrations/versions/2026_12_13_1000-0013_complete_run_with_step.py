@@ -8,21 +8,24 @@ the row begun for it is finished, or — the first model turn, which no statemen
 claim marks it started) — inserted with the run's attempts as its own. Fenced as v1 is: the run
 of (p_key, p_created_at) leased to p_owner and running, else AN409 and nothing changed.
 
-`agent_notify_complete_run_v1` stays: a replica of the release before this one calls it during a
-rolling deploy (its steps are journaled by statements of their own). A later migration drops it
-once no such replica can be running.
+With `p_structured` (a run with an output_schema) the promise's value is the JSON value of
+`p_output`, as `agent_notify_complete_structured_run_v1` (0011) makes it: one function for both.
 
-Revision ID: 0011
-Revises: 0010
-Create Date: 2026-12-11 10:00:00
+`agent_notify_complete_run_v1` and `agent_notify_complete_structured_run_v1` stay: a replica of
+the release before this one calls them during a rolling deploy (its steps are journaled by
+statements of their own). A later migration drops them once no such replica can be running.
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-13 10:00:00
 """
 
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -34,6 +37,7 @@ CREATE FUNCTION agent_notify_complete_run_v2(
     p_output text,
     p_error text,
     p_step jsonb,
+    p_structured boolean,
     p_room integer,
     p_lease_seconds double precision,
     p_notify_on_failure boolean,
@@ -78,7 +82,8 @@ BEGIN
     END IF;
     UPDATE promise AS p
     SET state = CASE WHEN p_error IS NULL THEN 'resolved' ELSE 'rejected' END,
-        value = CASE WHEN p_error IS NULL THEN to_jsonb(p_output) END,
+        value = CASE WHEN p_error IS NULL THEN
+            CASE WHEN p_structured THEN CAST(p_output AS jsonb) ELSE to_jsonb(p_output) END END,
         error = p_error, completed_at = now()
     WHERE p.workflow_key = p_key AND p.name = p_promise AND p.state = 'pending'
     RETURNING p.* INTO completed;
@@ -97,7 +102,7 @@ $$
 """
 
 SIGNATURE = (
-    "agent_notify_complete_run_v2(text, timestamptz, text, text, text, jsonb, integer, "
+    "agent_notify_complete_run_v2(text, timestamptz, text, text, text, jsonb, boolean, integer, "
     "double precision, boolean, text, text, text)"
 )
 
