@@ -39,6 +39,8 @@ ALLOWED: dict[str, set[str] | None] = {
     "app.api": {"app.workflows", "app.db.rows", "app.db.step_rows", "app.db.connection"},
     # The HTTP server's connection guard, around uvicorn's protocol: reads the settings only.
     "app.server": set(),
+    # The CLI's client commands: the service only through its HTTP API (agent_notify_client).
+    "app.console": set(),
     "app.main": None,  # the composition root: anything
     "app.cli": None,
 }
