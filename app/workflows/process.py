@@ -170,6 +170,7 @@ class ServiceProcess:
         agent = AgentLoop(model_client, toolbox, settings)
         mailer = create_mailer(settings)
         metrics = Metrics()
+        store.database.on_statement(metrics.db_statements.inc)
         guard = AddressGuard(settings.webhook_allowed_networks)
         channels = Channels(
             webhook=WebhookSender(guard=guard, timeout_seconds=settings.webhook_timeout_seconds),
