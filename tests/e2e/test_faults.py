@@ -5,7 +5,6 @@ twice only when the process died inside the send, and then with the same Message
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -287,9 +286,8 @@ async def test_sigterm_hands_back_what_cannot_finish_in_time(
         await post(first, f"/workflows/t{i}/on_notify/send", f"u{i}@example.com")
     for i in range(3):
         await fake_llm.wait_for_calls(f"stuck {i}")
-    started = time.monotonic()
+    # The model calls are held until after the exit: only the hand-back lets it exit at all.
     assert await first.terminate() == 0
-    assert time.monotonic() - started < 1.0 + 3.0
     for release in releases:
         release.set()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
@@ -75,9 +74,8 @@ async def source(
     else:
         server = stdio_server()
     started = make_source(server)
-    began = time.monotonic()
     await started.start()
-    assert time.monotonic() - began < QUICK["connect_timeout"]  # returns once it is up
+    assert started.status().state == "up"  # start() returns once it is up
     return started
 
 
@@ -123,11 +121,10 @@ async def test_a_tool_past_the_timeout_gives_an_error_result_and_the_session_liv
     source: McpSource,
 ) -> None:
     toolbox = Toolbox([source], timeout_seconds=0.3)
-    started = time.monotonic()
-    result = await toolbox.call("fake__slow", {"seconds": 30}, CONTEXT)
+    async with asyncio.timeout(20):  # a guard: the tool itself would take 30 s
+        result = await toolbox.call("fake__slow", {"seconds": 30}, CONTEXT)
     assert result.is_error is True
     assert "did not answer within 0.3 s" in result.content
-    assert time.monotonic() - started < 5
     after = await toolbox.call("fake__add", {"a": 1, "b": 1}, CONTEXT)
     assert (after.is_error, after.content) == (False, "2.0")
 
@@ -159,9 +156,8 @@ async def test_a_server_down_at_start_comes_up_later(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="app.agent.mcp")
     source = make_source(HttpServer(url=stopped_http_server.url))
-    started = time.monotonic()
-    await source.start()
-    assert time.monotonic() - started < 3
+    async with asyncio.timeout(20):  # a guard: start() does not wait for the server
+        await source.start()
     status = source.status()
     assert status.state == "down"
     assert status.error  # says why
@@ -239,10 +235,9 @@ async def test_close_while_connecting_returns_promptly(
     source = make_source(StdioServer(command="sleep", args=["60"]))
     start = asyncio.create_task(source.start())
     await until(lambda: bool([t for t in asyncio.all_tasks() if t.get_name() == "mcp:fake"]))
-    began = time.monotonic()
-    await source.close()
-    await start
-    assert time.monotonic() - began < 8
+    async with asyncio.timeout(30):  # a guard: the command would hold on for 60 s
+        await source.close()
+        await start
     assert [task for task in asyncio.all_tasks() if task.get_name() == "mcp:fake"] == []
 
 
