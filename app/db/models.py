@@ -77,6 +77,14 @@ class Workflow(Base):
         # Listing: newest first by (created_at, key), optionally for one status.
         Index("ix_workflow_created_at_key", "created_at", "key"),
         Index("ix_workflow_status_created_at_key", "status", "created_at", "key"),
+        # A user token's list: its own workflows, newest first.
+        Index(
+            "ix_workflow_created_by_created_at_key",
+            "created_by",
+            "created_at",
+            "key",
+            postgresql_where=text("created_by IS NOT NULL"),
+        ),
         # The retention janitor's scan of finished workflows.
         Index(
             "ix_workflow_finished_at",
@@ -112,6 +120,9 @@ class Workflow(Base):
     # APPROVAL_TIMEOUT_SECONDS).
     approvers: Mapped[Any | None] = mapped_column(JSONB)
     approval_timeout_seconds: Mapped[float | None] = mapped_column(Double)
+    # The name of the API token that created it (API_TOKENS' `name:token`); NULL: an unnamed
+    # token's, made with API_TOKENS unset, or made before names existed. Only admins see those.
+    created_by: Mapped[str | None] = mapped_column(Text)
 
 
 class Step(Base):
@@ -162,6 +173,8 @@ class Promise(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
     completed_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Who claimed the key by subscribing before its run existed (a user token's name).
+    created_by: Mapped[str | None] = mapped_column(Text)
 
 
 class Subscription(Base):

@@ -12,10 +12,11 @@
 -- A new run, leased to the process that executes it now.
 INSERT INTO workflow
     (key, query, model, instructions, tools, max_steps, output_schema, approvers,
-     approval_timeout_seconds, status, attempts, lease_owner, lease_expires_at, started_at)
+     approval_timeout_seconds, created_by, status, attempts, lease_owner, lease_expires_at,
+     started_at)
 VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
-        :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, 'running', 1,
-        :owner, now() + make_interval(secs => :lease_seconds), now())
+        :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, :created_by,
+        'running', 1, :owner, now() + make_interval(secs => :lease_seconds), now())
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row
 
@@ -23,9 +24,10 @@ RETURNING to_jsonb(workflow) AS workflow_row
 -- A new run nobody leased, announced to every worker (the NOTIFY goes out at commit).
 INSERT INTO workflow
     (key, query, model, instructions, tools, max_steps, output_schema, approvers,
-     approval_timeout_seconds, status)
+     approval_timeout_seconds, created_by, status)
 VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
-        :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, 'pending')
+        :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, :created_by,
+        'pending')
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row, pg_notify(:work_channel, 'run')
 
@@ -335,6 +337,44 @@ WHERE (created_at, key) < (coalesce(CAST(:before_at AS timestamptz), 'infinity')
   AND starts_with(key, :key_prefix)
 ORDER BY created_at DESC, key DESC
 LIMIT :limit
+
+-- name: list_own_workflows
+-- list_workflows of one token's workflows: walks ix_workflow_created_by_created_at_key.
+SELECT key, status, left(query, 200) AS query, model, attempts, left(error, 200) AS error,
+       created_at, updated_at, finished_at,
+       (SELECT count(*) FROM subscription AS s WHERE s.workflow_key = w.key) AS subscribers,
+       (SELECT count(*) FROM subscription AS s
+        WHERE s.workflow_key = w.key AND s.status = 'sent') AS notified,
+       usage.input_tokens, usage.output_tokens, usage.cost_usd
+FROM workflow AS w
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(s.input_tokens), 0) AS input_tokens,
+           coalesce(sum(s.output_tokens), 0) AS output_tokens, sum(s.cost_usd) AS cost_usd
+    FROM step AS s WHERE s.workflow_key = w.key AND s.run_created_at = w.created_at
+) AS usage
+WHERE (created_at, key) < (coalesce(CAST(:before_at AS timestamptz), 'infinity'),
+                           coalesce(CAST(:before_key AS text), ''))
+  AND created_by = :created_by AND status = ANY(:statuses)
+  AND starts_with(key, :key_prefix)
+ORDER BY created_at DESC, key DESC
+LIMIT :limit
+
+-- name: key_owner
+-- Whom a key belongs to: its workflow's creator; before its run, whoever claimed it by
+-- subscribing (any of its promises' created_by: a claim makes the key's first promise).
+SELECT EXISTS (SELECT FROM workflow WHERE key = :key) AS has_workflow,
+       (SELECT created_by FROM workflow WHERE key = :key) AS workflow_by,
+       EXISTS (SELECT FROM promise WHERE workflow_key = :key) AS has_promise,
+       (SELECT max(created_by) FROM promise WHERE workflow_key = :key) AS promise_by
+
+-- name: claim_key
+-- A user's subscriber comes before the run: the key becomes theirs (its agent promise made
+-- pending, as subscribing would), unless anything of the key exists already.
+INSERT INTO promise (workflow_key, name, state, created_by)
+SELECT :key, :agent_promise, 'pending', :created_by
+WHERE NOT EXISTS (SELECT FROM workflow WHERE key = :key)
+  AND NOT EXISTS (SELECT FROM promise WHERE workflow_key = :key)
+ON CONFLICT DO NOTHING
 
 -- name: changed_keys
 -- Of `keys`, those whose workflow or subscriptions changed after `since` (all when NULL), and

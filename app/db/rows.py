@@ -159,6 +159,7 @@ class WorkflowRow(_FromColumns):
     output_schema: str | None = None  # JSON text; None: the answer is text
     approvers: list[Any] | None = None  # Approver.to_json() of each
     approval_timeout_seconds: float | None = None
+    created_by: str | None = None  # the name of the API token that created it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))
@@ -306,6 +307,15 @@ class Cancellation:
     # False when the workflow had already finished: nothing changed.
     cancelled: bool
     deliveries: list[Delivery]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    """Whom a key belongs to (`name`: an API token's name; None: admins only), if anything of
+    it `exists`."""
+
+    exists: bool
+    name: str | None
 
 
 @dataclass(frozen=True, slots=True)

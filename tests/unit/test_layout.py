@@ -18,6 +18,7 @@ APP = Path(__file__).resolve().parents[2] / "app"
 LEAVES = {
     "app",
     "app.addresses",
+    "app.tokens",
     "app.mcp_config",
     "app.config",
     "app.server_settings",

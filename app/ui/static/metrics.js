@@ -102,10 +102,13 @@ export function startStatsStrip() {
       show();
     } catch (error) {
       strip.dataset.state = "error";
+      const status = error instanceof ApiError ? error.status : null;
       strip.title =
-        error instanceof ApiError && error.status === 401
+        status === 401
           ? "/metrics needs the API token (or METRICS_PUBLIC=true)"
-          : `/metrics: ${error}`;
+          : status === 403
+            ? "/metrics is for admin tokens: its counts span every token's workflows"
+            : `/metrics: ${error}`;
     }
   };
   sample();
