@@ -84,3 +84,10 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self.model_paused = Gauge(
+            "agent_notify_model_paused_seconds",
+            "Seconds left of a model's pause, asked for by its provider's 429 (every replica "
+            "waits them out before calling the model)",
+            ["model"],
+            registry=registry,
+        )

@@ -9,6 +9,7 @@ whoever runs the loop hands it the journal.
 from app.agent.journal import (
     AgentRun,
     Journal,
+    ModelGate,
     Outcome,
     RunLimitExceeded,
     RunTakenAway,
@@ -31,6 +32,7 @@ __all__ = [
     "AgentLoop",
     "AgentRun",
     "Journal",
+    "ModelGate",
     "Outcome",
     "PythonTools",
     "RunLimitExceeded",

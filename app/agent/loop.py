@@ -17,6 +17,7 @@ from typing import cast
 from app.agent.journal import (
     AgentRun,
     Journal,
+    ModelGate,
     Outcome,
     RunLimitExceeded,
     RunTakenAway,
@@ -39,10 +40,11 @@ class AgentLoop:
         self.toolbox = toolbox
         self.settings = settings
 
-    async def run(self, run: AgentRun, journal: Journal) -> Outcome:
-        """The run's answer. Raises RunTakenAway when the journal says the run is no longer
-        ours, RunLimitExceeded (a PermanentError) past max_steps or the token budget, and
-        TransientError or PermanentError for a failed model call; anything else is a bug."""
+    async def run(self, run: AgentRun, journal: Journal, gate: ModelGate | None = None) -> Outcome:
+        """The run's answer, each model call through the `gate` if one is given. Raises
+        RunTakenAway when the journal says the run is no longer ours, RunLimitExceeded (a
+        PermanentError) past max_steps or the token budget, and TransientError or
+        PermanentError for a failed model call; anything else is a bug."""
         journaled = {step.seq: step for step in await journal.load()}
         used = sum((s.input_tokens or 0) + (s.output_tokens or 0) for s in journaled.values())
         system = run.instructions or self.settings.agent_instructions
@@ -61,7 +63,7 @@ class AgentLoop:
                 self._check_budget(used)
                 if turns >= max_turns:
                     raise _max_steps(max_turns)
-                reply = await self._model_turn(run, journal, seq, messages, added)
+                reply = await self._model_turn(run, journal, seq, messages, added, gate)
                 used += reply.tokens
                 assistant = reply.message
             turns += 1
@@ -93,13 +95,19 @@ class AgentLoop:
         seq: int,
         messages: Sequence[Message],
         added: Sequence[Message],
+        gate: ModelGate | None,
     ) -> ModelReply:
         model = run.model or self.settings.model
         step_id = await _begin(journal, seq, StepKind.LLM, model, list(added))
         tools = [spec.for_model() for spec in self.toolbox.specs(run.tools)]
+
+        async def send() -> ModelReply:
+            return reply_of(
+                await self.client.complete(messages, model=run.model, tools=tools or None)
+            )
+
         try:
-            response = await self.client.complete(messages, model=run.model, tools=tools or None)
-            reply = reply_of(response)
+            reply = await (send() if gate is None else gate.call(model, send))
         except Exception as exc:
             error = exc if isinstance(exc, TransientError | PermanentError) else classify(exc)
             text = str(error) if error is not None else f"internal error: {describe(exc)}"

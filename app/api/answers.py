@@ -91,6 +91,7 @@ class WorkflowOut(BaseModel):
     max_steps: int | None = Field(
         default=None, description="The run's model turns, at most; null: AGENT_MAX_STEPS."
     )
+    priority: int = Field(default=0, description="The run's priority (higher first).")
     usage: UsageOut | None = Field(
         default=None, description="Tokens and cost summed over the run's steps."
     )
@@ -123,6 +124,7 @@ class WorkflowOut(BaseModel):
             duration_seconds=duration,
             tools=workflow.tools,
             max_steps=workflow.max_steps,
+            priority=workflow.priority,
             usage=UsageOut.of(status.usage) if status.usage is not None else None,
             promise=promise,
             subscriptions=subscriptions,

@@ -49,6 +49,7 @@ def _run_input(body: RunBody) -> RunInput:
         # A set of names: the same tools in another order are the same input.
         tools=None if body.tools is None else tuple(sorted(set(body.tools))),
         max_steps=body.max_steps,
+        priority=body.priority,
     )
 
 

@@ -84,6 +84,8 @@ class RunInput:
     # AGENT_MAX_STEPS).
     tools: tuple[str, ...] | None = None
     max_steps: int | None = None
+    # Scheduling, not what is asked: a call with another priority attaches to the same run.
+    priority: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,7 @@ class WorkflowRow(_FromColumns):
     finished_at: datetime | None
     tools: list[str] | None = None
     max_steps: int | None = None
+    priority: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))
@@ -112,7 +115,9 @@ class WorkflowRow(_FromColumns):
     @property
     def input(self) -> RunInput:
         tools = None if self.tools is None else tuple(self.tools)
-        return RunInput(self.query, self.model, self.instructions, tools, self.max_steps)
+        return RunInput(
+            self.query, self.model, self.instructions, tools, self.max_steps, self.priority
+        )
 
     @property
     def finished(self) -> bool:

@@ -52,6 +52,7 @@ class Runs:
             "instructions": run.instructions,
             "tools": None if run.tools is None else json.dumps(list(run.tools)),
             "max_steps": run.max_steps,
+            "priority": run.priority,
             **self._bound,
         }
         while True:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.db.flow import ModelSlots
 from app.db.gateway import Database
 from app.db.idempotency import IdempotencyKeys
 from app.db.keys import SigningKeys
@@ -28,6 +29,7 @@ class Store:
     idempotency: IdempotencyKeys
     steps: Steps
     keys: SigningKeys
+    model_slots: ModelSlots
 
     @classmethod
     def of(cls, database: Database, scope: Scope) -> Store:
@@ -41,4 +43,5 @@ class Store:
             idempotency=IdempotencyKeys(database, scope),
             steps=Steps(database, scope),
             keys=SigningKeys(database),
+            model_slots=ModelSlots(database, scope),
         )

@@ -16,11 +16,13 @@ from app.agent import AgentLoop, AgentRun, RunTakenAway
 from app.config import Settings
 from app.db.rows import Delivery, RunCompletion, WorkflowRow
 from app.db.store import Store
+from app.engine.flow import ModelFlow
 from app.engine.listener import Listener
 from app.engine.retry import RetryPolicy, through_outages
 from app.engine.worker import Worker
 from app.errors import PermanentError, TransientError, describe
 from app.metrics import Metrics
+from app.workflows.flow import RunGate
 from app.workflows.journal import RunJournal
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class Runner(Worker[WorkflowRow]):
         metrics: Metrics,
         settings: Settings,
         delivery: Worker[Delivery],
+        flow: ModelFlow,
     ) -> None:
         super().__init__(
             concurrency=settings.runner_concurrency,
@@ -55,6 +58,7 @@ class Runner(Worker[WorkflowRow]):
         self._metrics = metrics
         self._owner = store.scope.owner
         self._delivery = delivery
+        self._flow = flow
 
     async def claim(self, limit: int) -> list[WorkflowRow]:
         return await self._store.runs.claim(limit=limit)
@@ -116,9 +120,17 @@ class Runner(Worker[WorkflowRow]):
             instructions=item.instructions,
             tools=item.tools,
             max_steps=item.max_steps,
+            priority=item.priority,
+        )
+        # While a model call waits for its slot (or a pause), the run gives back its runner slot.
+        gate = RunGate(
+            self._flow,
+            workflow_key=item.key,
+            priority=item.priority,
+            parked=lambda: self.parked(item),
         )
         try:
-            outcome = await self._agent.run(run, self._journal(item))
+            outcome = await self._agent.run(run, self._journal(item), gate)
         except RunTakenAway as exc:
             raise _TakenAway(item.key) from exc
         return outcome.answer

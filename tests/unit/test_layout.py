@@ -19,6 +19,7 @@ LEAVES = {
     "app",
     "app.addresses",
     "app.mcp_config",
+    "app.flow_config",
     "app.config",
     "app.server_settings",
     "app.postgres_config",
