@@ -63,6 +63,7 @@ class ModelFlow:
         self._hold_seconds = hold_seconds
         self._buckets: dict[str, tuple[str, BucketLimits] | None] = {}
         self._waiters: dict[uuid.UUID, asyncio.Event] = {}
+        self._granted: set[uuid.UUID] = set()  # waiters told by NOTIFY that they hold a slot
         self._paused_until: dict[str, float] = {}  # model -> loop.time()
 
     # -- buckets ------------------------------------------------------------------------------
@@ -105,6 +106,7 @@ class ModelFlow:
             yield usage
         finally:
             del self._waiters[ticket.id]
+            self._granted.discard(ticket.id)
             # Shielded: a cancelled call still gives its slot (or its place) back now.
             await asyncio.shield(self._give_back(ticket, limits, usage.tokens))
 
@@ -123,7 +125,12 @@ class ModelFlow:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await granted.wait()
-                # A hint: whether the slot is ours, the database says (and renews the place).
+                if ticket.id in self._granted:
+                    # The NOTIFY of a committed grant of this very ticket, which only its
+                    # expiry (hold_seconds away) could take back: no need to read it again.
+                    return
+                # A poll or a reconnection: the database says whether the slot is ours (and
+                # renews the place).
                 granted.clear()
                 answer = await self._take(ticket, limits)
 
@@ -200,8 +207,10 @@ class ModelFlow:
         kind, _, rest = payload.partition(" ")
         if kind == "grant":
             with contextlib.suppress(ValueError):
-                event = self._waiters.get(uuid.UUID(rest))
+                ticket = uuid.UUID(rest)
+                event = self._waiters.get(ticket)
                 if event is not None:
+                    self._granted.add(ticket)
                     event.set()
         elif kind == "pause":
             seconds, _, model = rest.partition(" ")

@@ -213,16 +213,16 @@ class Worker(Generic[Item]):
         self._wake.set()
         try:
             yield
-        finally:
+        except BaseException:
+            # Cancelled or failed while parked: what is left of the item (recording a retry)
+            # runs without waiting for a slot again.
             self._parked.discard(identity)
-            # Not cancellable half-way: the slot is taken back (or the item ends without one,
-            # which _guarded knows from the same set).
-            await self._retake_slot(identity)
-
-    async def _retake_slot(self, identity: Hashable) -> None:
+            self._slotless.add(identity)
+            raise
+        self._parked.discard(identity)
         try:
             await self._slots.acquire()
-        except asyncio.CancelledError:
+        except BaseException:
             self._slotless.add(identity)
             raise
 

@@ -48,9 +48,10 @@ async def test_concurrency_holds_across_two_services_and_waiters_free_runner_slo
     for i, key in enumerate(keys):
         await _send((first, second)[i % 2].client, key, f"limited {i}")
 
-    # Two calls in flight, and more runs waiting for the model than the runner slots left:
-    # a run waiting for a model slot holds none (each service parks up to its capacity).
-    await eventually(lambda: _waiting_for_slots(db), lambda n: n == 4, timeout=20)
+    # Two calls in flight and the six other runs waiting for the model, with four runner slots
+    # in all, two of them taken by the calls: a run waiting for a model slot gives its runner
+    # slot back (each service parks up to its capacity, so together they lease all eight).
+    await eventually(lambda: _waiting_for_slots(db), lambda n: n == 6, timeout=20)
     assert fake_llm.in_flight == 2
     fake_llm.held.set()
     await _all_succeeded(first.client, keys)
