@@ -148,6 +148,35 @@ async def test_priority_is_bounded_and_not_part_of_the_input(client: httpx.Async
     assert status["priority"] == 5
 
 
+async def test_a_full_minute_window_makes_waiters_wait_for_the_next(
+    db: asyncpg.Connection,
+) -> None:
+    async def take(ticket: uuid.UUID, release: bool = False, tokens: int = 0) -> asyncpg.Record:
+        row: asyncpg.Record = await db.fetchrow(
+            "SELECT * FROM agent_notify_model_slot_v1("
+            "'w', $1, $2, $3, 'key', 'owner', 0, NULL, 2, 100, 10, 60, 'agent_notify_flow')",
+            ticket,
+            release,
+            tokens,
+        )
+        return row
+
+    first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    assert (await take(first))["granted"]
+    assert (await take(second))["granted"]
+    # Two requests a minute: the third waits for the window's end, which it is told.
+    refused = await take(third)
+    assert not refused["granted"]
+    started = await db.fetchval("SELECT window_started_at FROM model_bucket WHERE name = 'w'")
+    assert (refused["retry_at"] - started).total_seconds() == 60
+    # Tokens count when a call gives its slot back; a spent token budget also holds waiters.
+    await take(first, release=True, tokens=150)
+    await db.execute("UPDATE model_bucket SET window_requests = 0")
+    assert not (await take(third))["granted"]
+    await db.execute("UPDATE model_bucket SET window_started_at = now() - interval '61 s'")
+    assert (await take(third))["granted"]
+
+
 async def test_a_dead_holders_slot_comes_back_when_it_expires(db: asyncpg.Connection) -> None:
     async def take(ticket: uuid.UUID, owner: str, hold_seconds: float) -> bool:
         granted: bool = await db.fetchval(
