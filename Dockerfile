@@ -29,6 +29,8 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 COPY README.md alembic.ini ./
 COPY migrations/ migrations/
 COPY app/ app/
+# The Python client, which the CLI's client commands are built on (pyproject.toml includes it).
+COPY clients/python/agent_notify_client/ clients/python/agent_notify_client/
 RUN touch /tmp/before-install \
     && /opt/venv/bin/pip install --no-deps -e . \
     && python -m compileall -q app migrations \

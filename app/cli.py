@@ -1,4 +1,5 @@
-"""`agent-notify serve` and `agent-notify migrate`.
+"""`agent-notify`: `serve` and `migrate`, and the client commands of app/console/ (`run`,
+`status`, `wait`, …) that talk to a running service.
 
 `agent-notify serve` runs the same app as `uvicorn app.main:app`; the server around it is what
 differs. It refuses to listen on a non-loopback address without `API_TOKENS` (unless
@@ -11,18 +12,21 @@ app itself refuses requests that reach it on a non-loopback address without toke
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import math
 import signal
 import sys
 from types import FrameType
+from typing import Any
+
+import click
 
 from app import __version__
+from app.console.commands import register
 
 
-def _serve(args: argparse.Namespace) -> None:
+def _serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from app.config import Settings
@@ -30,7 +34,9 @@ def _serve(args: argparse.Namespace) -> None:
     from app.main import create_app
     from app.server import ConnectionLimits, GuardedHTTP
 
-    overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"host": host, "port": port}.items() if v is not None
+    }
     settings = Settings(**overrides)
     refusal = settings.unauthenticated_exposure(settings.host)
     if refusal is not None:
@@ -72,7 +78,7 @@ def _exit_quietly(_signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def _migrate(_args: argparse.Namespace) -> None:
+def _migrate() -> None:
     from app.config import Settings
     from app.db import migrate
     from app.db.embedded import EmbeddedPostgres
@@ -98,21 +104,35 @@ def _migrate(_args: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Durable AI-agent runs with notifications, on Postgres: the service (serve, migrate) "
+    "and its client commands. Exit codes: 0 succeeded, 1 failed, 2 usage error, 3 service "
+    "unreachable, 4 cancelled.",
+)
+@click.version_option(__version__, prog_name="agent-notify", message="%(prog)s %(version)s")
+def cli() -> None:
+    pass
+
+
+@cli.command(help="Run the HTTP API and the background workers.")
+@click.option("--host", help="Address to bind (default HOST or 127.0.0.1).")
+@click.option("--port", type=int, help="Port to bind (default PORT or 8080).")
+def serve(host: str | None, port: int | None) -> None:
+    _serve(host, port)
+
+
+@cli.command(help="Apply database migrations and exit.")
+def migrate() -> None:
+    _migrate()
+
+
+register(cli)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="agent-notify",
-        description="Durable AI-agent runs with email notifications, on Postgres.",
-    )
-    parser.add_argument("--version", action="version", version=f"agent-notify {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP API and the background workers")
-    serve.add_argument("--host", help="address to bind (default HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to bind (default PORT or 8080)")
-    serve.set_defaults(handler=_serve)
-    migrate = commands.add_parser("migrate", help="apply database migrations and exit")
-    migrate.set_defaults(handler=_migrate)
-    args = parser.parse_args(argv)
-    args.handler(args)
+    """The `agent-notify` command; exits with the command's code (SystemExit)."""
+    cli.main(args=argv, prog_name="agent-notify")
 
 
 if __name__ == "__main__":

@@ -233,6 +233,13 @@ class Settings(PostgresSettings, ServerSettings):
         description="a subscription still waiting after this long (its task never finished, "
         "or never started) expires, with the reason recorded",
     )
+    approval_timeout_seconds: float = Field(
+        86400.0,
+        gt=0,
+        description="how long a run's approvers have to decide when the run's "
+        "`approval_timeout_seconds` is not given; then the request_approval call's result is "
+        '`{"approved": false, "timed_out": true}`',
+    )
 
     # Capacity of one process.
     runner_concurrency: int = Field(64, ge=1, description="agent calls in flight per process")

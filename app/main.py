@@ -19,7 +19,19 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import events, health, promises, routes, steps, subscribe, ui, unsubscribe
+from app.api import agent as agent_api
+from app.api import (
+    approvals,
+    events,
+    health,
+    promises,
+    resume,
+    routes,
+    steps,
+    subscribe,
+    ui,
+    unsubscribe,
+)
 from app.api import metrics as metrics_api
 from app.api.docs import DESCRIPTION, install_docs
 from app.api.errors import install_error_handlers
@@ -73,14 +85,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ui.router)
     app.include_router(unsubscribe.router)
+    app.include_router(approvals.router)
     app.include_router(metrics_api.router)
+    app.include_router(agent_api.router)
     app.include_router(
         routes.listing,
         prefix="/workflows",
         tags=["workflows"],
         generate_unique_id_function=lambda route: f"workflows_{route.name}",
     )
-    for router in (routes.router, subscribe.router, promises.router, steps.router, events.router):
+    routers = (
+        routes.router,
+        subscribe.router,
+        promises.router,
+        steps.router,
+        resume.router,
+        events.router,
+    )
+    for router in routers:
         app.include_router(
             router,
             prefix="/workflows",

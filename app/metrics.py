@@ -19,7 +19,7 @@ class Metrics:
         )
         self.runs_finished = Counter(
             "agent_notify_runs_finished",
-            "Agent runs finished, by outcome (succeeded, failed, retried)",
+            "Agent runs finished, by outcome (succeeded, failed, retried, waiting, abandoned)",
             ["outcome"],
             registry=registry,
         )

@@ -14,11 +14,31 @@ from enum import StrEnum
 AGENT_PROMISE = "agent_response"
 # The error a cancelled workflow's promise is rejected with.
 CANCELLED_ERROR = "cancelled"
+# The built-in tool of a run with approvers, and its promises: `approval-<seq>` holds the
+# decision of the request_approval call at step <seq>; `approval-<seq>.request` is resolved
+# with the request itself, and the approvers are its subscribers.
+APPROVAL_TOOL = "request_approval"
+APPROVAL_PREFIX = "approval-"
+REQUEST_SUFFIX = ".request"
+
+
+def approval_promise(seq: int) -> str:
+    """The name of the decision promise of the request_approval call at step `seq`."""
+    return f"{APPROVAL_PREFIX}{seq}"
+
+
+def decision_promise_of(request_promise: str) -> str | None:
+    """The decision promise an approval request promise asks for; None for any other name."""
+    if request_promise.startswith(APPROVAL_PREFIX) and request_promise.endswith(REQUEST_SUFFIX):
+        return request_promise[: -len(REQUEST_SUFFIX)]
+    return None
 
 
 class WorkflowState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    # Suspended on an approval: no lease, no runner slot, until a decision or its timeout.
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"

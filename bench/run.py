@@ -589,7 +589,14 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict[str, Any]]]] = {
     "replicas": replicas,
     "sweep": sweep,
     **FLOW_SCENARIOS,
+    "approvals": lambda bench: _approvals(bench),
 }
+
+
+async def _approvals(bench: Bench) -> dict[str, Any]:
+    from bench.approvals import approvals  # it builds on this module
+
+    return await approvals(bench)
 
 
 async def main() -> None:

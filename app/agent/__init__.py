@@ -6,12 +6,14 @@ third-party libraries (mcp, pydantic) — never app.db, app.engine, app.workflow
 whoever runs the loop hands it the journal.
 """
 
+from app.agent.approval import Approvals, ApprovalSource, Decision
 from app.agent.journal import (
     AgentRun,
     Journal,
     ModelGate,
     Outcome,
     RunLimitExceeded,
+    RunSuspended,
     RunTakenAway,
     StepRecord,
     StepUsage,
@@ -31,11 +33,15 @@ from app.agent.tools import (
 __all__ = [
     "AgentLoop",
     "AgentRun",
+    "ApprovalSource",
+    "Approvals",
+    "Decision",
     "Journal",
     "ModelGate",
     "Outcome",
     "PythonTools",
     "RunLimitExceeded",
+    "RunSuspended",
     "RunTakenAway",
     "SourceStatus",
     "StepRecord",

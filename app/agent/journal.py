@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from app.errors import PermanentError
@@ -24,6 +25,8 @@ class AgentRun:
     tools: Sequence[str] | None = None  # the tools it may call; None: every configured one
     max_steps: int | None = None  # its model turns; None: AGENT_MAX_STEPS
     priority: int = 0  # higher first, for model slots as for claims
+    output_schema: JsonObject | None = None  # the final answer's JSON Schema; None: text
+    approvals: bool = False  # it has approvers: the built-in request_approval tool is its
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,23 @@ class Outcome:
 class RunTakenAway(Exception):
     """The run's lease passed to another process (or attempt), or the run was cancelled or
     deleted, while this loop ran it: stop, and make no further effect."""
+
+
+class RunSuspended(Exception):
+    """A tool call waits for something outside the run (a person's decision): the run is to be
+    handed back, waiting, and rebuilt from its journal once it may go on. The call's step has
+    no result yet; it is made again then, under its id."""
+
+    def __init__(self, promises: Sequence[str], wake_at: datetime) -> None:
+        super().__init__(", ".join(promises))
+        self.promises = list(promises)  # the decisions it waits for
+        self.wake_at = wake_at  # when it goes on regardless (the earliest deadline)
+
+    @classmethod
+    def merged(cls, suspensions: Sequence[RunSuspended]) -> RunSuspended:
+        """One suspension for all of a turn's calls that wait."""
+        promises = [name for suspension in suspensions for name in suspension.promises]
+        return cls(promises, min(suspension.wake_at for suspension in suspensions))
 
 
 class RunLimitExceeded(PermanentError):

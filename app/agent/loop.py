@@ -20,15 +20,24 @@ from app.agent.journal import (
     ModelGate,
     Outcome,
     RunLimitExceeded,
+    RunSuspended,
     RunTakenAway,
     StepRecord,
     StepUsage,
 )
+from app.agent.output import OutputInvalid, check_answer, prepared, repair_message
 from app.agent.tools import Toolbox, ToolCallContext, ToolResult
 from app.config import Settings
 from app.errors import PermanentError, TransientError, describe
 from app.llm import ModelClient, ModelReply, classify, reply_of
-from app.llm.messages import AssistantMessage, JsonObject, Message, ToolCall, ToolMessage
+from app.llm.messages import (
+    AssistantMessage,
+    JsonObject,
+    Message,
+    ResponseFormat,
+    ToolCall,
+    ToolMessage,
+)
 from app.states import StepKind, StepState
 
 logger = logging.getLogger(__name__)
@@ -47,7 +56,11 @@ class AgentLoop:
         PermanentError for a failed model call; anything else is a bug."""
         journaled = {step.seq: step for step in await journal.load()}
         used = sum((s.input_tokens or 0) + (s.output_tokens or 0) for s in journaled.values())
-        system = run.instructions or self.settings.agent_instructions
+        system, response_format = prepared(
+            run.output_schema,
+            run.model or self.settings.model,
+            run.instructions or self.settings.agent_instructions,
+        )
         messages: list[Message] = [
             {"role": "system", "content": system},
             {"role": "user", "content": run.query},
@@ -55,6 +68,7 @@ class AgentLoop:
         added: list[Message] = list(messages)  # since the previous model turn
         max_turns = run.max_steps or self.settings.agent_max_steps
         seq = turns = 0
+        repaired = False  # the one repair turn of an answer that missed output_schema
         while True:
             done = _result(journaled.get(seq), StepKind.LLM)
             if done is not None:
@@ -63,7 +77,9 @@ class AgentLoop:
                 self._check_budget(used)
                 if turns >= max_turns:
                     raise _max_steps(max_turns)
-                reply = await self._model_turn(run, journal, seq, messages, added, gate)
+                reply = await self._model_turn(
+                    run, journal, seq, messages, added, gate, response_format=response_format
+                )
                 used += reply.tokens
                 assistant = reply.message
             turns += 1
@@ -71,7 +87,19 @@ class AgentLoop:
             messages.append(assistant)
             calls = assistant.get("tool_calls") or []
             if not calls:
-                return Outcome(answer=assistant.get("content") or "", turns=turns)
+                answer = assistant.get("content") or ""
+                if run.output_schema is None:
+                    return Outcome(answer=answer, turns=turns)
+                checked = check_answer(answer, run.output_schema)
+                if checked.problem is None:
+                    return Outcome(answer=checked.text, turns=turns)
+                if repaired or turns >= max_turns:
+                    raise OutputInvalid(checked.problem, repaired=repaired)
+                # Replayed alike after a crash: the check of a journaled answer is the same.
+                repaired = True
+                added = [repair_message(checked.problem)]
+                messages.extend(added)
+                continue
             if turns >= max_turns:
                 # Their results could never reach a model: the calls are not made.
                 raise _max_steps(max_turns)
@@ -96,14 +124,19 @@ class AgentLoop:
         messages: Sequence[Message],
         added: Sequence[Message],
         gate: ModelGate | None,
+        *,
+        response_format: ResponseFormat | None = None,
     ) -> ModelReply:
         model = run.model or self.settings.model
         step_id = await _begin(journal, seq, StepKind.LLM, model, list(added))
-        tools = [spec.for_model() for spec in self.toolbox.specs(run.tools)]
+        specs = self.toolbox.specs(run.tools, approvals=run.approvals)
+        tools = [spec.for_model() for spec in specs]
 
         async def send() -> ModelReply:
             return reply_of(
-                await self.client.complete(messages, model=run.model, tools=tools or None)
+                await self.client.complete(
+                    messages, model=run.model, tools=tools or None, response_format=response_format
+                )
             )
 
         try:
@@ -132,12 +165,18 @@ class AgentLoop:
         """The tool messages of the turn's calls, in the model's order: each call a step at
         its seq, replayed if journaled, else made (AGENT_TOOL_CONCURRENCY at once)."""
         limit = asyncio.Semaphore(self.settings.agent_tool_concurrency)
+        # Calls that wait (request_approval): the turn's other calls finish first.
+        suspended: list[RunSuspended] = []
 
         async def one(seq: int, call: ToolCall) -> ToolMessage:
             output = _result(journaled.get(seq), StepKind.TOOL)
             if output is None:
                 async with limit:
-                    output = await self._tool_call(run, journal, seq, call)
+                    try:
+                        output = await self._tool_call(run, journal, seq, call)
+                    except RunSuspended as suspension:
+                        suspended.append(suspension)
+                        output = {}
             content = output.get("content")
             return {
                 "role": "tool",
@@ -156,6 +195,8 @@ class AgentLoop:
             errors: list[BaseException] = list(failed.exceptions)
             taken = [error for error in errors if isinstance(error, RunTakenAway)]
             raise (taken or errors)[0] from None
+        if suspended:
+            raise RunSuspended.merged(suspended)
         return [task.result() for task in tasks]
 
     async def _tool_call(
@@ -167,11 +208,13 @@ class AgentLoop:
         step_id = await _begin(journal, seq, StepKind.TOOL, name, raw if problem else arguments)
         if problem is not None:
             result = ToolResult.error(problem)
-        elif run.tools is not None and name not in run.tools:
+        elif not self.toolbox.may_call(name, run.tools, approvals=run.approvals):
             result = ToolResult.error(f"the tool {name!r} is not one this run may use")
         else:
             try:
                 result = await self.toolbox.call(name, arguments, ToolCallContext(step_id, run.key))
+            except RunSuspended:
+                raise  # the step stays without a result: made again when the run goes on
             except Exception as exc:  # a source that broke its contract: still a result
                 logger.exception("tool %s raised instead of returning an error result", name)
                 result = ToolResult.error(describe(exc))

@@ -20,6 +20,8 @@ from app.llm.messages import JsonObject
 logger = logging.getLogger(__name__)
 
 SourceState = Literal["up", "down", "starting"]
+# The source of the built-in request_approval tool (app/agent/approval.py).
+BUILTIN_APPROVAL_SOURCE = "approval"
 
 
 @dataclass(frozen=True)
@@ -134,13 +136,29 @@ class Toolbox:
                 index[spec.name] = (spec, source)
         return index
 
-    def specs(self, allowed: Sequence[str] | None = None) -> list[ToolSpec]:
-        """The tools available now, only those named in `allowed` when given."""
-        specs = [spec for spec, _ in self._index().values()]
-        if allowed is None:
-            return specs
-        names = set(allowed)
-        return [spec for spec in specs if spec.name in names]
+    def specs(
+        self, allowed: Sequence[str] | None = None, *, approvals: bool = False
+    ) -> list[ToolSpec]:
+        """The tools available now, only those named in `allowed` when given; the built-in
+        approval tool only (and always) for a run with `approvals`."""
+        return [
+            spec
+            for spec, _ in self._index().values()
+            if self.may_call(spec, allowed, approvals=approvals)
+        ]
+
+    def may_call(
+        self, spec: ToolSpec | str, allowed: Sequence[str] | None, *, approvals: bool
+    ) -> bool:
+        """Whether a run with these options may call the tool (a spec, or its name)."""
+        if isinstance(spec, str):
+            found = self._index().get(spec)
+            if found is None:
+                return allowed is None or spec in allowed
+            spec = found[0]
+        if spec.source == BUILTIN_APPROVAL_SOURCE:
+            return approvals
+        return allowed is None or spec.name in allowed
 
     def statuses(self) -> dict[str, SourceStatus]:
         return {source.name: source.status() for source in self.sources}

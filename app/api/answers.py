@@ -38,15 +38,18 @@ class RunAccepted(BaseModel):
 
 class OutputPending(BaseModel):
     key: str = Field(examples=["msg-123"])
-    status: Literal["pending", "running"] = Field(
-        description="Still working on it: ask again (the timeout passed first)."
+    status: Literal["pending", "running", "waiting"] = Field(
+        description="Still working on it (`waiting`: for an approval): ask again (the timeout "
+        "passed first)."
     )
 
 
 class RunResult(BaseModel):
     key: str = Field(examples=["msg-123"])
     status: WorkflowState = Field(examples=["succeeded"])
-    output: str = Field(description="The agent's answer.")
+    output: JsonValue = Field(
+        description="The agent's answer: text, or the JSON value of a run with an output_schema."
+    )
 
 
 class PromiseOut(BaseModel):
@@ -75,7 +78,10 @@ class WorkflowOut(BaseModel):
     query: str | None = None
     model: str | None = None
     instructions: str | None = None
-    output: str | None = None
+    output: JsonValue = Field(
+        default=None,
+        description="The answer: text, or the JSON value of a run with an output_schema.",
+    )
     error: str | None = Field(
         default=None, description="Why it failed, or the last transient error while retrying."
     )
@@ -92,6 +98,9 @@ class WorkflowOut(BaseModel):
         default=None, description="The run's model turns, at most; null: AGENT_MAX_STEPS."
     )
     priority: int = Field(default=0, description="The run's priority (higher first).")
+    output_schema: dict[str, JsonValue] | None = Field(
+        default=None, description="The JSON Schema the answer matches; null: a text answer."
+    )
     usage: UsageOut | None = Field(
         default=None, description="Tokens and cost summed over the run's steps."
     )
@@ -114,7 +123,7 @@ class WorkflowOut(BaseModel):
             query=workflow.query,
             model=workflow.model,
             instructions=workflow.instructions,
-            output=workflow.output,
+            output=workflow.output_value,
             error=workflow.error,
             attempts=workflow.attempts,
             created_at=workflow.created_at,
@@ -125,6 +134,7 @@ class WorkflowOut(BaseModel):
             tools=workflow.tools,
             max_steps=workflow.max_steps,
             priority=workflow.priority,
+            output_schema=workflow.schema,
             usage=UsageOut.of(status.usage) if status.usage is not None else None,
             promise=promise,
             subscriptions=subscriptions,
@@ -144,6 +154,7 @@ class WorkflowSummaryOut(BaseModel):
     duration_seconds: float | None = None
     subscribers: int
     notified: int
+    usage: UsageOut = Field(description="Tokens and cost summed over the run's steps.")
 
     @classmethod
     def of(cls, row: WorkflowSummary) -> WorkflowSummaryOut:
@@ -163,6 +174,7 @@ class WorkflowSummaryOut(BaseModel):
             duration_seconds=duration,
             subscribers=row.subscribers,
             notified=row.notified,
+            usage=UsageOut.of(row.usage),
         )
 
 

@@ -62,6 +62,7 @@ ERROR_EXAMPLES: dict[str, tuple[int, str]] = {
     ),
     "workflow_cancelled": (409, "workflow 'msg-123' was cancelled"),
     "already_finished": (409, "workflow 'msg-123' already succeeded; nothing to cancel"),
+    "not_failed": (409, "workflow 'msg-123' is succeeded: only a failed run can be resumed"),
     "not_finished": (
         409,
         "workflow 'msg-123' is not finished, or its emails are still being sent; cancel it or "
@@ -72,6 +73,7 @@ ERROR_EXAMPLES: dict[str, tuple[int, str]] = {
         "promise 'approval' of 'msg-123' is already resolved, with another outcome; the first "
         "completion stands",
     ),
+    "already_decided": (409, "this approval was already decided"),
     "agent_promise": (
         409,
         "'agent_response' is the agent's own answer: the run completes it. To stop the run, "
@@ -130,6 +132,11 @@ ERROR_EXAMPLES: dict[str, tuple[int, str]] = {
     "max_steps_too_large": (
         422,
         "max_steps is 50; a run may take at most 20 model turns (AGENT_MAX_STEPS)",
+    ),
+    "invalid_output_schema": (
+        422,
+        "output_schema is not a valid JSON Schema: 'objekt' is not valid under any of the given "
+        "schemas (at type)",
     ),
     "too_many_subscriptions": (
         422,

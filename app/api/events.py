@@ -27,8 +27,8 @@ router = APIRouter()
     description=(
         "Streams the workflow's state changes until it is finished and the emails of its "
         "answer are out. "
-        "Each event is named after the state it announces (`pending`, `running`, `succeeded`, "
-        "`failed`, `cancelled`) with the workflow's JSON, or `subscription` with one "
+        "Each event is named after the state it announces (`pending`, `running`, `waiting`, "
+        "`succeeded`, `failed`, `cancelled`) with the workflow's JSON, or `subscription` with one "
         "subscription's JSON when its delivery changes. A finished workflow's stream sends "
         "its final state at once and ends."
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, status
@@ -19,7 +20,7 @@ from app.api.deps import KeyPath, service_of
 from app.api.errors import IDEMPOTENCY_ERRORS, error_responses
 from app.api.schemas import RUN_EXAMPLES, RunBody
 from app.api.waiting import within_wait
-from app.db.rows import RunInput, WorkflowRow
+from app.db.rows import Approver, RunInput, WorkflowRow
 from app.errors import Conflict, NotFound, WorkflowFailed
 from app.states import WorkflowState
 
@@ -50,6 +51,14 @@ def _run_input(body: RunBody) -> RunInput:
         tools=None if body.tools is None else tuple(sorted(set(body.tools))),
         max_steps=body.max_steps,
         priority=body.priority,
+        output_schema=None if body.output_schema is None else json.dumps(body.output_schema),
+        approvers=None
+        if body.approvers is None
+        else tuple(
+            Approver(approver.channel, approver.email or approver.target[0], approver.target[1])
+            for approver in body.approvers
+        ),
+        approval_timeout_seconds=body.approval_timeout_seconds,
     )
 
 
@@ -82,7 +91,10 @@ PENDING_RESPONSE = {
 
 def _result(workflow: WorkflowRow) -> RunResult:
     if workflow.status == WorkflowState.SUCCEEDED:
-        return RunResult(key=workflow.key, status=workflow.status, output=workflow.output or "")
+        output = workflow.output_value
+        return RunResult(
+            key=workflow.key, status=workflow.status, output="" if output is None else output
+        )
     if workflow.status == WorkflowState.CANCELLED:
         raise Conflict(f"workflow {workflow.key!r} was cancelled", code="workflow_cancelled")
     raise WorkflowFailed(f"workflow {workflow.key!r} failed: {workflow.error or 'unknown error'}")
@@ -106,6 +118,7 @@ def _result(workflow: WorkflowRow) -> RunResult:
             "query_too_long",
             "model_not_allowed",
             "max_steps_too_large",
+            "invalid_output_schema",
             "key_conflict",
             "workflow_cancelled",
             "workflow_failed",
@@ -142,6 +155,7 @@ async def run(
         "query_too_long",
         "model_not_allowed",
         "max_steps_too_large",
+        "invalid_output_schema",
         "key_conflict",
         *IDEMPOTENCY_ERRORS,
     ),
@@ -222,7 +236,8 @@ async def output(
     "/{key}/cancel",
     summary="Cancel a workflow",
     description=(
-        "A pending or running workflow stops: an LLM call in flight is abandoned, the promise "
+        "A pending, running or waiting workflow stops: an LLM call in flight is abandoned, the "
+        "promise "
         "is rejected as `cancelled`, subscribers are told, and waiting `run` callers get a 409 "
         "`workflow_cancelled`. Cancelling a finished workflow is a 409 that says how it ended."
     ),

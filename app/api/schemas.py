@@ -52,6 +52,23 @@ Text = Annotated[str, AfterValidator(_storable)]
 Query = Annotated[Text, AfterValidator(_not_blank), Field(json_schema_extra={"minLength": 1})]
 
 
+def _json_storable(value: JsonValue) -> JsonValue:
+    """Postgres jsonb holds neither NUL nor lone surrogates, in keys or strings, nor NaN or
+    infinities (which Python's JSON parser lets through)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
+    if isinstance(value, str):
+        _storable(value)
+    elif isinstance(value, list):
+        for item in value:
+            _json_storable(item)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _storable(name)
+            _json_storable(item)
+    return value
+
+
 # A tool's name as models accept it (OpenAI's function names).
 ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["add"])]
 
@@ -87,6 +104,41 @@ class RunRequest(BaseModel):
         "waiting run gains one point per 10 s it waits, so a lower priority waits at most 10 s "
         "per point of difference. Scheduling only: a call with another priority attaches to "
         "the same run.",
+    )
+    approvers: Annotated[list[SubscribeRequest], Field(min_length=1, max_length=16)] | None = Field(
+        default=None,
+        description="Who the agent may ask for an approval, in the forms of `on_notify` "
+        '(an email, `{"webhook": …}`, `{"apprise": …}`): the run\'s model gets the '
+        "built-in tool `request_approval`, and each approver is sent the question with a "
+        "link to decide.",
+        examples=[["reviewer@example.com"]],
+    )
+    approval_timeout_seconds: Annotated[float, Field(gt=0, le=30 * 86400)] | None = Field(
+        default=None,
+        description="How long the approvers have to decide (default APPROVAL_TIMEOUT_SECONDS); "
+        'then the tool\'s result is `{"approved": false, "timed_out": true}`.',
+    )
+
+    @model_validator(mode="after")
+    def _approvers_without_promise(self) -> RunRequest:
+        for approver in self.approvers or ():
+            if "promise" in approver.model_fields_set:
+                raise ValueError("an approver names no `promise`: it is asked about the run's")
+        return self
+
+    output_schema: Annotated[dict[str, JsonValue], AfterValidator(_json_storable)] | None = Field(
+        default=None,
+        description="A JSON Schema the answer must match: the output (and the promise's "
+        "value) is then that JSON value, not text. Passed to the model as its "
+        "`response_format` where it takes one, else as an instruction; an answer that does "
+        "not match gets one repair turn, then the run fails with `output_invalid`.",
+        examples=[
+            {
+                "type": "object",
+                "properties": {"title": {"type": "string"}, "score": {"type": "integer"}},
+                "required": ["title", "score"],
+            }
+        ],
     )
 
     @model_validator(mode="before")
@@ -216,6 +268,9 @@ class SubscribeRequest(BaseModel):
         return self.apprise or "", None
 
 
+RunRequest.model_rebuild()
+
+
 def _string_or(model: type[BaseModel], string: dict[str, Any]) -> WithJsonSchema:
     """The documented body schema: the seed's bare string, or the canonical object."""
     return WithJsonSchema({"anyOf": [string, model.model_json_schema()]})
@@ -246,23 +301,6 @@ RUN_EXAMPLES: dict[str, Any] = {
         },
     },
 }
-
-
-def _json_storable(value: JsonValue) -> JsonValue:
-    """Postgres jsonb holds neither NUL nor lone surrogates, in keys or strings, nor NaN or
-    infinities (which Python's JSON parser lets through)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("numbers must be finite (no NaN or Infinity)")
-    if isinstance(value, str):
-        _storable(value)
-    elif isinstance(value, list):
-        for item in value:
-            _json_storable(item)
-    elif isinstance(value, dict):
-        for name, item in value.items():
-            _storable(name)
-            _json_storable(item)
-    return value
 
 
 class ResolveRequest(BaseModel):

@@ -26,11 +26,12 @@ from app.api.errors import error_response
 from app.errors import AppError
 
 # Paths anyone may read: probes, and pages that hold no data (they call the API with a token);
-# and the signed links of emails, whose signature is their authority (api/unsubscribe.py).
+# and the signed links of emails, whose signature is their authority (api/unsubscribe.py,
+# api/approvals.py).
 PUBLIC_PATHS = frozenset(
     {"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
-PUBLIC_PREFIXES = ("/ui", "/static/", "/unsubscribe/")
+PUBLIC_PREFIXES = ("/ui", "/static/", "/unsubscribe/", "/approvals/")
 
 
 def client_identity(scope: Scope) -> str:

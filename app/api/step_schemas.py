@@ -9,7 +9,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, JsonValue
 
-from app.db.rows import StepSummary, Usage
+from app.db.rows import Usage
+from app.db.step_rows import StepSummary
 from app.states import StepKind, StepState
 
 

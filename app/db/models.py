@@ -73,13 +73,13 @@ class Workflow(Base):
         Index(
             "ix_workflow_claim_rank",
             text("agent_notify_claim_rank_v1(next_attempt_at, priority)"),
-            postgresql_where=text("status IN ('pending', 'running')"),
+            postgresql_where=text("status IN ('pending', 'running', 'waiting')"),
         ),
         # Work due and unleased, counted for /metrics.
         Index(
             "ix_workflow_claimable",
             "next_attempt_at",
-            postgresql_where=text("status IN ('pending', 'running')"),
+            postgresql_where=text("status IN ('pending', 'running', 'waiting')"),
         ),
         # Listing: newest first by (created_at, key), optionally for one status.
         Index("ix_workflow_created_at_key", "created_at", "key"),
@@ -111,6 +111,14 @@ class Workflow(Base):
     # AGENT_MAX_STEPS).
     tools: Mapped[Any | None] = mapped_column(JSONB)
     max_steps: Mapped[int | None] = mapped_column(Integer)
+    # The JSON Schema its answer must match, as the client wrote it (text: jsonb would reorder
+    # its properties, an order models follow); NULL: a text answer. `output` is then JSON text.
+    output_schema: Mapped[str | None] = mapped_column(Text)
+    # Who is asked when the run calls request_approval (`[{"channel", "email" | "target",
+    # "secret"?}]`; NULL: no one, and the run has no such tool), and how long they have (NULL:
+    # APPROVAL_TIMEOUT_SECONDS).
+    approvers: Mapped[Any | None] = mapped_column(JSONB)
+    approval_timeout_seconds: Mapped[float | None] = mapped_column(Double)
     # Higher first, in claims and model slots; scheduling, not part of the run's input.
     priority: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 

@@ -11,17 +11,22 @@
 -- name: accept_run_leased
 -- A new run, leased to the process that executes it now.
 INSERT INTO workflow
-    (key, query, model, instructions, tools, max_steps, priority, status, attempts,
-     lease_owner, lease_expires_at, started_at)
-VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps, :priority,
+    (key, query, model, instructions, tools, max_steps, output_schema, approvers,
+     approval_timeout_seconds, priority, status, attempts, lease_owner, lease_expires_at,
+     started_at)
+VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
+        :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, :priority,
         'running', 1, :owner, now() + make_interval(secs => :lease_seconds), now())
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row
 
 -- name: accept_run_for_any
 -- A new run nobody leased, announced to every worker (the NOTIFY goes out at commit).
-INSERT INTO workflow (key, query, model, instructions, tools, max_steps, priority, status)
-VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps, :priority,
+INSERT INTO workflow
+    (key, query, model, instructions, tools, max_steps, output_schema, approvers,
+     approval_timeout_seconds, priority, status)
+VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
+        :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, :priority,
         'pending')
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row, pg_notify(:work_channel, 'run')
@@ -34,10 +39,11 @@ SELECT to_jsonb(workflow) AS workflow_row FROM workflow WHERE key = ANY(:keys)
 
 -- name: claim_runs
 -- Lease unfinished runs that nobody holds (or whose holder died) and are due, by priority
--- then due time: the claim rank (migration 0013) walks ix_workflow_claim_rank in order.
+-- then due time (the claim rank of migration 0013 walks ix_workflow_claim_rank in order); a
+-- waiting run is due when its approval's deadline passes.
 WITH claimable AS (
     SELECT key FROM workflow
-    WHERE status IN ('pending', 'running') AND next_attempt_at <= now()
+    WHERE status IN ('pending', 'running', 'waiting') AND next_attempt_at <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
     ORDER BY agent_notify_claim_rank_v1(next_attempt_at, priority)
     LIMIT :limit
@@ -62,8 +68,18 @@ SELECT * FROM agent_notify_complete_run_v1(
     :key, :created_at, :owner, :output, :error, :room, :lease_seconds, :notify_on_failure,
     :agent_promise, :key_channel, :work_channel)
 
+-- name: complete_structured_run
+-- complete_run for a run with an output_schema: its promise's value is the JSON answer itself.
+SELECT * FROM agent_notify_complete_structured_run_v1(
+    :key, :created_at, :owner, :output, :error, :room, :lease_seconds, :notify_on_failure,
+    :agent_promise, :key_channel, :work_channel)
+
+-- name: resume_run
+SELECT * FROM agent_notify_resume_v1(
+    :key, :max_steps, :nonce, :agent_promise, :key_channel, :work_channel)
+
 -- name: cancel_workflow
-SELECT * FROM agent_notify_cancel_v1(
+SELECT * FROM agent_notify_cancel_v2(
     :key, :reason, :owner, :room, :lease_seconds, :notify_on_failure, :agent_promise,
     :key_channel, :work_channel)
 
@@ -182,14 +198,25 @@ WHERE w.key = :key
 SELECT to_jsonb(promise) AS promise_row FROM promise WHERE workflow_key = :key AND name = :name
 
 -- name: complete_promise
-SELECT * FROM agent_notify_complete_promise_v1(
+SELECT * FROM agent_notify_complete_promise_v2(
     :key, :name, CAST(:value AS jsonb), :error, :owner, :room, :lease_seconds,
     :notify_on_failure, :key_channel, :work_channel)
 
 -- name: subscribe
-SELECT * FROM agent_notify_subscribe_v1(
-    :key, :promise, :email, :id, :message_id, :owner, :room, :lease_seconds,
-    :notify_on_failure, :max_per_workflow, :work_channel)
+-- An email address (`email`) or a webhook or Apprise target (`target`, `secret`).
+SELECT * FROM agent_notify_subscribe_v2(
+    :key, :promise, :channel, :email, :target, :secret, :id, :message_id, :owner, :room,
+    :lease_seconds, :notify_on_failure, :max_per_workflow, :work_channel)
+
+-- name: request_approval
+SELECT * FROM agent_notify_request_approval_v1(
+    :key, :created_at, :owner, :step_id, CAST(:request AS jsonb), CAST(:approvers AS jsonb),
+    :timeout_seconds, :lease_seconds, :notify_on_failure, :max_per_workflow, :key_channel,
+    :work_channel)
+
+-- name: suspend_run
+SELECT * FROM agent_notify_suspend_run_v1(
+    :key, :created_at, :owner, :promises, :wake_at, :key_channel, :work_channel)
 
 -- name: select_subscription
 SELECT to_jsonb(subscription) AS subscription_row FROM subscription WHERE id = :id
@@ -269,13 +296,20 @@ WHERE workflow_key = :key ORDER BY created_at, id
 -- row (NULL: the first page), so rows inserted meanwhile never shift a page; `key_prefix` (''
 -- for every key) is compared as plain text (starts_with, not LIKE: '%' and '_' match only
 -- themselves). Written so that a generic plan still walks ix_workflow_created_at_key from the
--- cursor down.
+-- cursor down; the counts and the usage (summed over the run's steps, on their unique index)
+-- are computed for the page's rows only.
 SELECT key, status, left(query, 200) AS query, model, attempts, left(error, 200) AS error,
        created_at, updated_at, finished_at,
        (SELECT count(*) FROM subscription AS s WHERE s.workflow_key = w.key) AS subscribers,
        (SELECT count(*) FROM subscription AS s
-        WHERE s.workflow_key = w.key AND s.status = 'sent') AS notified
+        WHERE s.workflow_key = w.key AND s.status = 'sent') AS notified,
+       usage.input_tokens, usage.output_tokens, usage.cost_usd
 FROM workflow AS w
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(s.input_tokens), 0) AS input_tokens,
+           coalesce(sum(s.output_tokens), 0) AS output_tokens, sum(s.cost_usd) AS cost_usd
+    FROM step AS s WHERE s.workflow_key = w.key AND s.run_created_at = w.created_at
+) AS usage
 WHERE (created_at, key) < (coalesce(CAST(:before_at AS timestamptz), 'infinity'),
                            coalesce(CAST(:before_key AS text), ''))
   AND status = ANY(:statuses)
@@ -302,7 +336,7 @@ UNION ALL
 SELECT 'subscription', status, count(*) FROM subscription GROUP BY status
 UNION ALL
 SELECT 'claimable', 'run', count(*) FROM workflow
-WHERE status IN ('pending', 'running') AND next_attempt_at <= now()
+WHERE status IN ('pending', 'running', 'waiting') AND next_attempt_at <= now()
   AND (lease_expires_at IS NULL OR lease_expires_at < now())
 UNION ALL
 SELECT 'claimable', 'delivery', count(*) FROM subscription
@@ -347,11 +381,6 @@ DELETE FROM idempotency_key WHERE created_at < now() - make_interval(secs => :tt
 
 -- name: schema_revision
 SELECT version_num FROM alembic_version
-
--- name: subscribe_channel
-SELECT * FROM agent_notify_subscribe_channel_v1(
-    :key, :promise, :channel, :target, :secret, :id, :message_id, :owner, :room, :lease_seconds,
-    :notify_on_failure, :max_per_workflow, :work_channel)
 
 -- name: insert_signing_key
 -- The first process to need the key stores the one it generated; later ones change nothing.

@@ -9,11 +9,12 @@ that does not know it.
 from __future__ import annotations
 
 import functools
+import json
 import types
 import typing
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Protocol, Self
 
@@ -22,8 +23,6 @@ from app.states import (
     FINISHED_WORKFLOW_STATES,
     Channel,
     PromiseState,
-    StepKind,
-    StepState,
     SubscriptionState,
     WorkflowState,
 )
@@ -74,6 +73,27 @@ class _FromColumns:
 
 
 @dataclass(frozen=True, slots=True)
+class Approver:
+    """Who a run asks for its approvals: an email address, or a webhook or Apprise target
+    (with a webhook's secret)."""
+
+    channel: Channel
+    address: str
+    secret: str | None = None
+
+    def to_json(self) -> dict[str, str | None]:
+        if self.channel is Channel.EMAIL:
+            return {"channel": str(self.channel), "email": self.address}
+        return {"channel": str(self.channel), "target": self.address, "secret": self.secret}
+
+    @classmethod
+    def from_json(cls, value: Any) -> Approver:
+        channel = Channel(value["channel"])
+        address = value["email"] if channel is Channel.EMAIL else value["target"]
+        return cls(channel, address, value.get("secret"))
+
+
+@dataclass(frozen=True, slots=True)
 class RunInput:
     """What a run is asked: two calls with the same key and input are the same run."""
 
@@ -84,8 +104,39 @@ class RunInput:
     # AGENT_MAX_STEPS).
     tools: tuple[str, ...] | None = None
     max_steps: int | None = None
+    # The final answer's JSON Schema, as JSON text (None: a plain-text answer); the same
+    # schema in another key order is the same input.
+    output_schema: str | None = None
+    # Who is asked when it calls request_approval (None: nobody, no such tool), and how long
+    # they have (None: APPROVAL_TIMEOUT_SECONDS).
+    approvers: tuple[Approver, ...] | None = None
+    approval_timeout_seconds: float | None = None
     # Scheduling, not what is asked: a call with another priority attaches to the same run.
     priority: int = field(default=0, compare=False)
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        return _schema(self.output_schema)
+
+    def matches(self, other: RunInput) -> bool:
+        """Whether the two are the same input (a schema compared as JSON)."""
+        return replace(self, output_schema=None) == replace(other, output_schema=None) and (
+            _canonical_schema(self.output_schema) == _canonical_schema(other.output_schema)
+        )
+
+
+def _schema(text: str | None) -> dict[str, Any] | None:
+    parsed: dict[str, Any] | None = None if text is None else json.loads(text)
+    return parsed
+
+
+def _canonical_schema(text: str | None) -> str | None:
+    return None if text is None else canonical_json(json.loads(text))
+
+
+def canonical_json(value: object) -> str:
+    """JSON text that is the same for the same JSON, whatever the key order."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +159,9 @@ class WorkflowRow(_FromColumns):
     tools: list[str] | None = None
     max_steps: int | None = None
     priority: int = 0
+    output_schema: str | None = None  # JSON text; None: the answer is text
+    approvers: list[Any] | None = None  # Approver.to_json() of each
+    approval_timeout_seconds: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))
@@ -116,65 +170,39 @@ class WorkflowRow(_FromColumns):
     def input(self) -> RunInput:
         tools = None if self.tools is None else tuple(self.tools)
         return RunInput(
-            self.query, self.model, self.instructions, tools, self.max_steps, self.priority
+            self.query,
+            self.model,
+            self.instructions,
+            tools,
+            self.max_steps,
+            self.output_schema,
+            self.run_approvers,
+            self.approval_timeout_seconds,
+            priority=self.priority,
         )
+
+    @property
+    def run_approvers(self) -> tuple[Approver, ...] | None:
+        if self.approvers is None:
+            return None
+        return tuple(Approver.from_json(value) for value in self.approvers)
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        """The output schema, parsed (its properties in the client's order)."""
+        return _schema(self.output_schema)
+
+    @property
+    def output_value(self) -> Any:
+        """The answer as the API shows it: the JSON value of a run with an output_schema, the
+        text of any other."""
+        if self.output_schema is None or self.output is None:
+            return self.output
+        return json.loads(self.output)
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_WORKFLOW_STATES
-
-
-@dataclass(frozen=True, slots=True)
-class StepRow(_FromColumns):
-    """One model turn or tool call of a run, as journaled."""
-
-    id: uuid.UUID
-    workflow_key: str
-    run_created_at: datetime
-    seq: int
-    kind: StepKind
-    name: str
-    input: Any
-    output: Any
-    status: StepState
-    attempts: int
-    error: str | None
-    input_tokens: int | None
-    output_tokens: int | None
-    cost_usd: float | None
-    started_at: datetime
-    finished_at: datetime | None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", StepKind(self.kind))
-        object.__setattr__(self, "status", StepState(self.status))
-
-
-@dataclass(frozen=True, slots=True)
-class StepSummary(_FromColumns):
-    """One step as the API lists it: input and output as JSON text, cut to a length, with
-    their full lengths."""
-
-    id: uuid.UUID
-    seq: int
-    kind: StepKind
-    name: str
-    status: StepState
-    attempts: int
-    error: str | None
-    input_tokens: int | None
-    output_tokens: int | None
-    cost_usd: float | None
-    started_at: datetime
-    finished_at: datetime | None
-    input: str | None
-    input_length: int | None
-    output: str | None
-    output_length: int | None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", StepKind(self.kind))
-        object.__setattr__(self, "status", StepState(self.status))
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,9 +336,17 @@ class WorkflowSummary(_FromColumns):
     finished_at: datetime | None
     subscribers: int
     notified: int
+    # Summed over the run's steps.
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.input_tokens, self.output_tokens, self.cost_usd)
 
 
 @dataclass(frozen=True, slots=True)

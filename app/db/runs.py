@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 
 from app.db.connection import sqlstate_of
 from app.db.gateway import Database
@@ -35,6 +37,14 @@ class UnknownWorkflow(Exception):
     """No workflow has this key."""
 
 
+class NotFailed(Exception):
+    """The workflow has not failed: there is nothing to resume."""
+
+    def __init__(self, existing: WorkflowRow) -> None:
+        super().__init__(existing.key)
+        self.existing = existing
+
+
 class Runs:
     def __init__(self, database: Database, scope: Scope) -> None:
         self._db = database
@@ -53,6 +63,11 @@ class Runs:
             "tools": None if run.tools is None else json.dumps(list(run.tools)),
             "max_steps": run.max_steps,
             "priority": run.priority,
+            "output_schema": run.output_schema,
+            "approvers": None
+            if run.approvers is None
+            else json.dumps([approver.to_json() for approver in run.approvers]),
+            "approval_timeout_seconds": run.approval_timeout_seconds,
             **self._bound,
         }
         while True:
@@ -67,7 +82,7 @@ class Runs:
                 break
             # Deleted between the two statements (a DELETE, retention): insert again.
         workflow = WorkflowRow.of(existing["workflow_row"])
-        if workflow.input != run:
+        if not workflow.input.matches(run):
             raise InputMismatch(workflow)
         return workflow, False
 
@@ -97,16 +112,20 @@ class Runs:
         complete its promise, release its subscribers. The oldest `room` of them are leased to
         this process and returned; None when this process no longer holds the run (taken
         over, or cancelled): then nothing changed."""
+        values = {
+            "key": run.key,
+            "created_at": run.created_at,
+            "output": output,
+            "error": error,
+            "room": room,
+            **self._bound,
+        }
         try:
-            row = await self._db.fetchrow(
-                "complete_run",
-                key=run.key,
-                created_at=run.created_at,
-                output=output,
-                error=error,
-                room=room,
-                **self._bound,
-            )
+            if run.output_schema is None:
+                row = await self._db.fetchrow("complete_run", **values)
+            else:
+                # `output` is JSON text: the promise's value is the JSON value.
+                row = await self._db.fetchrow("complete_structured_run", **values)
         except Exception as exc:
             if sqlstate_of(exc) == LEASE_LOST_SQLSTATE:
                 return None
@@ -116,6 +135,28 @@ class Runs:
         return RunCompletion(
             WorkflowRow.of(row["workflow_row"]), deliveries_of(row["deliveries"], promise)
         )
+
+    async def suspend(
+        self, run: WorkflowRow, *, promises: Sequence[str], wake_at: datetime
+    ) -> WorkflowRow | None:
+        """Hand a leased run back to wait for the decision promises: `waiting` until one is
+        made or `wake_at` passes, or `pending` and due now if one was made already. None when
+        this process no longer holds the run (nothing changed)."""
+        try:
+            row = await self._db.fetchrow(
+                "suspend_run",
+                key=run.key,
+                created_at=run.created_at,
+                promises=list(promises),
+                wake_at=wake_at,
+                **self._bound,
+            )
+        except Exception as exc:
+            if sqlstate_of(exc) == LEASE_LOST_SQLSTATE:
+                return None
+            raise
+        assert row is not None
+        return WorkflowRow.of(row["workflow_row"])
 
     async def cancel(self, key: str, *, room: int) -> Cancellation:
         """Cancel a pending or running workflow: its promise is rejected as cancelled and its
@@ -133,6 +174,22 @@ class Runs:
         return Cancellation(
             workflow, cancelled=True, deliveries=deliveries_of(row["deliveries"], promise)
         )
+
+    async def resume(self, key: str, *, max_steps: int | None, nonce: str) -> WorkflowRow:
+        """Continue the failed run of `key` from its journal: pending again, its promise
+        pending, its subscribers waiting for the new outcome (under Message-IDs made new with
+        `nonce`); `max_steps`, if given, replaces the run's. UnknownWorkflow if there is none,
+        NotFailed (nothing changed) if it has not failed."""
+        row = await self._db.fetchrow(
+            "resume_run", key=key, max_steps=max_steps, nonce=nonce, **self._bound
+        )
+        assert row is not None
+        if row["outcome"] == "unknown":
+            raise UnknownWorkflow(key)
+        workflow = WorkflowRow.of(row["workflow_row"])
+        if row["outcome"] == "not_failed":
+            raise NotFailed(workflow)
+        return workflow
 
     async def delete(self, key: str) -> WorkflowRow | None:
         """Delete a finished workflow with its promises and subscriptions, so the key can be

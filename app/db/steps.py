@@ -8,8 +8,8 @@ import uuid
 from datetime import datetime
 
 from app.db.gateway import Database
-from app.db.rows import StepRow, StepSummary
 from app.db.scope import Scope
+from app.db.step_rows import StepRow, StepSummary
 from app.states import StepKind, StepState
 
 

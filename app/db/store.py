@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.db.approvals import Approvals
 from app.db.flow import ModelSlots
 from app.db.gateway import Database
 from app.db.idempotency import IdempotencyKeys
@@ -30,6 +31,7 @@ class Store:
     steps: Steps
     keys: SigningKeys
     model_slots: ModelSlots
+    approvals: Approvals
 
     @classmethod
     def of(cls, database: Database, scope: Scope) -> Store:
@@ -44,4 +46,5 @@ class Store:
             steps=Steps(database, scope),
             keys=SigningKeys(database),
             model_slots=ModelSlots(database, scope),
+            approvals=Approvals(database, scope),
         )

@@ -39,7 +39,10 @@ class Subscriptions:
             "subscribe",
             key=key,
             promise=promise_name,
+            channel=str(Channel.EMAIL),
             email=email,
+            target=None,
+            secret=None,
             id=subscription_id,
             message_id=message_id,
             room=room,
@@ -64,10 +67,11 @@ class Subscriptions:
         """As `subscribe`, for a webhook or Apprise `target`: idempotent per target (the first
         subscription's secret stays)."""
         row = await self._db.fetchrow(
-            "subscribe_channel",
+            "subscribe",
             key=key,
             promise=promise_name,
             channel=str(channel),
+            email=None,
             target=target,
             secret=secret,
             id=subscription_id,

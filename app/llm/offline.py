@@ -7,13 +7,16 @@ without a key or a network.
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from app.config import OFFLINE_MODEL
-from app.llm.offline_tools import next_calls, summary
+from app.llm.offline_schema import instance_of
+from app.llm.offline_tools import approval_answer, asks_approval, next_calls, summary
+from app.states import APPROVAL_TOOL
 
 if TYPE_CHECKING:
     from litellm.llms.custom_llm import CustomLLM
@@ -67,6 +70,10 @@ def _offline_model() -> CustomLLM:
             system = _last_text(messages, "system", first=True)
             user = _last_text(messages, "user")
             message = _offline_message(messages, user, system, _offered(kwargs))
+            schema = _schema_of(kwargs)
+            if schema is not None and "tool_calls" not in message:
+                # Structured output: an instance of the schema instead of the text.
+                message = {"role": "assistant", "content": json.dumps(instance_of(schema))}
             answer = message.get("content")
             return litellm.ModelResponse(
                 model=model,
@@ -94,17 +101,33 @@ def _offline_message(
     offered and the query asks for them, then a text quoting their results; else its plain
     answer."""
     made, results = _since_user(messages)
+    if APPROVAL_TOOL in offered and asks_approval(user):
+        # First the approval; then, approved, the plain answer.
+        if not results:
+            question = textwrap.shorten(" ".join(user.split()), width=200, placeholder=" …")
+            return _calls(
+                [(APPROVAL_TOOL, json.dumps({"question": f"May I go ahead: {question}"}))]
+            )
+        return {
+            "role": "assistant",
+            "content": approval_answer(results[0], offline_answer(user, system)),
+        }
     calls = next_calls(user, results, offered)
     if calls is None:
         return {"role": "assistant", "content": offline_answer(user, system)}
     if not calls:
         return {"role": "assistant", "content": summary(made, results)}
+    return _calls(calls, first=len(results))
+
+
+def _calls(calls: list[tuple[str, str]], *, first: int = 0) -> dict[str, object]:
+    """An assistant message calling the tools (name, JSON arguments)."""
     return {
         "role": "assistant",
         "content": None,
         "tool_calls": [
             {
-                "id": f"call_{len(results) + index}",
+                "id": f"call_{first + index}",
                 "type": "function",
                 "function": {"name": name, "arguments": arguments},
             }
@@ -138,6 +161,16 @@ def _offered(kwargs: dict[str, object]) -> set[str]:
         if isinstance(function, dict) and isinstance(function.get("name"), str):
             names.add(function["name"])
     return names
+
+
+def _schema_of(kwargs: dict[str, object]) -> object | None:
+    """The JSON Schema of the call's `response_format`, if it has one."""
+    params = kwargs.get("optional_params")
+    response_format = params.get("response_format") if isinstance(params, dict) else None
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return None
+    json_schema = response_format.get("json_schema")
+    return json_schema.get("schema") if isinstance(json_schema, dict) else None
 
 
 def _last_text(messages: list[dict[str, object]], role: str, *, first: bool = False) -> str:

@@ -101,3 +101,29 @@ def summary(calls: Sequence[tuple[str, str]], results: Sequence[str]) -> str:
         for (tool, arguments), result in zip(calls, results, strict=False)
     ]
     return "[offline model] I called the example tools:\n" + "\n".join(lines)
+
+
+_APPROVAL = re.compile(r"\bapprov(?:al|e|es|ed)\b")
+
+
+def asks_approval(query: str) -> bool:
+    """Whether the query asks for a person's approval ("… with approval", "approve …")."""
+    return _APPROVAL.search(query.lower()) is not None
+
+
+def approval_answer(decision_text: str, then: str) -> str:
+    """The offline model's answer once its request_approval call has a result: `then` when
+    approved, else that it stopped."""
+    try:
+        decision = json.loads(decision_text)
+    except ValueError:
+        decision = {}
+    if not isinstance(decision, dict):
+        decision = {}
+    by = f" by {decision['by']}" if decision.get("by") else ""
+    comment = f" ({decision['comment']})" if decision.get("comment") else ""
+    if decision.get("approved") is True:
+        return f"[offline model] Approved{by}{comment}. Going ahead.\n\n{then}"
+    if decision.get("timed_out"):
+        return "[offline model] Nobody approved in time, so I did not go ahead."
+    return f"[offline model] Rejected{by}{comment}, so I did not go ahead."

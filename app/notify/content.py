@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from app.states import AGENT_PROMISE, CANCELLED_ERROR, PromiseState
+from app.states import AGENT_PROMISE, CANCELLED_ERROR, PromiseState, decision_promise_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,15 @@ class Notification:
     state: PromiseState  # resolved or rejected
     value: object
     error: str | None
+    # The page where an approver decides (an approval request, with PUBLIC_URL set).
+    approval_link: str | None = None
+
+    @property
+    def approval(self) -> dict[str, object] | None:
+        """The request, when this tells an approver that a run asks for an approval."""
+        if decision_promise_of(self.promise) is None or not isinstance(self.value, dict):
+            return None
+        return self.value
 
 
 def render_value(value: object) -> str:
@@ -64,6 +73,43 @@ class Content:
     answer: str | None = None
     supplied: str | None = None
     footer: str | None = None
+    # Said under the supplied text: who wrote it.
+    supplied_note: str = SUPPLIED_NOTE
+    # The one thing to do, as (label, URL): an approver's page.
+    action: tuple[str, str] | None = None
+
+
+# Said under an approval request's question.
+APPROVAL_NOTE = "The agent of this task wrote the quoted question, not agent-notify."
+
+
+def approval_content(notification: Notification, request: dict[str, object]) -> Content:
+    """What an approver is sent: the question, the run's task, and where to decide."""
+    key = notification.workflow_key
+    question = str(request.get("question") or "")
+    details = request.get("details")
+    decision = str(request.get("decision") or "")
+    if isinstance(details, str) and details:
+        question += "\n\n" + details
+    deadline = str(request.get("deadline") or "")
+    link = notification.approval_link
+    how = (
+        "Open the link to approve or reject."
+        if link
+        else f"Approve with POST /workflows/{key}/promises/{decision}/resolve, or reject with "
+        f"POST /workflows/{key}/promises/{decision}/reject."
+    )
+    return Content(
+        f"Approval needed: {subject_name(key)}",
+        f"The agent task {key} asks for your approval.\n\n"
+        f"Its task: {request.get('query') or ''}\n\n{how} Without a decision by {deadline} "
+        "the agent is told that nobody approved.",
+        supplied=question,
+        supplied_note=APPROVAL_NOTE,
+        action=("Approve or reject", link) if link else None,
+        footer=f"Sent by agent-notify to {notification.email}, an approver of the agent task "
+        f"{key}.",
+    )
 
 
 def content_of(notification: Notification) -> Content:
@@ -77,6 +123,9 @@ def content_of(notification: Notification) -> Content:
     recipients, so the email only says where to read it.
     """
     key, promise = notification.workflow_key, notification.promise
+    request = notification.approval
+    if request is not None:
+        return approval_content(notification, request)
     named = subject_name(key)
     resolved = notification.state is PromiseState.RESOLVED
     footer = f"Sent by agent-notify to {notification.email}, a subscriber of the agent task {key}."
@@ -123,7 +172,10 @@ def plain_text(content: Content) -> str:
     parts = [content.heading]
     if content.supplied is not None:
         quoted = "\n".join(f"> {line}" if line else ">" for line in content.supplied.splitlines())
-        parts += [quoted or ">", SUPPLIED_NOTE]
+        parts += [quoted or ">", content.supplied_note]
+    if content.action is not None:
+        label, url = content.action
+        parts.append(f"{label}: {url}")
     if content.footer is not None:
         parts.append(f"-- \n{content.footer}")
     return "\n\n".join(parts)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from markdown_it import MarkdownIt
 
-from app.notify.content import SUPPLIED_NOTE, Content
+from app.notify.content import Content
 
 # Schemes a link in the answer may have; anything else (relative links too: an email has no
 # base address) is shown as text.
@@ -65,7 +65,10 @@ def html_part(content: Content, links: MessageLinks) -> str:
     if content.supplied is not None:
         supplied = "\n".join(content.supplied.splitlines())
         main.append(f'<blockquote style="{_QUOTE}">{_escape(supplied)}</blockquote>')
-        main.append(_paragraph(SUPPLIED_NOTE, style=_SMALL))
+        main.append(_paragraph(content.supplied_note, style=_SMALL))
+    if content.action is not None:
+        label, url = content.action
+        main.append(f"<p><strong>{_link(url, label)}</strong></p>")
     footer = [_escape(content.footer)] if content.footer is not None else []
     if links.dashboard is not None:
         footer.append(_link(links.dashboard, "See this task on the dashboard"))

@@ -1,5 +1,6 @@
-"""Signed links on the service: a token names one thing (a subscription) until an expiry, and
-only a holder of the key can make one.
+"""Signed links on the service: a token names one thing (a subscription) for one purpose
+(unsubscribing, or deciding an approval) until an expiry, and only a holder of the key can make
+one.
 
 A token is `<payload>.<signature>`, both base64url without padding: the payload is the
 subject's 16-byte UUID and the expiry (seconds since the epoch, 8 bytes); the signature is
@@ -22,6 +23,10 @@ from urllib.parse import quote
 from app.errors import InvalidToken
 
 UNSUBSCRIBE = "unsubscribe"
+# The page where an approver decides: the token names the approver's subscription to the
+# request, and works until a week past the approval's deadline (to show what was decided).
+APPROVAL = "approval"
+APPROVAL_LINK_GRACE = timedelta(days=7)
 # How long an unsubscribe link works: past the longest a subscription waits by default
 # (SUBSCRIPTION_TTL_SECONDS, 7 days) and the retention of a finished one (RETENTION, 7 days).
 UNSUBSCRIBE_LINK_DAYS = 30
@@ -100,6 +105,19 @@ class Links:
         expires_at = now + timedelta(days=UNSUBSCRIBE_LINK_DAYS)
         token = self.signer.sign(UNSUBSCRIBE, subscription_id, expires_at=expires_at)
         return f"{self.public_url}/unsubscribe/{token}"
+
+    def approval(self, subscription_id: uuid.UUID, *, deadline: datetime) -> str | None:
+        """The page where the approver of this subscription decides."""
+        if self.public_url is None:
+            return None
+        expires_at = deadline + APPROVAL_LINK_GRACE
+        token = self.signer.sign(APPROVAL, subscription_id, expires_at=expires_at)
+        return f"{self.public_url}/approvals/{token}"
+
+    def approver(self, token: str) -> uuid.UUID:
+        """The approver's subscription an approval token names; InvalidToken if forged (or
+        made for another purpose) or expired."""
+        return self.signer.verify(APPROVAL, token)
 
     def unsubscribed(self, token: str) -> uuid.UUID:
         """The subscription an unsubscribe token names; InvalidToken if forged or expired."""

@@ -41,7 +41,22 @@ def webhook_id_for(subscription_id: str) -> str:
 
 
 def event_body(notification: Notification, *, now: datetime | None = None) -> bytes:
-    """The JSON body telling the subscriber how the promise ended."""
+    """The JSON body telling the subscriber how the promise ended (or, for an approver, what
+    the run asks)."""
+    timestamp = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    request = notification.approval
+    if request is not None:
+        approval = {
+            "key": notification.workflow_key,
+            "promise": request.get("decision"),
+            "question": request.get("question"),
+            "details": request.get("details"),
+            "query": request.get("query"),
+            "deadline": request.get("deadline"),
+            "link": notification.approval_link,
+        }
+        event = {"type": "approval.requested", "timestamp": timestamp, "data": approval}
+        return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     resolved = notification.state is PromiseState.RESOLVED
     if resolved:
         status = "succeeded"
@@ -57,7 +72,7 @@ def event_body(notification: Notification, *, now: datetime | None = None) -> by
     # data["usage"] (omitted, not null, for runs without it).
     event = {
         "type": "workflow.succeeded" if resolved else "workflow.failed",
-        "timestamp": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "timestamp": timestamp,
         "data": data,
     }
     return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

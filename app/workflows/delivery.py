@@ -121,8 +121,16 @@ class DeliveryWorker(Worker[Delivery]):
         else:
             await self._process_channel(item)
 
+    def _approval_link(self, item: Delivery) -> str | None:
+        """The approver's page, when the delivery is an approval request."""
+        request = notification_of(item).approval
+        deadline = None if request is None else request.get("deadline")
+        if not isinstance(deadline, str):
+            return None
+        return self._links.approval(item.subscription_id, deadline=datetime.fromisoformat(deadline))
+
     async def _process_email(self, item: Delivery) -> None:
-        notification = notification_of(item)
+        notification = notification_of(item, approval_link=self._approval_link(item))
         if not self._allowed_recipients.allows(notification.email):
             # Subscribed before the operator narrowed the list.
             await self.give_up(item, "not sent: NOTIFY_ALLOWED_RECIPIENTS does not allow it")
@@ -149,7 +157,7 @@ class DeliveryWorker(Worker[Delivery]):
         """A webhook's signed event, or an Apprise notification: fenced, sent and recorded as
         an email is."""
         subscription = item.subscription
-        notification = notification_of(item)
+        notification = notification_of(item, approval_link=self._approval_link(item))
         target = subscription.target or ""
         if subscription.channel is Channel.WEBHOOK:
             body = event_body(notification)
@@ -275,8 +283,9 @@ class DeliveryWorker(Worker[Delivery]):
         self._listener.wake(subscription.workflow_key, str(subscription.id))
 
 
-def notification_of(delivery: Delivery) -> Notification:
-    """What the subscriber of a delivery is owed: its promise's outcome."""
+def notification_of(delivery: Delivery, *, approval_link: str | None = None) -> Notification:
+    """What the subscriber of a delivery is owed: its promise's outcome (an approver: the
+    request, with the page where they decide)."""
     subscription, promise = delivery.subscription, delivery.promise
     return Notification(
         email=shown_address(subscription),
@@ -286,6 +295,7 @@ def notification_of(delivery: Delivery) -> Notification:
         state=promise.state,
         value=promise.value,
         error=promise.error,
+        approval_link=approval_link,
     )
 
 

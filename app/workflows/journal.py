@@ -8,7 +8,8 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from app.agent.journal import StepRecord, StepUsage
-from app.db.rows import StepRow, WorkflowRow
+from app.db.rows import WorkflowRow
+from app.db.step_rows import StepRow
 from app.db.steps import Steps
 from app.engine.fence import LeaseBook
 from app.engine.retry import through_outages

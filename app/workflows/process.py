@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from prometheus_client import generate_latest
 
 from app import __version__
-from app.agent import AgentLoop, PythonTools, Toolbox
+from app.agent import AgentLoop, ApprovalSource, PythonTools, Toolbox
 from app.agent.mcp import mcp_sources
 from app.config import Settings
 from app.db import migrate
@@ -33,6 +33,8 @@ from app.engine.supervisor import Supervisor
 from app.llm import ModelClient
 from app.metrics import Metrics
 from app.notify import AddressGuard, AppriseSender, Links, Signer, WebhookSender, create_mailer
+from app.workflows.agent_info import AgentInfo, describe_agent
+from app.workflows.approvals import RunApprovals
 from app.workflows.delivery import Channels, DeliveryWorker
 from app.workflows.runner import Runner
 from app.workflows.service import WorkflowService
@@ -180,7 +182,11 @@ class ServiceProcess:
         model_client = await asyncio.to_thread(ModelClient, settings)
         stack.push_async_callback(model_client.aclose)
         toolbox = Toolbox(
-            [PythonTools.from_config(python_tools(settings)), *mcp_sources(settings)],
+            [
+                ApprovalSource(RunApprovals(store=store, settings=settings)),
+                PythonTools.from_config(python_tools(settings)),
+                *mcp_sources(settings),
+            ],
             timeout_seconds=settings.agent_tool_timeout_seconds,
         )
         await toolbox.start()
@@ -308,6 +314,10 @@ class ServiceProcess:
             workers=self.supervisor.healthy,
             tools={name: status.state for name, status in self.toolbox.statuses().items()},
         )
+
+    def agent(self) -> AgentInfo:
+        """The model, the tools and the state of their sources, as they are now."""
+        return describe_agent(self.settings, self.toolbox)
 
     async def metrics_text(self) -> bytes:
         """The Prometheus text of this process, with the tables' gauges read now."""

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Hashable
 
-from app.agent import AgentLoop, AgentRun, RunTakenAway
+from app.agent import AgentLoop, AgentRun, RunSuspended, RunTakenAway
 from app.config import Settings
 from app.db.rows import Delivery, RunCompletion, WorkflowRow
 from app.db.store import Store
@@ -85,6 +85,8 @@ class Runner(Worker[WorkflowRow]):
         started = time.perf_counter()
         try:
             output = await self._answer_unless_taken_away(item)
+        except RunSuspended as suspension:
+            await self._suspend(item, suspension)
         except _TakenAway:
             metrics.runs_finished.labels("abandoned").inc()
             logger.info(
@@ -120,6 +122,8 @@ class Runner(Worker[WorkflowRow]):
             instructions=item.instructions,
             tools=item.tools,
             max_steps=item.max_steps,
+            output_schema=item.schema,
+            approvals=bool(item.approvers),
             priority=item.priority,
         )
         # While a model call waits for its slot (or a pause), the run gives back its runner slot.
@@ -170,6 +174,27 @@ class Runner(Worker[WorkflowRow]):
                         raise _TakenAway(item.key)
             finally:
                 call.cancel()
+
+    async def _suspend(self, item: WorkflowRow, suspension: RunSuspended) -> None:
+        """Hand the run back to wait for its decisions: no lease, no slot, until one is made
+        (any process) or the deadline passes (the claim's due time)."""
+        suspended = await through_outages(
+            lambda: self._store.runs.suspend(
+                item, promises=suspension.promises, wake_at=suspension.wake_at
+            ),
+            what=f"suspend {item.key}",
+        )
+        if suspended is None:
+            self._metrics.runs_finished.labels("abandoned").inc()
+            return
+        self._metrics.runs_finished.labels("waiting").inc()
+        logger.info(
+            "workflow %s %s for %s",
+            item.key,
+            "waits" if suspended.status == "waiting" else "goes on at once: decided",
+            ", ".join(suspension.promises),
+            extra=self.log_fields(item),
+        )
 
     async def confirm_lease(self, item: WorkflowRow, attempts: int) -> bool:
         return await self._store.runs.confirm_lease(item, attempts=attempts)

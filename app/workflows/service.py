@@ -23,7 +23,6 @@ from app.db.rows import (
     PromiseCompletion,
     PromiseRow,
     RunInput,
-    StepSummary,
     Subscribed,
     SubscriptionRow,
     WorkflowRow,
@@ -31,14 +30,18 @@ from app.db.rows import (
     WorkflowSummary,
 )
 from app.db.runs import InputMismatch, UnknownWorkflow
+from app.db.step_rows import StepSummary
 from app.db.store import Store
 from app.db.subscriptions import TooManySubscriptions
 from app.engine.listener import Listener, Wakeup
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.notify import Links, message_id_for, new_secret, webhook_id_for
 from app.states import AGENT_PROMISE, Channel, PromiseState
+from app.workflows.approvals import Deciding
 from app.workflows.cursor import decode_cursor, encode_cursor
 from app.workflows.delivery import DeliveryWorker
+from app.workflows.resume import Resuming
+from app.workflows.run_input import check_run_input
 from app.workflows.runner import Runner
 from app.workflows.subscribers import SubscriberChecks
 from app.workflows.unsubscribe import Unsubscribing
@@ -65,6 +68,9 @@ class WorkflowService:
         self._targets = SubscriberChecks(settings)
         # One-click unsubscribe, by the signed links of `links` (api/unsubscribe.py).
         self.unsubscribing = Unsubscribing(store=store, listener=listener, links=links)
+        # POST …/resume: a failed run continues from its journal (workflows/resume.py).
+        self.resuming = Resuming(store=store, listener=listener, settings=settings)
+        self.deciding = Deciding(store=store, listener=listener, links=links)  # approvals
         self._store = store
         self._listener = listener
         self._runner = runner
@@ -100,24 +106,8 @@ class WorkflowService:
 
         Returns the row and whether this call created it; Conflict if the key has another input.
         """
-        if run.model is not None and not self.settings.model_allowed(run.model):
-            raise InvalidInput(
-                f"model {run.model!r} is not allowed; runs use {self.settings.model} unless the "
-                "operator allows others (AGENT_ALLOWED_MODELS)",
-                code="model_not_allowed",
-            )
-        if run.max_steps is not None and run.max_steps > self.settings.agent_max_steps:
-            raise InvalidInput(
-                f"max_steps is {run.max_steps}; a run may take at most "
-                f"{self.settings.agent_max_steps} model turns (AGENT_MAX_STEPS)",
-                code="max_steps_too_large",
-            )
-        if len(run.query) > self.settings.max_query_chars:
-            raise InvalidInput(
-                f"the query is {len(run.query)} characters long; at most "
-                f"{self.settings.max_query_chars} are accepted (MAX_QUERY_CHARS)",
-                code="query_too_long",
-            )
+        check_run_input(run, self.settings)
+        await self._targets.check_approvers(run.approvers or ())
         # A slot is reserved before the insert, so concurrent requests cannot overfill the runner;
         # a process shutting down leaves new runs to the others.
         with self._runner.room(0 if self.shutting_down else 1) as room:

@@ -4,10 +4,12 @@ and points at a public host), and the error for a workflow with too many subscri
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from app.addresses import mask_target, needs_smtputf8
 from app.config import Settings
+from app.db.rows import Approver
 from app.errors import InvalidInput
 from app.notify import AddressGuard, is_apprise_url
 from app.states import Channel
@@ -36,6 +38,14 @@ class SubscriberChecks:
             )
         if parts.hostname:
             await self._guard.check_url(target, must_resolve=channel is Channel.WEBHOOK)
+
+    async def check_approvers(self, approvers: Iterable[Approver]) -> None:
+        """Each approver as a subscriber is checked (InvalidInput)."""
+        for approver in approvers:
+            if approver.channel is Channel.EMAIL:
+                self.check_recipient(approver.address)
+            else:
+                await self.check_target(approver.channel, approver.address)
 
     def check_recipient(self, email: str) -> None:
         """InvalidInput for an address the operator does not allow, or one only an SMTPUTF8

@@ -11,7 +11,7 @@
 - `model_pause`: a model a provider answered 429 for, paused until the time it gave.
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0012
 Create Date: 2026-12-13 10:00:00
 """
 
@@ -22,7 +22,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import TIMESTAMP, UUID
 
 revision: str = "0013"
-down_revision: str | None = "0010"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -134,7 +134,7 @@ def upgrade() -> None:
         "ix_workflow_claim_rank",
         "workflow",
         [sa.text("agent_notify_claim_rank_v1(next_attempt_at, priority)")],
-        postgresql_where=sa.text("status IN ('pending', 'running')"),
+        postgresql_where=sa.text("status IN ('pending', 'running', 'waiting')"),
     )
     op.create_table(
         "model_bucket",

@@ -43,6 +43,8 @@ def examples(spec: dict[str, Any], method: str, path: str) -> dict[str, set[str]
         ("get", "/workflows/{key}", "404", "not_found"),
         ("get", "/workflows/{key}/output", "409", "workflow_cancelled"),
         ("post", "/workflows/{key}/cancel", "409", "already_finished"),
+        ("post", "/workflows/{key}/resume", "409", "not_failed"),
+        ("post", "/workflows/{key}/run/send", "422", "invalid_output_schema"),
         ("delete", "/workflows/{key}", "409", "not_finished"),
         ("post", "/workflows/{key}/promises/{name}/resolve", "409", "promise_already_completed"),
         ("get", "/workflows", "422", "invalid_cursor"),

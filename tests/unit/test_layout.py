@@ -37,9 +37,11 @@ ALLOWED: dict[str, set[str] | None] = {
     "app.workflows": {"app.db", "app.engine", "app.llm", "app.agent", "app.notify"},
     # The API calls the workflows' facade; of the layers below it reads only the typed rows
     # and how to tell a database outage (503) from a bug.
-    "app.api": {"app.workflows", "app.db.rows", "app.db.connection"},
+    "app.api": {"app.workflows", "app.db.rows", "app.db.step_rows", "app.db.connection"},
     # The HTTP server's connection guard, around uvicorn's protocol: reads the settings only.
     "app.server": set(),
+    # The CLI's client commands: the service only through its HTTP API (agent_notify_client).
+    "app.console": set(),
     "app.main": None,  # the composition root: anything
     "app.cli": None,
 }

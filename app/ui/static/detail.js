@@ -186,11 +186,26 @@ function subscriptionRow(subscription) {
   );
 }
 
+// A run waiting for a person: the promise form names the approval it waits for, so that one
+// click on Resolve approves it (Reject, with a reason, rejects it).
+function offerDecision(workflow) {
+  const requests = workflow.subscriptions
+    .map((subscription) => subscription.promise)
+    .filter((name) => /^approval-\d+\.request$/.test(name));
+  if (!requests.length) return;
+  const name = requests[requests.length - 1].replace(/\.request$/, "");
+  const input = byId("promise-name");
+  if (input.value === name || document.activeElement === input) return;
+  input.value = name;
+  byId("promise-value").value = '{"approved": true, "by": "dashboard"}';
+}
+
 function render() {
   const workflow = state.workflow;
   if (!workflow) return;
   setBadge(byId("detail-status"), workflow.status);
-  byId("cancel-button").hidden = !(workflow.status === "pending" || workflow.status === "running");
+  byId("cancel-button").hidden = !["pending", "running", "waiting"].includes(workflow.status);
+  if (workflow.status === "waiting") offerDecision(workflow);
   renderFacts(workflow);
   text(byId("detail-query"), workflow.query, "(no run with this key yet)");
   byId("detail-instructions").textContent = workflow.instructions
@@ -198,7 +213,12 @@ function render() {
     : "";
   const outputPlaceholder =
     workflow.status === "failed" || workflow.status === "cancelled" ? "(no output)" : "(not ready yet)";
-  text(byId("detail-output"), workflow.output, outputPlaceholder);
+  // A run with an output_schema answers a JSON value: shown as indented JSON.
+  const output =
+    workflow.output !== null && typeof workflow.output === "object"
+      ? JSON.stringify(workflow.output, null, 2)
+      : workflow.output;
+  text(byId("detail-output"), output, outputPlaceholder);
   byId("detail-error-card").hidden = !workflow.error;
   byId("detail-error").textContent = workflow.error || "";
   byId("detail-error-card").dataset.kind = workflow.status === "failed" ? "failed" : "retrying";

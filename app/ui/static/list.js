@@ -11,7 +11,7 @@ const REFRESH_SECONDS = 5;
 const SEARCH_DELAY_MS = 300; // typing pauses this long before the list is read again
 // Browsers open at most six connections to one server over HTTP/1.1; keep room for the rest.
 const MAX_STREAMS = 4;
-const UNFINISHED = new Set(["pending", "running"]);
+const UNFINISHED = new Set(["pending", "running", "waiting"]);
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 
 const state = {
