@@ -30,6 +30,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self._agent_steps(registry)
+        self._flow(registry)
+        self.db_statements = Counter(
+            "agent_notify_db_statements",
+            "Statements this process sent to Postgres (each outside a transaction is one commit)",
+            registry=registry,
+        )
         self.emails = Counter(
             "agent_notify_emails",
             "Notification attempts, by outcome (sent, failed, retried, unknown)",
@@ -84,6 +91,32 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+
+    def _agent_steps(self, registry: CollectorRegistry) -> None:
+        """The agent loop's steps: tokens, outcomes, tool latency."""
+        self.tokens = Counter(
+            "agent_notify_tokens",
+            "Tokens of the model turns made here, by model and direction (input, output)",
+            ["model", "direction"],
+            registry=registry,
+        )
+        self.steps = Counter(
+            "agent_notify_steps",
+            "Steps of agent runs made here, by kind (llm, tool) and outcome (succeeded, "
+            "failed, abandoned: the run was taken away before its result was journaled)",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self.tool_seconds = Histogram(
+            "agent_notify_tool_call_seconds",
+            "Duration of tool calls, by tool and outcome (ok, error)",
+            ["tool", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+    def _flow(self, registry: CollectorRegistry) -> None:
+        """Flow control per model (app/engine/flow.py)."""
         self.model_paused = Gauge(
             "agent_notify_model_paused_seconds",
             "Seconds left of a model's pause, asked for by its provider's 429 (every replica "

@@ -9,9 +9,11 @@ headers as written, see HEADERS; t: time.monotonic(), comparable across processe
 machine; with wait, answers at the next arrival when there is none yet, or after S seconds);
 GET /stats → {"llm_calls", "emails", "llm_in_flight", "llm_max_in_flight", "llm_refused"};
 GET /llm_calls → [[query, arrived, answered, status], …] (time.monotonic());
-POST /hold and POST /release (hold every LLM answer, release them all); POST /delay?seconds=S
-(each answer's time from now on); POST /refuse?retry_after=S (answer every call 429 with that
-Retry-After, after any hold) and POST /accept (answer normally again); POST /reset.
+POST /hold and POST /release (hold every LLM answer, release them all); POST /reset;
+POST /delay?seconds=S (each answer's time from now on); POST /refuse?retry_after=S (answer
+every call 429 with that Retry-After, after any hold) and POST /accept (answer normally again);
+POST /agent {"prefix", "tool", "calls"}: runs whose query starts with prefix call the tool
+`calls` times, one call a turn, then answer.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.llm import FakeLLM, Status, query_of
+from tests.fakes.llm import Call, FakeLLM, Status, Text, ToolCalls, query_of
 from tests.fakes.smtp import Inbox
 
 # Only the header block, with the email package's legacy policy: values come back as written,
@@ -127,6 +129,14 @@ async def serve(llm_port: int, smtp_port: int, control_port: int, delay: float) 
         llm.refusing = None
         return web.json_response({})
 
+    async def agent(request: web.Request) -> web.Response:
+        shape = await request.json()
+        turns = [
+            ToolCalls(Call(shape["tool"], {"a": turn, "b": 1})) for turn in range(shape["calls"])
+        ]
+        llm.script_turns_for_prefix(shape["prefix"], *turns, Text("done"))
+        return web.json_response({})
+
     control = web.Application()
     control.router.add_get("/arrivals", arrivals)
     control.router.add_get("/stats", stats)
@@ -137,6 +147,7 @@ async def serve(llm_port: int, smtp_port: int, control_port: int, delay: float) 
     control.router.add_post("/delay", set_delay)
     control.router.add_post("/refuse", refuse)
     control.router.add_post("/accept", accept)
+    control.router.add_post("/agent", agent)
     runner = web.AppRunner(control, handle_signals=False, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", control_port).start()

@@ -1,5 +1,5 @@
 """Model flow control in the database: slots of a model bucket taken, renewed and given back
-through agent_notify_model_slot_v1 (migration 0013), and the pauses providers ask for."""
+through agent_notify_model_slot_v1 (migration 0014), and the pauses providers ask for."""
 
 from __future__ import annotations
 

@@ -69,7 +69,7 @@ class Workflow(Base):
         CheckConstraint(_one_of("status", WORKFLOW_STATES), name="status"),
         CheckConstraint("char_length(key) BETWEEN 1 AND 256", name="key_length"),
         CheckConstraint("priority BETWEEN -100 AND 100", name="priority_range"),
-        # The runner's claim, by priority and due time (migration 0013 says how).
+        # The runner's claim, by priority and due time (migration 0014 says how).
         Index(
             "ix_workflow_claim_rank",
             text("agent_notify_claim_rank_v1(next_attempt_at, priority)"),

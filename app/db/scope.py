@@ -8,12 +8,14 @@ from typing import Any
 from app.states import AGENT_PROMISE
 
 # NOTIFY channels. KEY_CHANNEL: "this workflow's rows changed" (payload: the key, or
-# "<key> <subscription id>" for a delivery); WORK_CHANNEL: "claimable work may exist".
+# "<key> <subscription id>" for a delivery, or "<key> steps" for a step of its run begun or
+# finished); WORK_CHANNEL: "claimable work may exist".
 KEY_CHANNEL = "agent_notify"
 WORK_CHANNEL = "agent_notify_work"
 # FLOW_CHANNEL: model flow control ("grant <ticket id>": a model slot was granted to that waiter;
 # "pause <seconds> <model>": a provider asked for a pause of the model).
 FLOW_CHANNEL = "agent_notify_flow"
+STEPS_TOPIC = "steps"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,9 @@
   expiry: a waiter that stops renewing, or a holder killed mid-call, leaves on its own.
 - `model_pause`: a model a provider answered 429 for, paused until the time it gave.
 
-Revision ID: 0013
-Revises: 0012
-Create Date: 2026-12-13 10:00:00
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-14 10:00:00
 """
 
 from collections.abc import Sequence
@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import TIMESTAMP, UUID
 
-revision: str = "0013"
-down_revision: str | None = "0012"
+revision: str = "0014"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
