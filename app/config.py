@@ -11,6 +11,7 @@ from pydantic import AfterValidator, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from app.addresses import AllowedRecipients, checked_networks, checked_public_url, is_loopback
+from app.flow_config import MODEL_LIMITS_HELP, ModelLimit
 from app.mcp_config import MCP_CONFIG_HELP, McpConfigSetting
 from app.postgres_config import PostgresSettings
 from app.server_settings import ServerSettings
@@ -97,6 +98,7 @@ class Settings(PostgresSettings, ServerSettings):
         None, ge=1, description="tokens a run may use before its next turn (`budget_exceeded`)"
     )
     agent_tool_concurrency: int = Field(4, ge=1, description="tool calls of a turn run at once")
+    agent_model_limits: dict[str, ModelLimit] | None = Field(None, description=MODEL_LIMITS_HELP)
     agent_tool_timeout_seconds: float = Field(
         60.0, gt=0, description="a tool call taking longer ends as an error result to the model"
     )

@@ -18,6 +18,7 @@ from app.agent.journal import (
     AgentRun,
     AnswerStep,
     Journal,
+    ModelGate,
     Outcome,
     RunLimitExceeded,
     RunSuspended,
@@ -49,12 +50,12 @@ class AgentLoop:
         self.toolbox = toolbox
         self.settings = settings
 
-    async def run(self, run: AgentRun, journal: Journal) -> Outcome:
-        """The run's answer, its answering turn begun but left for the caller to journal with
-        the run's outcome (`Outcome.answer_step`). Raises RunTakenAway when the journal says
-        the run is no longer ours, RunLimitExceeded (a PermanentError) past max_steps or the
-        token budget, and TransientError or PermanentError for a failed model call; anything
-        else is a bug."""
+    async def run(self, run: AgentRun, journal: Journal, gate: ModelGate | None = None) -> Outcome:
+        """The run's answer (each model call through the `gate` if one is given), its
+        answering turn begun but left for the caller to journal with the run's outcome
+        (`Outcome.answer_step`). Raises RunTakenAway when the journal says the run is no longer
+        ours, RunLimitExceeded (a PermanentError) past max_steps or the token budget, and
+        TransientError or PermanentError for a failed model call; anything else is a bug."""
         journaled = {step.seq: step for step in await journal.load()}
         used = sum((s.input_tokens or 0) + (s.output_tokens or 0) for s in journaled.values())
         system, response_format = prepared(
@@ -80,7 +81,7 @@ class AgentLoop:
                 if turns >= max_turns:
                     raise _max_steps(max_turns)
                 reply, step_id = await self._model_turn(
-                    run, journal, seq, messages, added, response_format=response_format
+                    run, journal, seq, messages, added, gate, response_format=response_format
                 )
                 used += reply.tokens
                 assistant = reply.message
@@ -144,6 +145,7 @@ class AgentLoop:
         seq: int,
         messages: Sequence[Message],
         added: Sequence[Message],
+        gate: ModelGate | None,
         *,
         response_format: ResponseFormat | None = None,
     ) -> tuple[ModelReply, str]:
@@ -153,11 +155,16 @@ class AgentLoop:
         step_id = await _begin(journal, seq, StepKind.LLM, model, list(added))
         specs = self.toolbox.specs(run.tools, approvals=run.approvals)
         tools = [spec.for_model() for spec in specs]
-        try:
-            response = await self.client.complete(
-                messages, model=run.model, tools=tools or None, response_format=response_format
+
+        async def send() -> ModelReply:
+            return reply_of(
+                await self.client.complete(
+                    messages, model=run.model, tools=tools or None, response_format=response_format
+                )
             )
-            reply = reply_of(response)
+
+        try:
+            reply = await (send() if gate is None else gate.call(model, send))
         except Exception as exc:
             error = exc if isinstance(exc, TransientError | PermanentError) else classify(exc)
             text = str(error) if error is not None else f"internal error: {describe(exc)}"

@@ -50,6 +50,7 @@ def _run_input(body: RunBody) -> RunInput:
         # A set of names: the same tools in another order are the same input.
         tools=None if body.tools is None else tuple(sorted(set(body.tools))),
         max_steps=body.max_steps,
+        priority=body.priority,
         output_schema=None if body.output_schema is None else json.dumps(body.output_schema),
         approvers=None
         if body.approvers is None

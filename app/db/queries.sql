@@ -12,10 +12,11 @@
 -- A new run, leased to the process that executes it now.
 INSERT INTO workflow
     (key, query, model, instructions, tools, max_steps, output_schema, approvers,
-     approval_timeout_seconds, created_by, status, attempts, lease_owner, lease_expires_at,
-     started_at)
+     approval_timeout_seconds, created_by, priority, status, attempts, lease_owner,
+     lease_expires_at, started_at)
 VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
         :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, :created_by,
+        :priority,
         'running', 1, :owner, now() + make_interval(secs => :lease_seconds), now())
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row
@@ -24,9 +25,10 @@ RETURNING to_jsonb(workflow) AS workflow_row
 -- A new run nobody leased, announced to every worker (the NOTIFY goes out at commit).
 INSERT INTO workflow
     (key, query, model, instructions, tools, max_steps, output_schema, approvers,
-     approval_timeout_seconds, created_by, status)
+     approval_timeout_seconds, created_by, priority, status)
 VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
         :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, :created_by,
+        :priority,
         'pending')
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row, pg_notify(:work_channel, 'run')
@@ -38,13 +40,14 @@ SELECT to_jsonb(workflow) AS workflow_row FROM workflow WHERE key = :key
 SELECT to_jsonb(workflow) AS workflow_row FROM workflow WHERE key = ANY(:keys)
 
 -- name: claim_runs
--- Lease unfinished runs that nobody holds (or whose holder died) and are due; a waiting run is
--- due when its approval's deadline passes.
+-- Lease unfinished runs that nobody holds (or whose holder died) and are due, by priority
+-- then due time (the claim rank of migration 0014 walks ix_workflow_claim_rank in order); a
+-- waiting run is due when its approval's deadline passes.
 WITH claimable AS (
     SELECT key FROM workflow
     WHERE status IN ('pending', 'running', 'waiting') AND next_attempt_at <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
-    ORDER BY next_attempt_at
+    ORDER BY agent_notify_claim_rank_v1(next_attempt_at, priority)
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
@@ -464,3 +467,24 @@ FROM cancelled AS c, LATERAL (SELECT pg_notify(:key_channel, c.workflow_key || '
 UNION ALL
 SELECT to_jsonb(s), false FROM subscription AS s
 WHERE s.id = :id AND NOT EXISTS (SELECT FROM cancelled)
+
+-- name: model_slot
+-- Wait for, renew, or give back (`release`) a slot of a model bucket; free slots go to the
+-- best waiters, each told by a NOTIFY on the flow channel (migration 0014).
+SELECT * FROM agent_notify_model_slot_v1(
+    :bucket, :ticket, :release, :tokens, :workflow_key, :owner, :priority, :concurrency,
+    :requests_per_minute, :tokens_per_minute, :wait_seconds, :hold_seconds, :flow_channel)
+
+-- name: pause_model
+-- A provider said 429 until then: every replica is told how long the model is paused.
+INSERT INTO model_pause AS p (model, paused_until)
+VALUES (:model, now() + make_interval(secs => :seconds))
+ON CONFLICT (model) DO UPDATE SET paused_until = greatest(p.paused_until, excluded.paused_until)
+RETURNING pg_notify(
+    :flow_channel,
+    'pause ' || extract(epoch FROM p.paused_until - now())::text || ' ' || p.model)
+
+-- name: model_pauses
+-- The models paused now, with the seconds left (read when the listener (re)connects).
+SELECT model, extract(epoch FROM paused_until - now())::float8 AS seconds
+FROM model_pause WHERE paused_until > now()

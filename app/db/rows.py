@@ -111,6 +111,8 @@ class RunInput:
     # they have (None: APPROVAL_TIMEOUT_SECONDS).
     approvers: tuple[Approver, ...] | None = None
     approval_timeout_seconds: float | None = None
+    # Scheduling, not what is asked: a call with another priority attaches to the same run.
+    priority: int = field(default=0, compare=False)
 
     @property
     def schema(self) -> dict[str, Any] | None:
@@ -156,6 +158,7 @@ class WorkflowRow(_FromColumns):
     finished_at: datetime | None
     tools: list[str] | None = None
     max_steps: int | None = None
+    priority: int = 0
     output_schema: str | None = None  # JSON text; None: the answer is text
     approvers: list[Any] | None = None  # Approver.to_json() of each
     approval_timeout_seconds: float | None = None
@@ -176,6 +179,7 @@ class WorkflowRow(_FromColumns):
             self.output_schema,
             self.run_approvers,
             self.approval_timeout_seconds,
+            priority=self.priority,
         )
 
     @property

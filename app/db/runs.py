@@ -71,6 +71,7 @@ class Runs:
             "instructions": run.instructions,
             "tools": None if run.tools is None else json.dumps(list(run.tools)),
             "max_steps": run.max_steps,
+            "priority": run.priority,
             "output_schema": run.output_schema,
             "approvers": None
             if run.approvers is None

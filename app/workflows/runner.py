@@ -17,11 +17,13 @@ from app.config import Settings
 from app.db.rows import Delivery, RunCompletion, WorkflowRow
 from app.db.steps import StepResult
 from app.db.store import Store
+from app.engine.flow import ModelFlow
 from app.engine.listener import Listener
 from app.engine.retry import RetryPolicy, through_outages
 from app.engine.worker import Worker
 from app.errors import PermanentError, TransientError, describe
 from app.metrics import Metrics
+from app.workflows.flow import RunGate
 from app.workflows.journal import RunJournal
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class Runner(Worker[WorkflowRow]):
         metrics: Metrics,
         settings: Settings,
         delivery: Worker[Delivery],
+        flow: ModelFlow,
     ) -> None:
         super().__init__(
             concurrency=settings.runner_concurrency,
@@ -56,6 +59,7 @@ class Runner(Worker[WorkflowRow]):
         self._metrics = metrics
         self._owner = store.scope.owner
         self._delivery = delivery
+        self._flow = flow
 
     async def claim(self, limit: int) -> list[WorkflowRow]:
         return await self._store.runs.claim(limit=limit)
@@ -122,9 +126,17 @@ class Runner(Worker[WorkflowRow]):
             max_steps=item.max_steps,
             output_schema=item.schema,
             approvals=bool(item.approvers),
+            priority=item.priority,
+        )
+        # While a model call waits for its slot (or a pause), the run gives back its runner slot.
+        gate = RunGate(
+            self._flow,
+            workflow_key=item.key,
+            priority=item.priority,
+            parked=lambda: self.parked(item),
         )
         try:
-            outcome: Outcome = await self._agent.run(run, journal)
+            outcome: Outcome = await self._agent.run(run, journal, gate)
         except RunTakenAway as exc:
             raise _TakenAway(item.key) from exc
         step = outcome.answer_step

@@ -20,6 +20,7 @@ LEAVES = {
     "app.addresses",
     "app.tokens",
     "app.mcp_config",
+    "app.flow_config",
     "app.config",
     "app.server_settings",
     "app.postgres_config",

@@ -65,6 +65,9 @@ function reading(samples) {
     ),
     emails: sum(samples, "agent_notify_emails_total", (labels) => labels.outcome === "sent"),
     p50: median(buckets),
+    paused: samples
+      .filter((sample) => sample.name === "agent_notify_model_paused_seconds" && sample.value > 0)
+      .map((sample) => `${sample.labels.model} ${formatSeconds(sample.value)}`),
   };
 }
 
@@ -88,6 +91,9 @@ export function startStatsStrip() {
     byId("stat-workflows").textContent = enough ? perMinute(first, last, "workflows") : "…";
     byId("stat-emails").textContent = enough ? perMinute(first, last, "emails") : "…";
     byId("stat-latency").textContent = last.p50 === null ? "–" : formatSeconds(last.p50);
+    // A model its provider paused (429 with Retry-After): a notice while the pause lasts.
+    byId("stat-paused").hidden = last.paused.length === 0;
+    byId("stat-paused-models").textContent = last.paused.join(", ");
   };
   const sample = async () => {
     try {
