@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app import __version__
+from app import __version__, tracing
 from app.api import agent as agent_api
 from app.api import (
     approvals,
@@ -52,20 +52,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
-        async with ServiceProcess.running(settings) as process:
-            app.state.settings = settings
-            app.state.process = process
-            app.state.service = process.service
-            # What is loaded by now (litellm alone is ~400,000 objects) lives as long as the
-            # process: out of the collector's sight, a full collection under load does not
-            # pause the event loop to walk it.
-            gc.collect()
-            gc.freeze()
-            try:
-                with _shutdown_on_signal(process.service.begin_shutdown):
-                    yield
-            finally:
-                gc.unfreeze()
+        with tracing.started():
+            async with ServiceProcess.running(settings) as process:
+                app.state.settings = settings
+                app.state.process = process
+                app.state.service = process.service
+                # What is loaded by now (litellm alone is ~400,000 objects) lives as long as the
+                # process: out of the collector's sight, a full collection under load does not
+                # pause the event loop to walk it.
+                gc.collect()
+                gc.freeze()
+                try:
+                    with _shutdown_on_signal(process.service.begin_shutdown):
+                        yield
+                finally:
+                    gc.unfreeze()
 
     app = FastAPI(
         title="agent-notify",
@@ -117,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     install_docs(app)
+    if tracing.wanted():
+        tracing.instrument_app(app)
     return app
 
 

@@ -112,6 +112,9 @@ class Workflow(Base):
     # APPROVAL_TIMEOUT_SECONDS).
     approvers: Mapped[Any | None] = mapped_column(JSONB)
     approval_timeout_seconds: Mapped[float | None] = mapped_column(Double)
+    # The W3C traceparent of the request that started the run (NULL: tracing was off): the
+    # parent of the run's span and its deliveries', on any replica.
+    traceparent: Mapped[str | None] = mapped_column(Text)
 
 
 class Step(Base):

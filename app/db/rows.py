@@ -159,6 +159,8 @@ class WorkflowRow(_FromColumns):
     output_schema: str | None = None  # JSON text; None: the answer is text
     approvers: list[Any] | None = None  # Approver.to_json() of each
     approval_timeout_seconds: float | None = None
+    # The W3C traceparent of the request that started it (None: tracing was off).
+    traceparent: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))

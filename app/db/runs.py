@@ -51,10 +51,12 @@ class Runs:
         self._scope = scope
         self._bound = scope.params()
 
-    async def accept(self, key: str, run: RunInput, *, leased: bool) -> tuple[WorkflowRow, bool]:
+    async def accept(
+        self, key: str, run: RunInput, *, leased: bool, traceparent: str | None = None
+    ) -> tuple[WorkflowRow, bool]:
         """Insert the workflow, leased to this process (which executes it now) or left for any
-        worker. Returns the row and whether it was created; InputMismatch when the key exists
-        with another input."""
+        worker, with the trace it joins. Returns the row and whether it was created;
+        InputMismatch when the key exists with another input."""
         values = {
             "key": key,
             "query": run.query,
@@ -67,6 +69,7 @@ class Runs:
             if run.approvers is None
             else json.dumps([approver.to_json() for approver in run.approvers]),
             "approval_timeout_seconds": run.approval_timeout_seconds,
+            "traceparent": traceparent,
             **self._bound,
         }
         while True:

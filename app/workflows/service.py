@@ -37,6 +37,7 @@ from app.engine.listener import Listener, Wakeup
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.notify import Links, message_id_for, new_secret, webhook_id_for
 from app.states import AGENT_PROMISE, Channel, PromiseState
+from app.tracing import current_traceparent
 from app.workflows.approvals import Deciding
 from app.workflows.cursor import decode_cursor, encode_cursor
 from app.workflows.delivery import DeliveryWorker
@@ -112,7 +113,9 @@ class WorkflowService:
         # a process shutting down leaves new runs to the others.
         with self._runner.room(0 if self.shutting_down else 1) as room:
             try:
-                workflow, created = await self._store.runs.accept(key, run, leased=room.granted > 0)
+                workflow, created = await self._store.runs.accept(
+                    key, run, leased=room.granted > 0, traceparent=current_traceparent()
+                )
             except InputMismatch as exc:
                 raise Conflict(
                     f"workflow {key!r} already exists with a different input; use a new key "

@@ -26,6 +26,7 @@ LEAVES = {
     "app.states",
     "app.logs",
     "app.metrics",
+    "app.tracing",
 }
 ALLOWED: dict[str, set[str] | None] = {
     "app.db": set(),
