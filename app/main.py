@@ -52,21 +52,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
-        with tracing.started():
-            async with ServiceProcess.running(settings) as process:
-                app.state.settings = settings
-                app.state.process = process
-                app.state.service = process.service
-                # What is loaded by now (litellm alone is ~400,000 objects) lives as long as the
-                # process: out of the collector's sight, a full collection under load does not
-                # pause the event loop to walk it.
-                gc.collect()
-                gc.freeze()
-                try:
-                    with _shutdown_on_signal(process.service.begin_shutdown):
-                        yield
-                finally:
-                    gc.unfreeze()
+        async with tracing.started(), ServiceProcess.running(settings) as process:
+            app.state.settings = settings
+            app.state.process = process
+            app.state.service = process.service
+            # What is loaded by now (litellm alone is ~400,000 objects) lives as long as the
+            # process: out of the collector's sight, a full collection under load does not
+            # pause the event loop to walk it.
+            gc.collect()
+            gc.freeze()
+            try:
+                with _shutdown_on_signal(process.service.begin_shutdown):
+                    yield
+            finally:
+                gc.unfreeze()
 
     app = FastAPI(
         title="agent-notify",

@@ -17,10 +17,11 @@ that trace too.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -42,7 +43,7 @@ EXCLUDED_URLS = "healthz,readyz,metrics"
 
 _tracer = trace.get_tracer("agent_notify")
 _propagator = TraceContextTextMapPropagator()
-_enabled = False
+_apps_tracing = 0  # apps of this process running with tracing on (tests run several)
 
 
 def configured(environ: Mapping[str, str] = os.environ) -> bool:
@@ -77,8 +78,8 @@ def wanted(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 def enabled() -> bool:
-    """Whether this process traces (decided when the app starts)."""
-    return _enabled
+    """Whether this process traces (decided when an app starts)."""
+    return _apps_tracing > 0
 
 
 def instrument_app(app: Any, environ: Mapping[str, str] = os.environ) -> None:
@@ -91,27 +92,30 @@ def instrument_app(app: Any, environ: Mapping[str, str] = os.environ) -> None:
     )
 
 
-@contextlib.contextmanager
-def started(environ: Mapping[str, str] = os.environ) -> Iterator[None]:
+@contextlib.asynccontextmanager
+async def started(environ: Mapping[str, str] = os.environ) -> AsyncIterator[None]:
     """While the app runs, when tracing is wanted: Postgres and the HTTP clients instrumented
     (once per process: that patches the libraries), and the spans exported as the OTEL_*
     variables say (OTLP over HTTP unless OTEL_TRACES_EXPORTER=console) through the process's
     SDK provider (installed here if nobody did); flushed and stopped on exit."""
-    global _enabled
+    global _apps_tracing
     if not wanted(environ):
         yield
         return
     _instrument_libraries()
-    _enabled = True
     processor = _processor(environ) if configured(environ) else None
     if processor is not None:
         provider = _sdk_provider() or _install_provider(environ)
         provider.add_span_processor(processor)
+    _apps_tracing += 1
     try:
         yield
     finally:
+        _apps_tracing -= 1
         if processor is not None:
-            processor.shutdown()  # exports what is queued; later spans are dropped
+            # Exports what is queued (later spans are dropped), off the event loop: the
+            # collector may be slow, or served by this very loop (a test's).
+            await asyncio.to_thread(processor.shutdown)
 
 
 def _instrument_libraries() -> None:
