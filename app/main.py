@@ -58,8 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.service = process.service
             # What is loaded by now (litellm alone is ~400,000 objects) lives as long as the
             # process: out of the collector's sight, a full collection under load does not
-            # pause the event loop to walk it.
-            gc.collect()
+            # pause the event loop to walk it. No full collection first: it would cost every
+            # start half a second (and a process that starts apps one after another, as the
+            # tests do, that again and again) to spare the little garbage left from the imports.
             gc.freeze()
             try:
                 with _shutdown_on_signal(process.service.begin_shutdown):

@@ -30,6 +30,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self._agent_steps(registry)
+        self.db_statements = Counter(
+            "agent_notify_db_statements",
+            "Statements this process sent to Postgres (each outside a transaction is one commit)",
+            registry=registry,
+        )
         self.emails = Counter(
             "agent_notify_emails",
             "Notification attempts, by outcome (sent, failed, retried, unknown)",
@@ -82,5 +88,28 @@ class Metrics:
             "agent_notify_inflight",
             "Runs and deliveries in flight in this process",
             ["kind"],
+            registry=registry,
+        )
+
+    def _agent_steps(self, registry: CollectorRegistry) -> None:
+        """The agent loop's steps: tokens, outcomes, tool latency."""
+        self.tokens = Counter(
+            "agent_notify_tokens",
+            "Tokens of the model turns made here, by model and direction (input, output)",
+            ["model", "direction"],
+            registry=registry,
+        )
+        self.steps = Counter(
+            "agent_notify_steps",
+            "Steps of agent runs made here, by kind (llm, tool) and outcome (succeeded, "
+            "failed, abandoned: the run was taken away before its result was journaled)",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self.tool_seconds = Histogram(
+            "agent_notify_tool_call_seconds",
+            "Duration of tool calls, by tool and outcome (ok, error)",
+            ["tool", "outcome"],
+            buckets=LATENCY_BUCKETS,
             registry=registry,
         )

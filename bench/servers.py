@@ -8,7 +8,9 @@ GET /arrivals?since=N[&wait=S] → [[key, recipient, message_id, t], …] from i
 headers as written, see HEADERS; t: time.monotonic(), comparable across processes on one
 machine; with wait, answers at the next arrival when there is none yet, or after S seconds);
 GET /stats → {"llm_calls", "emails"};
-POST /hold and POST /release (hold every LLM answer, release them all); POST /reset.
+POST /hold and POST /release (hold every LLM answer, release them all); POST /reset;
+POST /agent {"prefix", "tool", "calls"}: runs whose query starts with prefix call the tool
+`calls` times, one call a turn, then answer.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.llm import FakeLLM
+from tests.fakes.llm import Call, FakeLLM, Text, ToolCalls
 from tests.fakes.smtp import Inbox
 
 # Only the header block, with the email package's legacy policy: values come back as written,
@@ -94,12 +96,21 @@ async def serve(llm_port: int, smtp_port: int, control_port: int, delay: float) 
         llm.calls.clear()
         return web.json_response({})
 
+    async def agent(request: web.Request) -> web.Response:
+        shape = await request.json()
+        turns = [
+            ToolCalls(Call(shape["tool"], {"a": turn, "b": 1})) for turn in range(shape["calls"])
+        ]
+        llm.script_turns_for_prefix(shape["prefix"], *turns, Text("done"))
+        return web.json_response({})
+
     control = web.Application()
     control.router.add_get("/arrivals", arrivals)
     control.router.add_get("/stats", stats)
     control.router.add_post("/hold", hold)
     control.router.add_post("/release", release)
     control.router.add_post("/reset", reset)
+    control.router.add_post("/agent", agent)
     runner = web.AppRunner(control, handle_signals=False, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", control_port).start()

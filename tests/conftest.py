@@ -10,6 +10,7 @@ import asyncio
 import os
 import secrets
 import shutil
+import ssl
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -231,6 +232,10 @@ def app_settings(
     return build
 
 
+# One TLS context for the tests' HTTP clients: each new one would load the CA store again.
+TLS = ssl.create_default_context()
+
+
 async def serve(settings: Settings) -> RunningApp:
     """Start the app under a real uvicorn server on a free port, in this event loop."""
     app = create_app(settings)
@@ -251,7 +256,7 @@ async def serve(settings: Settings) -> RunningApp:
                 raise RuntimeError("the server stopped during start-up")
             await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, verify=TLS)
     return RunningApp(app=app, settings=settings, client=client, server=server, task=task)
 
 

@@ -54,6 +54,9 @@ class ServiceProcess:
     file_limit: int | None = None
     # The address `serve` binds (HOST); the tests reach it on 127.0.0.1 whatever it is.
     host: str = "127.0.0.1"
+    # More environment variables, as given (AGENT_MCP_CONFIG's JSON, say, which the settings
+    # hold parsed).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -73,7 +76,7 @@ class ServiceProcess:
                 sys.executable,
                 *command,
                 cwd=ROOT,
-                env=environment(self.settings, self.port, self.host),
+                env=environment(self.settings, self.port, self.host) | self.env,
                 stdout=output,
                 stderr=output,
                 preexec_fn=self._limit_files if self.file_limit is not None else None,

@@ -9,6 +9,7 @@ whoever runs the loop hands it the journal.
 from app.agent.approval import Approvals, ApprovalSource, Decision
 from app.agent.journal import (
     AgentRun,
+    AnswerStep,
     Journal,
     Outcome,
     RunLimitExceeded,
@@ -32,6 +33,7 @@ from app.agent.tools import (
 __all__ = [
     "AgentLoop",
     "AgentRun",
+    "AnswerStep",
     "ApprovalSource",
     "Approvals",
     "Decision",

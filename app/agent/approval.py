@@ -79,6 +79,7 @@ class ApprovalSource:
     """The `request_approval` tool, offered only to runs with approvers (Toolbox.specs)."""
 
     name = APPROVAL_SOURCE
+    kind = "builtin"
 
     def __init__(self, approvals: Approvals) -> None:
         self._approvals = approvals

@@ -57,7 +57,9 @@ class Journal(Protocol):
 
     async def begin(self, seq: int, kind: StepKind, name: str, input: object) -> str | None:
         """Journal step `seq` as running; its id (the same as before if the step had begun
-        and has no result). None: the run is no longer ours — make no effect."""
+        and has no result). None: the run is no longer ours — make no effect. A journal may
+        write nothing yet (a run's first model turn: the run's claim marked it started) and
+        journal the step with its result in finish()."""
 
     async def finish(
         self,
@@ -72,9 +74,22 @@ class Journal(Protocol):
 
 
 @dataclass(frozen=True)
+class AnswerStep:
+    """The model turn that answered, begun and not finished: whoever records the run's outcome
+    journals it in the same transaction (no statement of its own)."""
+
+    step_id: str
+    seq: int
+    output: JsonObject
+    usage: StepUsage
+
+
+@dataclass(frozen=True)
 class Outcome:
     answer: str
     turns: int  # model turns, replayed ones included
+    # The answering turn, to journal with the outcome; None when it was replayed (journaled).
+    answer_step: AnswerStep | None = None
 
 
 class RunTakenAway(Exception):

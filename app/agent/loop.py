@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind
 from app import tracing
 from app.agent.journal import (
     AgentRun,
+    AnswerStep,
     Journal,
     Outcome,
     RunLimitExceeded,
@@ -52,9 +53,11 @@ class AgentLoop:
         self.settings = settings
 
     async def run(self, run: AgentRun, journal: Journal) -> Outcome:
-        """The run's answer. Raises RunTakenAway when the journal says the run is no longer
-        ours, RunLimitExceeded (a PermanentError) past max_steps or the token budget, and
-        TransientError or PermanentError for a failed model call; anything else is a bug."""
+        """The run's answer, its answering turn begun but left for the caller to journal with
+        the run's outcome (`Outcome.answer_step`). Raises RunTakenAway when the journal says
+        the run is no longer ours, RunLimitExceeded (a PermanentError) past max_steps or the
+        token budget, and TransientError or PermanentError for a failed model call; anything
+        else is a bug."""
         journaled = {step.seq: step for step in await journal.load()}
         used = sum((s.input_tokens or 0) + (s.output_tokens or 0) for s in journaled.values())
         system, response_format = prepared(
@@ -72,17 +75,27 @@ class AgentLoop:
         repaired = False  # the one repair turn of an answer that missed output_schema
         while True:
             done = _result(journaled.get(seq), StepKind.LLM)
+            answer_step: AnswerStep | None = None
             if done is not None:
                 assistant = cast(AssistantMessage, done)
             else:
                 self._check_budget(used)
                 if turns >= max_turns:
                     raise _max_steps(max_turns)
-                reply = await self._model_turn(
+                reply, step_id = await self._model_turn(
                     run, journal, seq, messages, added, response_format=response_format
                 )
                 used += reply.tokens
                 assistant = reply.message
+                output = cast(JsonObject, dict(assistant))
+                usage = StepUsage(reply.input_tokens, reply.output_tokens, reply.cost_usd)
+                if assistant.get("tool_calls"):
+                    await _finish(
+                        journal, step_id, status=StepState.SUCCEEDED, output=output, usage=usage
+                    )
+                else:
+                    # The answer: journaled with the run's outcome, in its transaction.
+                    answer_step = AnswerStep(step_id, seq, output, usage)
             turns += 1
             seq += 1
             messages.append(assistant)
@@ -90,10 +103,20 @@ class AgentLoop:
             if not calls:
                 answer = assistant.get("content") or ""
                 if run.output_schema is None:
-                    return Outcome(answer=answer, turns=turns)
+                    return Outcome(answer=answer, turns=turns, answer_step=answer_step)
                 checked = check_answer(answer, run.output_schema)
                 if checked.problem is None:
-                    return Outcome(answer=checked.text, turns=turns)
+                    return Outcome(answer=checked.text, turns=turns, answer_step=answer_step)
+                if answer_step is not None:
+                    # Not the answer after all: journaled now, so that a crash replays it (and
+                    # its check) rather than asking again.
+                    await _finish(
+                        journal,
+                        answer_step.step_id,
+                        status=StepState.SUCCEEDED,
+                        output=answer_step.output,
+                        usage=answer_step.usage,
+                    )
                 if repaired or turns >= max_turns:
                     raise OutputInvalid(checked.problem, repaired=repaired)
                 # Replayed alike after a crash: the check of a journaled answer is the same.
@@ -126,7 +149,9 @@ class AgentLoop:
         added: Sequence[Message],
         *,
         response_format: ResponseFormat | None = None,
-    ) -> ModelReply:
+    ) -> tuple[ModelReply, str]:
+        """The turn's reply and its step's id; the step is left for the caller to finish (a
+        failed call is journaled here)."""
         model = run.model or self.settings.model
         step_id = await _begin(journal, seq, StepKind.LLM, model, list(added))
         specs = self.toolbox.specs(run.tools, approvals=run.approvals)
@@ -153,10 +178,7 @@ class AgentLoop:
                     "gen_ai.response.finish_reasons": _finish_reasons(response),
                 }
             )
-        usage = StepUsage(reply.input_tokens, reply.output_tokens, reply.cost_usd)
-        output = cast(JsonObject, dict(reply.message))
-        await _finish(journal, step_id, status=StepState.SUCCEEDED, output=output, usage=usage)
-        return reply
+        return reply, step_id
 
     async def _tool_calls(
         self,

@@ -53,6 +53,8 @@ TransportStreams = AbstractAsyncContextManager[tuple[Any, Any]]
 class McpSource:
     """One MCP server's tools (a `ToolSource`), named `<server>__<tool>` for the model."""
 
+    kind = "mcp"
+
     def __init__(
         self,
         name: str,

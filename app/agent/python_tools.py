@@ -109,6 +109,7 @@ class PythonTools:
     """The tool source of AGENT_TOOLS' functions."""
 
     name = SOURCE
+    kind = "python"
 
     def __init__(self, functions: Sequence[tuple[str, Callable[..., Any]]]) -> None:
         self._tools = {name: tool_of(function, name) for name, function in functions}

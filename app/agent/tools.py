@@ -83,6 +83,7 @@ class ToolSource(Protocol):
     """One place tools come from."""
 
     name: str  # "python", or the MCP server's name
+    kind: str  # "python", "mcp" or "builtin"
 
     async def start(self) -> None:
         """Connect and discover the tools. Never raises for a server that is down: the source

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, JsonValue
@@ -22,7 +22,9 @@ class ToolOut(BaseModel):
 
 class SourceOut(BaseModel):
     name: str = Field(description="`python`, or the MCP server's name.", examples=["calc"])
-    kind: Literal["python", "mcp"]
+    kind: Literal["python", "mcp", "builtin"] = Field(
+        description="`builtin`: the service's own (`request_approval`, for runs with approvers)."
+    )
     state: Literal["up", "down", "starting"] = Field(
         description="A source that is down offers no tools (and keeps reconnecting)."
     )
@@ -73,7 +75,7 @@ class AgentOut(BaseModel):
             sources=[
                 SourceOut(
                     name=source.name,
-                    kind="mcp" if source.kind == "mcp" else "python",
+                    kind=cast(Literal["python", "mcp", "builtin"], source.kind),
                     state=source.status.state,
                     tools=source.status.tools,
                     error=source.status.error,

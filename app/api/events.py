@@ -10,6 +10,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.api.answers import ErrorResponse, WorkflowOut
 from app.api.deps import KeyPath, service_of
+from app.api.step_events import StepEvents
 from app.errors import NotFound, Unavailable
 from app.states import (
     AGENT_PROMISE,
@@ -28,9 +29,11 @@ router = APIRouter()
         "Streams the workflow's state changes until it is finished and the emails of its "
         "answer are out. "
         "Each event is named after the state it announces (`pending`, `running`, `waiting`, "
-        "`succeeded`, `failed`, `cancelled`) with the workflow's JSON, or `subscription` with one "
+        "`succeeded`, `failed`, `cancelled`) with the workflow's JSON, `step` with a step's "
+        "JSON (as `/steps` lists it) when a model turn or tool call of the run begins and when "
+        "it finishes (each step's before the final state), or `subscription` with one "
         "subscription's JSON when its delivery changes. A finished workflow's stream sends "
-        "its final state at once and ends."
+        "its steps and final state at once and ends."
     ),
     response_class=EventSourceResponse,
     responses={
@@ -49,15 +52,24 @@ async def events(key: KeyPath, request: Request) -> EventSourceResponse:
 async def _stream(service: WorkflowService, key: str) -> AsyncIterator[ServerSentEvent]:
     announced_state: str | None = None
     announced_deliveries: dict[Any, str] = {}
+    steps = StepEvents(service, key)
     try:
-        async for _ in service.changes(key):
+        async for _ in service.changes(key, steps=True):
             current = await service.status(key)
             if current.workflow is None and current.promise is None:
                 return  # deleted meanwhile: nothing more will happen under this key
             out = WorkflowOut.of(current)
+            # Read after the state: every step the state's commit made is in it.
+            changed = [] if current.workflow is None else await steps.since(current.workflow)
+            if current.workflow is not None and current.workflow.finished:
+                for event in changed:  # the steps first, then the final state
+                    yield event
+                changed = []
             if out.status is not None and out.status != announced_state:
                 announced_state = out.status
                 yield ServerSentEvent(event=out.status, data=out.model_dump_json())
+            for event in changed:
+                yield event
             for subscription in out.subscriptions:
                 if announced_deliveries.get(subscription.id) != subscription.status:
                     announced_deliveries[subscription.id] = subscription.status

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -96,26 +96,34 @@ def statement(name: str) -> Statement:
 class Statements:
     """Running named statements on one driver connection; rows are asyncpg Records."""
 
-    def __init__(self, connection: asyncpg.Connection) -> None:
+    def __init__(
+        self, connection: asyncpg.Connection, sent: list[Callable[[], None]] | None = None
+    ) -> None:
         self._connection = connection
+        self._sent = sent or []  # called for every statement (the statements' metric)
+
+    def _named(self, query: str) -> Statement:
+        for hook in self._sent:
+            hook()
+        return statement(query)
 
     async def fetch(self, query: str, /, **params: Any) -> list[Record]:
-        named = statement(query)
+        named = self._named(query)
         rows: list[Record] = await self._connection.fetch(named.sql, *named.arguments(params))
         return rows
 
     async def fetchrow(self, query: str, /, **params: Any) -> Record | None:
-        named = statement(query)
+        named = self._named(query)
         row: Record | None = await self._connection.fetchrow(named.sql, *named.arguments(params))
         return row
 
     async def fetchval(self, query: str, /, **params: Any) -> Any:
-        named = statement(query)
+        named = self._named(query)
         return await self._connection.fetchval(named.sql, *named.arguments(params))
 
     async def execute(self, query: str, /, **params: Any) -> int:
         """Run a statement that returns no rows; how many rows it changed."""
-        named = statement(query)
+        named = self._named(query)
         status: str = await self._connection.execute(named.sql, *named.arguments(params))
         # asyncpg answers the command tag: "UPDATE 3", "DELETE 0", "INSERT 0 1".
         count = status.rpartition(" ")[2]
@@ -164,6 +172,11 @@ class Database:
         self._engine = engine
         self._lane = _Lane(asyncio.Semaphore(connections), wait_seconds)
         self._connections = connections
+        self._sent: list[Callable[[], None]] = []  # shared by the lanes
+
+    def on_statement(self, hook: Callable[[], None]) -> None:
+        """Call `hook` for every statement sent, on every lane (a metric's counter)."""
+        self._sent.append(hook)
 
     @classmethod
     def connect(cls, database_url: str, *, connections: int, pooler: Pooler = "none") -> Database:
@@ -176,6 +189,7 @@ class Database:
         """The same statements on the lane that always has a connection free."""
         urgent = Database(self._engine, connections=self._connections)
         urgent._lane = _Lane(None)
+        urgent._sent = self._sent
         return urgent
 
     @property
@@ -188,19 +202,19 @@ class Database:
 
     async def fetch(self, query: str, /, **params: Any) -> list[Record]:
         async with self._driver() as driver:
-            return await Statements(driver).fetch(query, **params)
+            return await Statements(driver, self._sent).fetch(query, **params)
 
     async def fetchrow(self, query: str, /, **params: Any) -> Record | None:
         async with self._driver() as driver:
-            return await Statements(driver).fetchrow(query, **params)
+            return await Statements(driver, self._sent).fetchrow(query, **params)
 
     async def fetchval(self, query: str, /, **params: Any) -> Any:
         async with self._driver() as driver:
-            return await Statements(driver).fetchval(query, **params)
+            return await Statements(driver, self._sent).fetchval(query, **params)
 
     async def execute(self, query: str, /, **params: Any) -> int:
         async with self._driver() as driver:
-            return await Statements(driver).execute(query, **params)
+            return await Statements(driver, self._sent).execute(query, **params)
 
     @contextlib.asynccontextmanager
     async def transaction(
@@ -208,7 +222,7 @@ class Database:
     ) -> AsyncIterator[Statements]:
         """Statements in one transaction, committed at the end (rolled back on an error)."""
         async with self._driver() as driver, driver.transaction(isolation=isolation):
-            yield Statements(driver)
+            yield Statements(driver, self._sent)
 
     @contextlib.asynccontextmanager
     async def _driver(self) -> AsyncIterator[asyncpg.Connection]:

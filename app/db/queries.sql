@@ -64,15 +64,11 @@ SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, error = :er
 WHERE key = :key AND created_at = :created_at AND lease_owner = :owner AND status = 'running'
 
 -- name: complete_run
-SELECT * FROM agent_notify_complete_run_v1(
-    :key, :created_at, :owner, :output, :error, :room, :lease_seconds, :notify_on_failure,
-    :agent_promise, :key_channel, :work_channel)
-
--- name: complete_structured_run
--- complete_run for a run with an output_schema: its promise's value is the JSON answer itself.
-SELECT * FROM agent_notify_complete_structured_run_v1(
-    :key, :created_at, :owner, :output, :error, :room, :lease_seconds, :notify_on_failure,
-    :agent_promise, :key_channel, :work_channel)
+-- Finish the run, its answer's model turn (`step`, jsonb; NULL: none) journaled in the same
+-- transaction; with `structured` (an output_schema) the promise's value is the JSON answer.
+SELECT * FROM agent_notify_complete_run_v2(
+    :key, :created_at, :owner, :output, :error, CAST(:step AS jsonb), :structured, :room,
+    :lease_seconds, :notify_on_failure, :agent_promise, :key_channel, :work_channel)
 
 -- name: resume_run
 SELECT * FROM agent_notify_resume_v1(
@@ -137,7 +133,8 @@ WHERE key = :key AND created_at = :created_at AND lease_owner = :owner
 -- the step is inserted, or, when the run's step at this seq exists without a result (it was in
 -- flight at a crash, or its model call failed), executed again under the same id with its
 -- attempts counted. No row: the lease passed on (or the run was cancelled), or the step
--- already has a result; the caller makes no effect.
+-- already has a result; the caller makes no effect. Step statements NOTIFY "<key> steps":
+-- only those following the run's steps (/events) are woken, never the runner's watch.
 WITH held AS (
     UPDATE workflow SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
     WHERE key = :key AND created_at = :created_at AND lease_owner = :owner
@@ -151,7 +148,7 @@ ON CONFLICT (workflow_key, run_created_at, seq) DO UPDATE
 SET attempts = s.attempts + 1, status = 'running', error = NULL, started_at = now(),
     finished_at = NULL
 WHERE s.output IS NULL
-RETURNING to_jsonb(s) AS step_row
+RETURNING to_jsonb(s) AS step_row, pg_notify(:key_channel, s.workflow_key || ' steps')
 
 -- name: finish_step
 -- Record a step's result (or its model call's error), only while its run is this process's
@@ -166,7 +163,32 @@ FROM workflow AS w
 WHERE s.id = :id AND (s.output IS NULL OR s.output = CAST(:output AS jsonb))
   AND w.key = s.workflow_key
   AND w.created_at = s.run_created_at AND w.lease_owner = :owner AND w.status = 'running'
-RETURNING to_jsonb(s) AS step_row
+RETURNING to_jsonb(s) AS step_row, pg_notify(:key_channel, s.workflow_key || ' steps')
+
+-- name: record_step
+-- A step that no statement began (a run's first model turn: the run's claim marked it started),
+-- journaled with its result in one statement, fenced as begin_step is; its attempts are the
+-- run's. A step at this seq without a result (its model call failed before) takes the result;
+-- one with another result keeps it (no row then).
+WITH held AS (
+    UPDATE workflow SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
+    WHERE key = :key AND created_at = :created_at AND lease_owner = :owner
+      AND attempts = :attempts AND status = 'running'
+    RETURNING key, created_at, attempts
+)
+INSERT INTO step AS s
+    (id, workflow_key, run_created_at, seq, kind, name, input, output, status, attempts, error,
+     input_tokens, output_tokens, cost_usd, started_at, finished_at)
+SELECT :id, held.key, held.created_at, :seq, :kind, :name, CAST(:input AS jsonb),
+       CAST(:output AS jsonb), :status, held.attempts, :error, :input_tokens, :output_tokens,
+       :cost_usd, least(:started_at, now()), now()
+FROM held
+ON CONFLICT (workflow_key, run_created_at, seq) DO UPDATE
+SET status = excluded.status, output = excluded.output, error = excluded.error,
+    input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
+    cost_usd = excluded.cost_usd, finished_at = now()
+WHERE s.output IS NULL OR s.output = excluded.output
+RETURNING to_jsonb(s) AS step_row, pg_notify(:key_channel, s.workflow_key || ' steps')
 
 -- name: run_steps
 -- A run's journal, in order: what its agent loop is rebuilt from.

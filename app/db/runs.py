@@ -19,9 +19,10 @@ from app.db.rows import (
     deliveries_of,
 )
 from app.db.scope import Scope
+from app.db.steps import StepResult
 from app.states import CANCELLED_ERROR
 
-# What agent_notify_complete_run_v1() raises when the run is no longer the caller's.
+# What agent_notify_complete_run_v2() raises when the run is no longer the caller's.
 LEASE_LOST_SQLSTATE = "AN409"
 
 
@@ -108,26 +109,32 @@ class Runs:
         return changed == 1
 
     async def complete(
-        self, run: WorkflowRow, *, output: str | None, error: str | None, room: int
+        self,
+        run: WorkflowRow,
+        *,
+        output: str | None,
+        error: str | None,
+        room: int,
+        step: StepResult | None = None,
     ) -> RunCompletion | None:
-        """Finish a leased run (`output` for success, `error` for a terminal failure): record it,
-        complete its promise, release its subscribers. The oldest `room` of them are leased to
-        this process and returned; None when this process no longer holds the run (taken
-        over, or cancelled): then nothing changed."""
-        values = {
-            "key": run.key,
-            "created_at": run.created_at,
-            "output": output,
-            "error": error,
-            "room": room,
-            **self._bound,
-        }
+        """Finish a leased run (`output` for success, `error` for a terminal failure): record it
+        and `step` (the model turn that answered), complete its promise, release its
+        subscribers. The oldest `room` of them are leased to this process and returned; None
+        when this process no longer holds the run (taken over, or cancelled): then nothing
+        changed. A run with an output_schema answers JSON text: the promise's value is the JSON
+        value."""
         try:
-            if run.output_schema is None:
-                row = await self._db.fetchrow("complete_run", **values)
-            else:
-                # `output` is JSON text: the promise's value is the JSON value.
-                row = await self._db.fetchrow("complete_structured_run", **values)
+            row = await self._db.fetchrow(
+                "complete_run",
+                key=run.key,
+                created_at=run.created_at,
+                output=output,
+                error=error,
+                step=None if step is None else step.as_json(),
+                structured=run.output_schema is not None,
+                room=room,
+                **self._bound,
+            )
         except Exception as exc:
             if sqlstate_of(exc) == LEASE_LOST_SQLSTATE:
                 return None

@@ -8,9 +8,11 @@ from typing import Any
 from app.states import AGENT_PROMISE
 
 # NOTIFY channels. KEY_CHANNEL: "this workflow's rows changed" (payload: the key, or
-# "<key> <subscription id>" for a delivery); WORK_CHANNEL: "claimable work may exist".
+# "<key> <subscription id>" for a delivery, or "<key> steps" for a step of its run begun or
+# finished); WORK_CHANNEL: "claimable work may exist".
 KEY_CHANNEL = "agent_notify"
 WORK_CHANNEL = "agent_notify_work"
+STEPS_TOPIC = "steps"
 
 
 @dataclass(frozen=True, slots=True)

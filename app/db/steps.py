@@ -5,12 +5,51 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from app.db.gateway import Database
 from app.db.scope import Scope
 from app.db.step_rows import StepRow, StepSummary
 from app.states import StepKind, StepState
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """A step with its result, for a statement that journals both at once: a step no statement
+    began (a run's first model turn) or whose result the run's completion records."""
+
+    id: uuid.UUID
+    seq: int
+    kind: StepKind
+    name: str
+    input: object
+    output: object
+    started_at: datetime  # when this attempt began it (this process's clock)
+    status: StepState = StepState.SUCCEEDED
+    error: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+
+    def as_json(self) -> str:
+        """The step as the jsonb parameter of agent_notify_complete_run_v2."""
+        text = _json(
+            {
+                "id": str(self.id),
+                "seq": self.seq,
+                "kind": str(self.kind),
+                "name": self.name,
+                "input": self.input,
+                "output": self.output,
+                "input_tokens": self.input_tokens,
+                "output_tokens": self.output_tokens,
+                "cost_usd": self.cost_usd,
+                "started_at": self.started_at.isoformat(),
+            }
+        )
+        assert text is not None
+        return text
 
 
 class Steps:
@@ -69,6 +108,34 @@ class Steps:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cost_usd=cost_usd,
+            **self._bound,
+        )
+        return None if row is None else StepRow.of(row["step_row"])
+
+    async def record(
+        self, step: StepResult, *, key: str, created_at: datetime, attempts: int
+    ) -> StepRow | None:
+        """Journal a step that no statement began, with its result, if attempt `attempts` of
+        this process still holds the run (its lease renewed in the same statement); its attempts
+        are the run's. None: the run is no longer this attempt's, or the step has another
+        result already."""
+        row = await self._db.fetchrow(
+            "record_step",
+            id=step.id,
+            key=key,
+            created_at=created_at,
+            attempts=attempts,
+            seq=step.seq,
+            kind=str(step.kind),
+            name=step.name,
+            input=_json(step.input),
+            output=_json(step.output),
+            status=str(step.status),
+            error=step.error,
+            input_tokens=step.input_tokens,
+            output_tokens=step.output_tokens,
+            cost_usd=step.cost_usd,
+            started_at=step.started_at,
             **self._bound,
         )
         return None if row is None else StepRow.of(row["step_row"])

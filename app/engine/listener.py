@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import asyncpg
 
 from app.db.rows import WorkflowRow
-from app.db.scope import KEY_CHANNEL, WORK_CHANNEL
+from app.db.scope import KEY_CHANNEL, STEPS_TOPIC, WORK_CHANNEL
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ class Listener:
         self._dsn = dsn
         self._keepalive_seconds = keepalive_seconds
         self._reconnect_max_seconds = reconnect_max_seconds
-        # workflow key -> subscription id (None: the workflow itself) -> waiting events
+        # workflow key -> subscription id (None: the workflow itself; STEPS_TOPIC: its run's
+        # steps) -> waiting events
         self._waiters: dict[str, dict[str | None, set[Wakeup]]] = {}
         # Keys this process is committing a change to, with how many commits are under way.
         self._committing: dict[str, int] = {}
@@ -76,21 +77,27 @@ class Listener:
         self._work_callbacks.append(callback)
 
     @contextlib.contextmanager
-    def watch(self, key: str, subscription: str | None = None) -> Iterator[Wakeup]:
+    def watch(
+        self, key: str, subscription: str | None = None, *, steps: bool = False
+    ) -> Iterator[Wakeup]:
         """An event set whenever workflow `key` (or only its `subscription`, if given) may have
-        changed; clear it before re-reading the row."""
+        changed, and with `steps` also when a step of its run began or finished; clear it
+        before re-reading the rows."""
         event = Wakeup()
+        chosen = [subscription, STEPS_TOPIC] if steps else [subscription]
         topics = self._waiters.setdefault(key, {})
-        waiters = topics.setdefault(subscription, set())
-        waiters.add(event)
+        for topic in chosen:
+            topics.setdefault(topic, set()).add(event)
         try:
             yield event
         finally:
-            waiters.discard(event)
-            if not waiters:
-                topics.pop(subscription, None)
-                if not topics:
-                    self._waiters.pop(key, None)
+            for topic in chosen:
+                waiters = topics.get(topic, set())
+                waiters.discard(event)
+                if not waiters:
+                    topics.pop(topic, None)
+            if not topics:
+                self._waiters.pop(key, None)
 
     def wake(
         self, key: str, subscription: str | None = None, *, finished: WorkflowRow | None = None
@@ -104,6 +111,10 @@ class Listener:
             return
         if subscription is None:
             chosen = list(topics.values())
+        elif subscription == STEPS_TOPIC:
+            # A step's statement changed no workflow or subscription row: the runner's watch
+            # (and any waiter on the outcome) has nothing to re-read.
+            chosen = [topics.get(STEPS_TOPIC, set())]
         else:
             chosen = [topics.get(None, set()), topics.get(subscription, set())]
         for waiters in chosen:
@@ -138,7 +149,10 @@ class Listener:
 
     @property
     def waiter_count(self) -> int:
-        return sum(len(w) for topics in self._waiters.values() for w in topics.values())
+        # An event watching a key's steps too is one waiter.
+        return len(
+            {event for topics in self._waiters.values() for w in topics.values() for event in w}
+        )
 
     def _wake_work(self) -> None:
         for callback in self._work_callbacks:

@@ -92,10 +92,19 @@ def pinned(url: str, resolved: Resolved) -> tuple[str, dict[str, str]]:
 class WebhookSender:
     def __init__(self, *, guard: AddressGuard, timeout_seconds: float) -> None:
         self._guard = guard
-        # trust_env=False: a proxy from the environment would connect to the name itself.
-        self._client = httpx.AsyncClient(
-            timeout=timeout_seconds, follow_redirects=False, trust_env=False
-        )
+        self._timeout_seconds = timeout_seconds
+        # Made by the first send: its TLS context loads the system's CA store (a tenth of a
+        # second), which a process that never sends a webhook need not pay for at start-up.
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            # trust_env=False: a proxy from the environment would connect to the name itself.
+            self._http = httpx.AsyncClient(
+                timeout=self._timeout_seconds, follow_redirects=False, trust_env=False
+            )
+        return self._http
 
     async def send(self, url: str, *, secret: str, webhook_id: str, body: bytes) -> None:
         """POST the signed event. PermanentError: not allowed, or 410; TransientError: try
@@ -131,4 +140,5 @@ class WebhookSender:
         raise TransientError(f"the receiver answered {response.status_code}")
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._http is not None:
+            await self._http.aclose()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.agent import SourceStatus, Toolbox
-from app.agent.mcp import McpSource
 from app.config import Settings
 from app.llm.messages import JsonObject
 
@@ -22,7 +21,7 @@ class ToolInfo:
 @dataclass(frozen=True, slots=True)
 class SourceInfo:
     name: str
-    kind: str  # "python" or "mcp"
+    kind: str  # "python", "mcp" or "builtin"
     status: SourceStatus
 
 
@@ -54,11 +53,6 @@ def describe_agent(settings: Settings, toolbox: Toolbox) -> AgentInfo:
             for spec in toolbox.specs()
         ],
         sources=[
-            SourceInfo(
-                source.name,
-                "mcp" if isinstance(source, McpSource) else "python",
-                source.status(),
-            )
-            for source in toolbox.sources
+            SourceInfo(source.name, source.kind, source.status()) for source in toolbox.sources
         ],
     )

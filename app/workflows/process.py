@@ -9,14 +9,13 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import generate_latest
 
 from app import __version__
-from app.agent import AgentLoop, ApprovalSource, PythonTools, Toolbox
-from app.agent.mcp import mcp_sources
+from app.agent import AgentLoop, ApprovalSource, PythonTools, Toolbox, ToolSource
 from app.config import Settings
 from app.db import migrate
 from app.db.connection import asyncpg_dsn, is_outage
@@ -162,7 +161,7 @@ class ServiceProcess:
             [
                 ApprovalSource(RunApprovals(store=store, settings=settings)),
                 PythonTools.from_config(python_tools(settings)),
-                *mcp_sources(settings),
+                *_mcp_sources(settings),
             ],
             timeout_seconds=settings.agent_tool_timeout_seconds,
         )
@@ -171,6 +170,7 @@ class ServiceProcess:
         agent = AgentLoop(model_client, toolbox, settings)
         mailer = create_mailer(settings)
         metrics = Metrics()
+        store.database.on_statement(metrics.db_statements.inc)
         guard = AddressGuard(settings.webhook_allowed_networks)
         channels = Channels(
             webhook=WebhookSender(guard=guard, timeout_seconds=settings.webhook_timeout_seconds),
@@ -307,3 +307,13 @@ class ServiceProcess:
         figures.inflight.labels("run").set(self.runner.inflight)
         figures.inflight.labels("delivery").set(self.delivery.inflight)
         return generate_latest(figures.registry)
+
+
+def _mcp_sources(settings: Settings) -> Sequence[ToolSource]:
+    """A source for each server of AGENT_MCP_CONFIG. The MCP SDK is imported only where
+    servers are configured: it adds a good half second to every start of the service."""
+    if settings.agent_mcp_config is None:
+        return []
+    from app.agent.mcp import mcp_sources
+
+    return mcp_sources(settings)

@@ -13,9 +13,10 @@ import time
 from collections.abc import Hashable
 
 from app import tracing
-from app.agent import AgentLoop, AgentRun, RunSuspended, RunTakenAway
+from app.agent import AgentLoop, AgentRun, Outcome, RunSuspended, RunTakenAway
 from app.config import Settings
 from app.db.rows import Delivery, RunCompletion, WorkflowRow
+from app.db.steps import StepResult
 from app.db.store import Store
 from app.engine.listener import Listener
 from app.engine.retry import RetryPolicy, through_outages
@@ -97,7 +98,7 @@ class Runner(Worker[WorkflowRow]):
         metrics.runs_started.inc()
         started = time.perf_counter()
         try:
-            output = await self._answer_unless_taken_away(item)
+            output, answer_step = await self._answer_unless_taken_away(item)
         except RunSuspended as suspension:
             await self._suspend(item, suspension)
         except _TakenAway:
@@ -117,18 +118,19 @@ class Runner(Worker[WorkflowRow]):
             await self.recover(item, str(exc))
         else:
             metrics.llm_seconds.labels("ok").observe(time.perf_counter() - started)
-            await self._finish(item, output=output, error=None)
+            await self._finish(item, output=output, error=None, step=answer_step)
 
-    def _journal(self, item: WorkflowRow) -> RunJournal:
+    async def _answer(self, item: WorkflowRow) -> tuple[str, StepResult | None]:
+        """The answer, and its model turn for the completion to journal (None: journaled)."""
         identity = self.identity(item)
-        return RunJournal(
+        journal = RunJournal(
             self._store.steps,
             item,
             attempts=lambda: self.leases.attempts(identity),
             renewed=lambda started: self.leases.renewed([identity], started),
+            fence=lambda: self.fence(item),
+            metrics=self._metrics,
         )
-
-    async def _answer(self, item: WorkflowRow) -> str:
         run = AgentRun(
             key=item.key,
             query=item.query,
@@ -140,12 +142,13 @@ class Runner(Worker[WorkflowRow]):
             approvals=bool(item.approvers),
         )
         try:
-            outcome = await self._agent.run(run, self._journal(item))
+            outcome: Outcome = await self._agent.run(run, journal)
         except RunTakenAway as exc:
             raise _TakenAway(item.key) from exc
-        return outcome.answer
+        step = outcome.answer_step
+        return outcome.answer, None if step is None else journal.answer(step)
 
-    async def _answer_unless_taken_away(self, item: WorkflowRow) -> str:
+    async def _answer_unless_taken_away(self, item: WorkflowRow) -> tuple[str, StepResult | None]:
         """The agent's answer; raises _TakenAway as soon as the run is cancelled or another
         process holds it (a step's statement finds the lease gone, or the key's notification
         says so), abandoning the step in flight (it is not worth paying for any more)."""
@@ -216,11 +219,18 @@ class Runner(Worker[WorkflowRow]):
         tracing.failed(error)
         await self._finish(item, output=None, error=error)
 
-    async def _finish(self, item: WorkflowRow, *, output: str | None, error: str | None) -> None:
+    async def _finish(
+        self,
+        item: WorkflowRow,
+        *,
+        output: str | None,
+        error: str | None,
+        step: StepResult | None = None,
+    ) -> None:
         # The key's waiters are woken when this ends, with the finished row: none reads it back.
         with self._listener.committing(item.key) as handover:
             try:
-                completion = await self._complete(item, output=output, error=error)
+                completion = await self._complete(item, output=output, error=error, step=step)
             except Exception as exc:
                 if error is not None:
                     raise
@@ -244,7 +254,12 @@ class Runner(Worker[WorkflowRow]):
         self._metrics.runs_finished.labels("succeeded" if error is None else "failed").inc()
 
     async def _complete(
-        self, item: WorkflowRow, *, output: str | None, error: str | None
+        self,
+        item: WorkflowRow,
+        *,
+        output: str | None,
+        error: str | None,
+        step: StepResult | None = None,
     ) -> RunCompletion | None:
         """Record the outcome, waiting out database outages. Subscribers released by it are
         sent from here, as many as the delivery worker has room for (one, as most runs have
@@ -253,7 +268,7 @@ class Runner(Worker[WorkflowRow]):
         with self._delivery.room(1) as room:
             completion = await through_outages(
                 lambda: self._store.runs.complete(
-                    item, output=output, error=error, room=room.granted
+                    item, output=output, error=error, room=room.granted, step=step
                 ),
                 what=f"record the outcome of {item.key}",
             )

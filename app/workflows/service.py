@@ -358,10 +358,11 @@ class WorkflowService:
         page = rows[:limit]
         return page, str(page[-1].seq) if len(rows) > limit else None
 
-    async def changes(self, key: str) -> AsyncIterator[None]:
-        """Yields now, then after every possible change of workflow `key` or its subscriptions,
-        until the consumer stops iterating or the process shuts down."""
-        with self._listener.watch(key) as changed:
+    async def changes(self, key: str, *, steps: bool = False) -> AsyncIterator[None]:
+        """Yields now, then after every possible change of workflow `key` or its subscriptions
+        (and with `steps`, of its run's steps), until the consumer stops iterating or the
+        process shuts down."""
+        with self._listener.watch(key, steps=steps) as changed:
             while True:
                 changed.clear()
                 yield None

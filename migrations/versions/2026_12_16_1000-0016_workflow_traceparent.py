@@ -5,7 +5,7 @@ executes — on another replica, after a restart — so one trace goes from the 
 last notification. NULL when tracing was off at the start (or the request carried none).
 
 Revision ID: 0016
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-16 10:00:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0016"
-down_revision: str | None = "0012"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -22,7 +22,7 @@ except ImportError:  # without the dev extra the browser tests skip; the others 
     expect = None  # type: ignore[assignment]
 
 from tests.conftest import RunningApp
-from tests.fakes.llm import FakeLLM, answer_for
+from tests.fakes.llm import Call, FakeLLM, Text, ToolCalls, Usage, answer_for
 from tests.fakes.smtp import Inbox
 from tests.helpers import all_sent, plain_text, quoted_text, until_workflow
 
@@ -585,3 +585,39 @@ async def test_the_api_docs_render_in_the_browser_from_the_service_alone(
     await expect(page.locator("#operations-workflows-workflows_run_send")).to_be_visible()
     await page.screenshot(path=screenshots("api-docs"))
     assert elsewhere == [], f"the docs page loaded from elsewhere: {elsewhere}"
+
+
+@needs_chromium
+async def test_a_workflow_page_shows_the_runs_steps_live_with_tokens_and_durations(
+    start_app: StartApp,
+    fake_llm: FakeLLM,
+    page: Page,
+    screenshots: Callable[[str], Path],
+) -> None:
+    app = await start_app(agent_tools="app.agent.examples")
+    query = "Add, then answer"
+    fake_llm.script_turns(
+        query,
+        ToolCalls(Call("add", {"a": 2, "b": 3}), usage=Usage(12, 5)),
+        Text("five", usage=Usage(20, 2)),
+    )
+    release = fake_llm.hold_turn(query, 1)
+    assert (await app.client.post("/workflows/ui-steps/run/send", json=query)).status_code == 202
+    await open_page(page, f"{app.base_url}/ui/workflows/ui-steps")
+    timeline = page.locator("#detail-timeline")
+    step = lambda seq: timeline.locator(f'li[data-step="{seq}"]')  # noqa: E731
+    await expect(step(0)).to_contain_text("model turn")
+    await expect(step(0)).to_contain_text("12 in / 5 out tokens")
+    await expect(step(1)).to_contain_text("tool add")
+    await expect(step(1)).to_have_attribute("data-state", "succeeded")
+    await expect(step(2)).to_have_attribute("data-state", "running")
+    await expect(step(2)).to_contain_text("in flight")
+    await expect(page.locator("#detail-usage")).to_have_text("12 in / 5 out tokens")
+    await page.screenshot(path=screenshots("detail-steps-running"), full_page=True)
+
+    release.set()
+    await expect(page.locator("#detail-status")).to_have_text("succeeded")
+    await expect(step(2)).to_have_attribute("data-state", "succeeded")
+    await expect(step(2)).to_contain_text(re.compile(r"took [0-9.]+ s, 20 in / 2 out tokens"))
+    await expect(page.locator("#detail-usage")).to_have_text("32 in / 7 out tokens")
+    await page.screenshot(path=screenshots("detail-steps"), full_page=True)

@@ -116,6 +116,7 @@ class FakeLLM:
     _scripts: dict[str, deque[Reply]] = field(default_factory=dict)
     _next: deque[Reply] = field(default_factory=deque)
     _turns: dict[str, list[deque[Reply]]] = field(default_factory=dict)
+    _prefix_turns: dict[str, tuple[Reply, ...]] = field(default_factory=dict)
     _turn_holds: dict[tuple[str, int], asyncio.Event] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _runner: web.AppRunner | None = None
@@ -156,6 +157,11 @@ class FakeLLM:
         n assistant messages (a turn counts from 0). A tuple gives a turn's replies call by
         call (the last one stays): `(Status(500), Text("ok"))` fails the turn once."""
         self._turns[query] = [deque(turn if isinstance(turn, tuple) else (turn,)) for turn in turns]
+
+    def script_turns_for_prefix(self, prefix: str, *turns: Reply) -> None:
+        """Calls for any query starting with `prefix` (and no script of its own) are answered
+        by turn, the same reply each time (benchmarks: many runs of one shape)."""
+        self._prefix_turns[prefix] = turns
 
     def hold_turn(self, query: str, turn: int) -> asyncio.Event:
         """Calls for `query` at `turn` (from 0) wait until the returned event is set."""
@@ -211,7 +217,12 @@ class FakeLLM:
             replies = turns[turn]
             return replies.popleft() if len(replies) > 1 else replies[0]
         script = self._scripts.get(query)
-        return script.popleft() if script else None
+        if script:
+            return script.popleft()
+        for prefix, shape in self._prefix_turns.items():
+            if query.startswith(prefix) and turn < len(shape):
+                return shape[turn]
+        return None
 
     @staticmethod
     def _respond(reply: Reply, body: dict[str, Any], number: int) -> web.Response:

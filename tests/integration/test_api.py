@@ -129,7 +129,8 @@ async def test_events_of_a_finished_workflow_end_at_once(client: httpx.AsyncClie
     events: list[tuple[str, dict[str, Any]]] = []
     async with asyncio.timeout(5):
         await read_events(client, "done", events)
-    assert [name for name, _ in events] == ["succeeded"]
+    # Its one step (begun, finished), then its final state.
+    assert [name for name, _ in events] == ["step", "step", "succeeded"]
     assert (await client.get("/workflows/nobody/events")).status_code == 404
 
 

@@ -21,7 +21,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert ready.json() == {
         "status": "ready",
         "checks": {"database": True, "migrations": True, "listener": True, "workers": True},
-        "tools": {"python": "up"},
+        "tools": {"approval": "up", "python": "up"},
     }
 
 
@@ -32,7 +32,7 @@ async def test_an_mcp_server_that_is_down_shows_in_readiness_but_leaves_it_ready
     app = await start_app(agent_mcp_config=json.dumps(config))
     ready = await app.client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["tools"] == {"python": "up", "calc": "down"}
+    assert ready.json()["tools"] == {"approval": "up", "python": "up", "calc": "down"}
 
 
 async def test_metrics_count_what_happened(client: httpx.AsyncClient, inbox: Inbox) -> None:

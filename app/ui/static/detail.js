@@ -1,4 +1,5 @@
-// One workflow's page: input, output, error, timeline, promises and subscribers, kept live by
+// One workflow's page: input, output, error, timeline (with the run's steps), promises and
+// subscribers, kept live by
 // its event stream while it runs (and by a light poll while emails are still owed after the
 // stream ended), with the actions of the public API: subscribe, complete a promise, cancel.
 
@@ -24,6 +25,7 @@ const POLL_SECONDS = 3;
 const state = {
   key: null,
   workflow: null, // GET /workflows/{key}, updated by the stream
+  steps: new Map(), // seq -> step JSON (GET …/steps, then the stream's `step` events)
   promises: new Map(), // name -> promise JSON, for promises other than the agent's
   controller: null, // aborts the stream, the poll and pending requests on leaving the page
   streaming: false,
@@ -67,7 +69,43 @@ function renderFacts(workflow) {
     ),
     fact("Attempts", String(workflow.attempts ?? 0)),
     fact("Model", workflow.model || "default (AGENT_MODEL)"),
+    fact("Usage", h("span", { id: "detail-usage" }, usageText(workflow))),
   );
+}
+
+/** The run's tokens and cost: summed over the steps seen so far while it runs. */
+function usageText(workflow) {
+  let usage = workflow.usage;
+  if (state.steps.size && !TERMINAL.has(workflow.status)) {
+    usage = { input_tokens: 0, output_tokens: 0, cost_usd: null };
+    for (const step of state.steps.values()) {
+      usage.input_tokens += step.input_tokens || 0;
+      usage.output_tokens += step.output_tokens || 0;
+      if (step.cost_usd !== null && step.cost_usd !== undefined) usage.cost_usd = (usage.cost_usd || 0) + step.cost_usd;
+    }
+  }
+  if (!usage) return "–";
+  const cost = usage.cost_usd === null || usage.cost_usd === undefined ? "" : `, $${usage.cost_usd.toFixed(4)}`;
+  return `${usage.input_tokens} in / ${usage.output_tokens} out tokens${cost}`;
+}
+
+function tokens(step) {
+  if (step.input_tokens === null && step.output_tokens === null) return "";
+  return `, ${step.input_tokens ?? 0} in / ${step.output_tokens ?? 0} out tokens`;
+}
+
+/** A step of the run in the timeline: when it began, how long it took, its tokens. */
+function addSteps(add) {
+  for (const step of [...state.steps.values()].sort((a, b) => a.seq - b.seq)) {
+    const label = step.kind === "llm" ? "model turn" : `tool ${step.name}`;
+    const took = step.finished_at
+      ? `took ${formatSeconds((Date.parse(step.finished_at) - Date.parse(step.started_at)) / 1000)}`
+      : "in flight";
+    const attempts = step.attempts > 1 ? `, attempt ${step.attempts}` : "";
+    const error = step.error ? ` — ${step.error}` : "";
+    const entry = add(step.started_at, step.status, label, `step ${step.seq} (${step.name}): ${step.status}, ${took}${tokens(step)}${attempts}${error}`);
+    entry.step = String(step.seq);
+  }
 }
 
 function text(element, value, placeholder) {
@@ -78,7 +116,11 @@ function text(element, value, placeholder) {
 function timeline(workflow) {
   const start = workflow.created_at;
   const entries = [];
-  const add = (at, state, label, ...details) => entries.push({ at, state, label, details });
+  const add = (at, state, label, ...details) => {
+    const entry = { at, state, label, details };
+    entries.push(entry);
+    return entry;
+  };
   if (workflow.status === null) {
     add(null, "none", "not started", "subscribers wait for a run with this key");
   }
@@ -93,6 +135,7 @@ function timeline(workflow) {
   } else if (workflow.status === "running" && workflow.error) {
     add(workflow.updated_at, "running", "retrying", workflow.error);
   }
+  addSteps(add);
   for (const promise of state.promises.values()) {
     if (promise.completed_at) {
       add(promise.completed_at, promise.state, `${promise.name} ${promise.state}`, "completed from outside");
@@ -143,7 +186,7 @@ function timeline(workflow) {
   return [...timed, ...pending].map((entry) =>
     h(
       "li",
-      { dataset: { state: entry.state } },
+      { dataset: entry.step === undefined ? { state: entry.state } : { state: entry.state, step: entry.step } },
       h("span", { class: "when", title: entry.at ? formatTime(entry.at) : "" }, entry.at ? formatTime(entry.at).slice(11) : "…"),
       h("span", { class: "offset" }, entry.at && start ? offset(start, entry.at) : ""),
       h("span", { class: "label" }, h("span", { class: "badge", dataset: { state: entry.state } }, entry.label)),
@@ -249,11 +292,22 @@ async function loadPromises(signal) {
   );
 }
 
+/** The run's journal so far (the stream adds what happens next). */
+async function loadSteps(signal) {
+  if (!state.workflow?.status) return;
+  try {
+    const page = await get(`${base()}/steps?limit=500`, signal);
+    for (const step of page.items) state.steps.set(step.seq, step);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 404)) throw error;
+  }
+}
+
 async function load() {
   const signal = state.controller.signal;
   try {
     state.workflow = await get(base(), signal);
-    await loadPromises(signal);
+    await Promise.all([loadPromises(signal), loadSteps(signal)]);
     render();
     return true;
   } catch (error) {
@@ -268,7 +322,9 @@ async function load() {
 }
 
 function applyEvent(name, data) {
-  if (name === "subscription") {
+  if (name === "step") {
+    state.steps.set(data.seq, data);
+  } else if (name === "subscription") {
     const subscriptions = state.workflow.subscriptions;
     const index = subscriptions.findIndex((s) => s.id === data.id);
     if (index >= 0) subscriptions[index] = data;
@@ -409,6 +465,7 @@ export const detailView = {
     state.key = key;
     state.workflow = null;
     state.promises = new Map();
+    state.steps = new Map();
     state.controller = new AbortController();
     const controller = state.controller;
     document.title = `${key} · agent-notify`;
