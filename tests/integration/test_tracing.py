@@ -100,6 +100,11 @@ async def finished_spans(
     return await eventually(probe, condition)
 
 
+def having(*names: str) -> Callable[[Sequence[ReadableSpan]], bool]:
+    """Whether spans of each of these names have ended."""
+    return lambda spans: all(named(spans, name) for name in names)
+
+
 def server_span(spans: Sequence[ReadableSpan], route: str) -> ReadableSpan:
     [span] = [s for s in spans if s.kind is SpanKind.SERVER and s.name == f"POST {route}"]
     return span
@@ -125,7 +130,9 @@ async def test_one_trace_from_the_request_through_turns_and_tools_to_the_email(
     assert response.status_code == 200, response.text
     await inbox.wait_for(1)
     await until_workflow(app.client, "traced", all_sent)
-    recorded = await finished_spans(spans, lambda s: bool(named(s, "deliver email")))
+    recorded = await finished_spans(
+        spans, having("POST /workflows/{key}/run", RUN_SPAN, "deliver email")
+    )
 
     request = server_span(recorded, "/workflows/{key}/run")
     [run] = named(recorded, RUN_SPAN)
@@ -190,7 +197,13 @@ async def test_a_run_taken_over_by_another_process_stays_in_the_request_trace(
     second = await start_app(lease_seconds=300, poll_interval_seconds=0.2)
     await inbox.wait_for(1)
     await until_workflow(second.client, "moved", all_sent)
-    recorded = await finished_spans(spans, lambda s: bool(named(s, "deliver email")))
+    recorded = await finished_spans(
+        spans,
+        lambda s: (
+            having("POST /workflows/{key}/run/send", "deliver email")(s)
+            and len(named(s, RUN_SPAN)) == 2
+        ),
+    )
 
     request = server_span(recorded, "/workflows/{key}/run/send")
     runs = {
@@ -239,7 +252,7 @@ async def test_spans_reach_an_otlp_http_receiver(
         await app.client.post("/workflows/exported/on_notify/send", json="me@example.com")
         await inbox.wait_for(1)
         await until_workflow(app.client, "exported", all_sent)
-        await finished_spans(spans, lambda s: bool(named(s, "deliver email")))
+        await finished_spans(spans, having(RUN_SPAN, "deliver email"))
         await app.stop()  # flushes the exporter's queue
     finally:
         await runner.cleanup()
