@@ -132,6 +132,9 @@ class Workflow(Base):
     created_by: Mapped[str | None] = mapped_column(Text)
     # Higher first, in claims and model slots; scheduling, not part of the run's input.
     priority: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # The W3C traceparent of the request that started the run (NULL: tracing was off): the
+    # parent of the run's span and its deliveries', on any replica.
+    traceparent: Mapped[str | None] = mapped_column(Text)
 
 
 class Step(Base):

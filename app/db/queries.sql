@@ -12,11 +12,11 @@
 -- A new run, leased to the process that executes it now.
 INSERT INTO workflow
     (key, query, model, instructions, tools, max_steps, output_schema, approvers,
-     approval_timeout_seconds, created_by, priority, status, attempts, lease_owner,
-     lease_expires_at, started_at)
+     approval_timeout_seconds, created_by, priority, traceparent, status, attempts,
+     lease_owner, lease_expires_at, started_at)
 VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
         :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, :created_by,
-        :priority,
+        :priority, :traceparent,
         'running', 1, :owner, now() + make_interval(secs => :lease_seconds), now())
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row
@@ -25,10 +25,10 @@ RETURNING to_jsonb(workflow) AS workflow_row
 -- A new run nobody leased, announced to every worker (the NOTIFY goes out at commit).
 INSERT INTO workflow
     (key, query, model, instructions, tools, max_steps, output_schema, approvers,
-     approval_timeout_seconds, created_by, priority, status)
+     approval_timeout_seconds, created_by, priority, traceparent, status)
 VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
         :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, :created_by,
-        :priority,
+        :priority, :traceparent,
         'pending')
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row, pg_notify(:work_channel, 'run')

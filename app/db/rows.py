@@ -163,6 +163,8 @@ class WorkflowRow(_FromColumns):
     approvers: list[Any] | None = None  # Approver.to_json() of each
     approval_timeout_seconds: float | None = None
     created_by: str | None = None  # the name of the API token that created it
+    # The W3C traceparent of the request that started it (None: tracing was off).
+    traceparent: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))

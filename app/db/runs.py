@@ -57,12 +57,18 @@ class Runs:
         self._bound = scope.params()
 
     async def accept(
-        self, key: str, run: RunInput, *, leased: bool, created_by: str | None = None
+        self,
+        key: str,
+        run: RunInput,
+        *,
+        leased: bool,
+        created_by: str | None = None,
+        traceparent: str | None = None,
     ) -> tuple[WorkflowRow, bool]:
         """Insert the workflow, leased to this process (which executes it now) or left for any
-        worker, as `created_by`'s. Returns the row and whether it was created; KeyTaken when
-        the key exists as another's (its input never compared), else InputMismatch when it
-        exists with another input."""
+        worker, as `created_by`'s, with the trace it joins. Returns the row and whether it was
+        created; KeyTaken when the key exists as another's (its input never compared), else
+        InputMismatch when it exists with another input."""
         values = {
             "key": key,
             "created_by": created_by,
@@ -77,6 +83,7 @@ class Runs:
             if run.approvers is None
             else json.dumps([approver.to_json() for approver in run.approvers]),
             "approval_timeout_seconds": run.approval_timeout_seconds,
+            "traceparent": traceparent,
             **self._bound,
         }
         while True:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Hashable
 
+from app import tracing
 from app.agent import AgentLoop, AgentRun, Outcome, RunSuspended, RunTakenAway
 from app.config import Settings
 from app.db.rows import Delivery, RunCompletion, WorkflowRow
@@ -78,6 +79,22 @@ class Runner(Worker[WorkflowRow]):
         return item.attempts
 
     async def process(self, item: WorkflowRow) -> None:
+        # Under the request that started the run, wherever and whenever it executes.
+        with tracing.span(
+            f"invoke_agent {tracing.SERVICE_NAME}",
+            detached=True,
+            traceparent=item.traceparent,
+            attributes={
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": tracing.SERVICE_NAME,
+                "gen_ai.request.model": item.model,
+                "agent_notify.workflow.key": item.key,
+                "agent_notify.attempt": item.attempts,
+            },
+        ):
+            await self._process(item)
+
+    async def _process(self, item: WorkflowRow) -> None:
         metrics = self._metrics
         if not await self.fence(item):
             metrics.runs_finished.labels("abandoned").inc()
@@ -89,6 +106,7 @@ class Runner(Worker[WorkflowRow]):
         except RunSuspended as suspension:
             await self._suspend(item, suspension)
         except _TakenAway:
+            tracing.annotate({"agent_notify.outcome": "abandoned"})
             metrics.runs_finished.labels("abandoned").inc()
             logger.info(
                 "workflow %s was cancelled (or taken over); its agent loop is abandoned",
@@ -190,6 +208,7 @@ class Runner(Worker[WorkflowRow]):
         if suspended is None:
             self._metrics.runs_finished.labels("abandoned").inc()
             return
+        tracing.annotate({"agent_notify.outcome": str(suspended.status)})
         self._metrics.runs_finished.labels("waiting").inc()
         logger.info(
             "workflow %s %s for %s",
@@ -204,10 +223,12 @@ class Runner(Worker[WorkflowRow]):
 
     async def retry_later(self, item: WorkflowRow, error: str, delay_seconds: float) -> bool:
         self._metrics.runs_finished.labels("retried").inc()
+        tracing.failed(f"retried later: {error}")
         return await self._store.runs.retry_later(item, error=error, delay_seconds=delay_seconds)
 
     async def give_up(self, item: WorkflowRow, error: str) -> None:
         logger.warning("workflow %s failed: %s", item.key, error, extra=self.log_fields(item))
+        tracing.failed(error)
         await self._finish(item, output=None, error=error)
 
     async def _finish(
@@ -241,6 +262,7 @@ class Runner(Worker[WorkflowRow]):
                 )
                 return
             handover.finished = completion.workflow
+        tracing.annotate({"agent_notify.outcome": "succeeded" if error is None else "failed"})
         self._metrics.runs_finished.labels("succeeded" if error is None else "failed").inc()
 
     async def _complete(

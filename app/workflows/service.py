@@ -37,12 +37,13 @@ from app.engine.listener import Listener, Wakeup
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.notify import Links, message_id_for, new_secret, webhook_id_for
 from app.states import AGENT_PROMISE, Channel, PromiseState
+from app.tracing import current_traceparent
 from app.workflows.approvals import Deciding
 from app.workflows.cursor import decode_cursor, encode_cursor
 from app.workflows.delivery import DeliveryWorker
 from app.workflows.owners import key_taken
 from app.workflows.resume import Resuming
-from app.workflows.run_input import check_run_input
+from app.workflows.run_input import check_run_input, input_conflict
 from app.workflows.runner import Runner
 from app.workflows.subscribers import SubscriberChecks
 from app.workflows.unsubscribe import Unsubscribing
@@ -115,16 +116,16 @@ class WorkflowService:
         with self._runner.room(0 if self.shutting_down else 1) as room:
             try:
                 workflow, created = await self._store.runs.accept(
-                    key, run, leased=room.granted > 0, created_by=created_by
+                    key,
+                    run,
+                    leased=room.granted > 0,
+                    created_by=created_by,
+                    traceparent=current_traceparent(),
                 )
             except KeyTaken as exc:
                 raise key_taken(key) from exc
             except InputMismatch as exc:
-                raise Conflict(
-                    f"workflow {key!r} already exists with a different input; use a new key "
-                    "to run another query, or send the same input to attach to it",
-                    code="key_conflict",
-                ) from exc
+                raise input_conflict(key) from exc
         if created and room.granted:
             self._runner.submit(workflow, leased_at=room.opened_at)
         return workflow, created

@@ -28,6 +28,7 @@ LEAVES = {
     "app.states",
     "app.logs",
     "app.metrics",
+    "app.tracing",
 }
 ALLOWED: dict[str, set[str] | None] = {
     "app.db": set(),
