@@ -11,9 +11,11 @@ from pydantic import AfterValidator, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from app.addresses import AllowedRecipients, checked_networks, checked_public_url, is_loopback
+from app.flow_config import MODEL_LIMITS_HELP, ModelLimit
 from app.mcp_config import MCP_CONFIG_HELP, McpConfigSetting
 from app.postgres_config import PostgresSettings
 from app.server_settings import ServerSettings
+from app.tokens import ApiToken, parse_api_tokens
 
 OFFLINE_MODEL = "agent-notify-offline/echo"
 # Workflow keys and promise names: URL-safe, 1 to 256 characters, but not "." or "..": URLs
@@ -96,6 +98,7 @@ class Settings(PostgresSettings, ServerSettings):
         None, ge=1, description="tokens a run may use before its next turn (`budget_exceeded`)"
     )
     agent_tool_concurrency: int = Field(4, ge=1, description="tool calls of a turn run at once")
+    agent_model_limits: dict[str, ModelLimit] | None = Field(None, description=MODEL_LIMITS_HELP)
     agent_tool_timeout_seconds: float = Field(
         60.0, gt=0, description="a tool call taking longer ends as an error result to the model"
     )
@@ -277,7 +280,9 @@ class Settings(PostgresSettings, ServerSettings):
     api_tokens: SecretStr | None = Field(
         None,
         description="comma-separated bearer tokens; when set, every endpoint but `/healthz`, "
-        "`/readyz`, the dashboard's page and the docs needs `Authorization: Bearer <token>`",
+        "`/readyz`, the dashboard's page and the docs needs `Authorization: Bearer <token>`. "
+        "An entry is `<token>` (an admin), `<name>:<token>` (a user: sees only the workflows "
+        "it created) or `admin:<name>:<token>` (a named admin, who sees everything)",
     )
     metrics_public: bool = Field(
         False, description="serve `/metrics` without a token even when `API_TOKENS` is set"
@@ -322,6 +327,13 @@ class Settings(PostgresSettings, ServerSettings):
             return None
         return value
 
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        # Refused at start-up, saying which entry is wrong (never showing a token).
+        parse_api_tokens(value.get_secret_value() if value else "")
+        return value
+
     @field_validator("notify_allowed_recipients")
     @classmethod
     def _recipients_parse(cls, value: str) -> str:
@@ -345,9 +357,8 @@ class Settings(PostgresSettings, ServerSettings):
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in patterns)
 
     @property
-    def tokens(self) -> list[str]:
-        raw = self.api_tokens.get_secret_value() if self.api_tokens else ""
-        return [token.strip() for token in raw.split(",") if token.strip()]
+    def tokens(self) -> list[ApiToken]:
+        return parse_api_tokens(self.api_tokens.get_secret_value() if self.api_tokens else "")
 
     def unauthenticated_exposure(self, host: str) -> str | None:
         """Why the service must not be reachable on `host` as configured, or None: without

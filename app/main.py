@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app import __version__
+from app import __version__, tracing
 from app.api import agent as agent_api
 from app.api import (
     approvals,
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
-        async with ServiceProcess.running(settings) as process:
+        async with tracing.started(), ServiceProcess.running(settings) as process:
             app.state.settings = settings
             app.state.process = process
             app.state.service = process.service
@@ -118,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     install_docs(app)
+    if tracing.wanted():
+        tracing.instrument_app(app)
     return app
 
 

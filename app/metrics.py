@@ -31,6 +31,7 @@ class Metrics:
             registry=registry,
         )
         self._agent_steps(registry)
+        self._flow(registry)
         self.db_statements = Counter(
             "agent_notify_db_statements",
             "Statements this process sent to Postgres (each outside a transaction is one commit)",
@@ -111,5 +112,15 @@ class Metrics:
             "Duration of tool calls, by tool and outcome (ok, error)",
             ["tool", "outcome"],
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+    def _flow(self, registry: CollectorRegistry) -> None:
+        """Flow control per model (app/engine/flow.py)."""
+        self.model_paused = Gauge(
+            "agent_notify_model_paused_seconds",
+            "Seconds left of a model's pause, asked for by its provider's 429 (every replica "
+            "waits them out before calling the model)",
+            ["model"],
             registry=registry,
         )

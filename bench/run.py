@@ -40,6 +40,7 @@ from app.db.connection import asyncpg_dsn, create_engine
 from app.db.embedded import EmbeddedPostgres
 from app.db.models import Base
 from bench.agent import agent
+from bench.flow import FLOW_SCENARIOS
 from tests.conftest import create_database, drop_database
 from tests.service import ServiceProcess
 
@@ -588,6 +589,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict[str, Any]]]] = {
     "attach": attach,
     "replicas": replicas,
     "sweep": sweep,
+    **FLOW_SCENARIOS,
     "approvals": lambda bench: _approvals(bench),
     "agent": agent,
 }

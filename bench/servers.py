@@ -7,8 +7,11 @@ prints one JSON line with the ports once everything listens. Control API (HTTP, 
 GET /arrivals?since=N[&wait=S] → [[key, recipient, message_id, t], …] from index N (the
 headers as written, see HEADERS; t: time.monotonic(), comparable across processes on one
 machine; with wait, answers at the next arrival when there is none yet, or after S seconds);
-GET /stats → {"llm_calls", "emails"};
+GET /stats → {"llm_calls", "emails", "llm_in_flight", "llm_max_in_flight", "llm_refused"};
+GET /llm_calls → [[query, arrived, answered, status], …] (time.monotonic());
 POST /hold and POST /release (hold every LLM answer, release them all); POST /reset;
+POST /delay?seconds=S (each answer's time from now on); POST /refuse?retry_after=S (answer
+every call 429 with that Retry-After, after any hold) and POST /accept (answer normally again);
 POST /agent {"prefix", "tool", "calls"}: runs whose query starts with prefix call the tool
 `calls` times, one call a turn, then answer.
 """
@@ -25,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.llm import Call, FakeLLM, Text, ToolCalls
+from tests.fakes.llm import Call, FakeLLM, Status, Text, ToolCalls, query_of
 from tests.fakes.smtp import Inbox
 
 # Only the header block, with the email package's legacy policy: values come back as written,
@@ -62,7 +65,8 @@ class Sink(Inbox):
 
 async def serve(llm_port: int, smtp_port: int, control_port: int, delay: float) -> None:
     llm = FakeLLM(delay=(delay, delay))
-    await _start_llm(llm, llm_port)
+    calls: list[tuple[str, float, float, int]] = []
+    await _start_llm(llm, llm_port, calls)
     sink = Sink()
     await sink.start(smtp_port)
 
@@ -79,7 +83,33 @@ async def serve(llm_port: int, smtp_port: int, control_port: int, delay: float) 
         return web.json_response(sink.arrivals[since:])
 
     async def stats(_request: web.Request) -> web.Response:
-        return web.json_response({"llm_calls": len(llm.calls), "emails": len(sink.arrivals)})
+        return web.json_response(
+            {
+                "llm_calls": len(llm.calls),
+                "emails": len(sink.arrivals),
+                "llm_in_flight": llm.in_flight,
+                "llm_max_in_flight": llm.max_in_flight,
+                "llm_refused": llm.refused,
+            }
+        )
+
+    async def llm_calls(_request: web.Request) -> web.Response:
+        return web.json_response(calls)
+
+    async def set_delay(request: web.Request) -> web.Response:
+        seconds = float(request.query["seconds"])
+        llm.delay = (seconds, seconds)
+        return web.json_response({"delay": seconds})
+
+    async def refuse(request: web.Request) -> web.Response:
+        retry_after = request.query["retry_after"]
+        llm.refusing = (Status(429, headers={"Retry-After": retry_after}), asyncio.Event())
+        return web.json_response({"refusing": True})
+
+    async def accept(_request: web.Request) -> web.Response:
+        if llm.refusing is not None:
+            llm.refusing[1].set()
+        return web.json_response({"refusing": False})
 
     async def hold(_request: web.Request) -> web.Response:
         llm.held = asyncio.Event()
@@ -94,6 +124,9 @@ async def serve(llm_port: int, smtp_port: int, control_port: int, delay: float) 
     async def reset(_request: web.Request) -> web.Response:
         sink.arrivals.clear()
         llm.calls.clear()
+        calls.clear()
+        llm.max_in_flight = llm.refused = 0
+        llm.refusing = None
         return web.json_response({})
 
     async def agent(request: web.Request) -> web.Response:
@@ -110,6 +143,10 @@ async def serve(llm_port: int, smtp_port: int, control_port: int, delay: float) 
     control.router.add_post("/hold", hold)
     control.router.add_post("/release", release)
     control.router.add_post("/reset", reset)
+    control.router.add_get("/llm_calls", llm_calls)
+    control.router.add_post("/delay", set_delay)
+    control.router.add_post("/refuse", refuse)
+    control.router.add_post("/accept", accept)
     control.router.add_post("/agent", agent)
     runner = web.AppRunner(control, handle_signals=False, access_log=None)
     await runner.setup()
@@ -123,9 +160,16 @@ async def serve(llm_port: int, smtp_port: int, control_port: int, delay: float) 
     await asyncio.Event().wait()
 
 
-async def _start_llm(llm: FakeLLM, port: int) -> None:
+async def _start_llm(llm: FakeLLM, port: int, calls: list[tuple[str, float, float, int]]) -> None:
+    async def handle(request: web.Request) -> web.Response:
+        arrived = time.monotonic()
+        query = query_of(await request.json())  # aiohttp keeps the body for the fake's read
+        response = await llm._handle(request)
+        calls.append((query, arrived, time.monotonic(), response.status))
+        return response
+
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", llm._handle)
+    app.router.add_post("/v1/chat/completions", handle)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

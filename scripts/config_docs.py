@@ -52,6 +52,16 @@ Besides these, litellm reads the providers' own variables: their keys (`OPENAI_A
 OpenAI-protocol models, `OPENAI_BASE_URL`, `OPENAI_ORGANIZATION`/`OPENAI_ORG_ID` and
 `OPENAI_PROJECT_ID`; `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY`, `SSL_VERIFY` and
 `SSL_CERT_FILE` apply to the model calls.
+
+Traces (OpenTelemetry) are configured by the standard `OTEL_*` variables, not by settings of
+this page: tracing is on when `OTEL_EXPORTER_OTLP_ENDPOINT`,
+`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_TRACES_EXPORTER` (`otlp`, the default, over
+HTTP; or `console`) is set, unless `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`;
+off, it costs nothing but the API's no-op spans. `OTEL_SERVICE_NAME` (default `agent-notify`),
+`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG`,
+`OTEL_EXPORTER_OTLP_HEADERS`/`_TIMEOUT`, `OTEL_BSP_*` and `OTEL_PYTHON_FASTAPI_EXCLUDED_URLS`
+(default: `healthz,readyz,metrics`) apply as the OpenTelemetry SDK documents them. See the
+README, "Traces".
 """
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import resource
 import signal
@@ -36,6 +37,8 @@ def environment(settings: Settings, port: int, host: str = "127.0.0.1") -> dict[
             continue
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
+        if isinstance(value, dict | list):  # AGENT_MODEL_LIMITS: JSON, as an operator writes it
+            value = json.dumps(value)
         env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     env["PORT"] = str(port)
     env["HOST"] = host
@@ -93,7 +96,8 @@ class ServiceProcess:
             except httpx.TransportError:
                 return False
 
-        await eventually(ready, bool, timeout=60, interval=0.05)
+        # Generous: litellm's import alone took 40 s on a loaded 2-core machine, 3 at once.
+        await eventually(ready, bool, timeout=180, interval=0.05)
         return self
 
     def _limit_files(self) -> None:

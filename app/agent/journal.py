@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from app.errors import PermanentError
 from app.llm.messages import JsonObject
+from app.llm.replies import ModelReply
 from app.states import StepKind, StepState
 
 
@@ -23,6 +24,7 @@ class AgentRun:
     instructions: str | None = None  # None: AGENT_INSTRUCTIONS
     tools: Sequence[str] | None = None  # the tools it may call; None: every configured one
     max_steps: int | None = None  # its model turns; None: AGENT_MAX_STEPS
+    priority: int = 0  # higher first, for model slots as for claims
     output_schema: JsonObject | None = None  # the final answer's JSON Schema; None: text
     approvals: bool = False  # it has approvers: the built-in request_approval tool is its
 
@@ -71,6 +73,14 @@ class Journal(Protocol):
         usage: StepUsage | None = None,
     ) -> bool:
         """Record the step's result; False when the run is no longer ours."""
+
+
+class ModelGate(Protocol):
+    """Around each model call of a run: flow control (slots, pauses) across the replicas."""
+
+    async def call(self, model: str, send: Callable[[], Awaitable[ModelReply]]) -> ModelReply:
+        """`send()`'s reply, sent when the model may be called (perhaps again, after a pause
+        its provider asked for); its errors as they are."""
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,16 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import Any, cast
 
+from opentelemetry.trace import SpanKind
+
+from app import tracing
 from app.agent.journal import (
     AgentRun,
     AnswerStep,
     Journal,
+    ModelGate,
     Outcome,
     RunLimitExceeded,
     RunSuspended,
@@ -49,12 +53,12 @@ class AgentLoop:
         self.toolbox = toolbox
         self.settings = settings
 
-    async def run(self, run: AgentRun, journal: Journal) -> Outcome:
-        """The run's answer, its answering turn begun but left for the caller to journal with
-        the run's outcome (`Outcome.answer_step`). Raises RunTakenAway when the journal says
-        the run is no longer ours, RunLimitExceeded (a PermanentError) past max_steps or the
-        token budget, and TransientError or PermanentError for a failed model call; anything
-        else is a bug."""
+    async def run(self, run: AgentRun, journal: Journal, gate: ModelGate | None = None) -> Outcome:
+        """The run's answer (each model call through the `gate` if one is given), its
+        answering turn begun but left for the caller to journal with the run's outcome
+        (`Outcome.answer_step`). Raises RunTakenAway when the journal says the run is no longer
+        ours, RunLimitExceeded (a PermanentError) past max_steps or the token budget, and
+        TransientError or PermanentError for a failed model call; anything else is a bug."""
         journaled = {step.seq: step for step in await journal.load()}
         used = sum((s.input_tokens or 0) + (s.output_tokens or 0) for s in journaled.values())
         system, response_format = prepared(
@@ -80,7 +84,7 @@ class AgentLoop:
                 if turns >= max_turns:
                     raise _max_steps(max_turns)
                 reply, step_id = await self._model_turn(
-                    run, journal, seq, messages, added, response_format=response_format
+                    run, journal, seq, messages, added, gate, response_format=response_format
                 )
                 used += reply.tokens
                 assistant = reply.message
@@ -144,6 +148,7 @@ class AgentLoop:
         seq: int,
         messages: Sequence[Message],
         added: Sequence[Message],
+        gate: ModelGate | None,
         *,
         response_format: ResponseFormat | None = None,
     ) -> tuple[ModelReply, str]:
@@ -153,19 +158,35 @@ class AgentLoop:
         step_id = await _begin(journal, seq, StepKind.LLM, model, list(added))
         specs = self.toolbox.specs(run.tools, approvals=run.approvals)
         tools = [spec.for_model() for spec in specs]
-        try:
+        responses: list[Any] = []  # the provider's response, for the span
+
+        async def send() -> ModelReply:
             response = await self.client.complete(
                 messages, model=run.model, tools=tools or None, response_format=response_format
             )
-            reply = reply_of(response)
-        except Exception as exc:
-            error = exc if isinstance(exc, TransientError | PermanentError) else classify(exc)
-            text = str(error) if error is not None else f"internal error: {describe(exc)}"
-            # The failed call is journaled; the step runs again when the run is retried.
-            await _finish(journal, step_id, status=StepState.FAILED, output=None, error=text)
-            if error is None or error is exc:
-                raise
-            raise error from exc
+            responses.append(response)
+            return reply_of(response)
+
+        with tracing.span(f"chat {model}", kind=SpanKind.CLIENT, attributes=_turn(model, step_id)):
+            try:
+                reply = await (send() if gate is None else gate.call(model, send))
+            except Exception as exc:
+                error = exc if isinstance(exc, TransientError | PermanentError) else classify(exc)
+                text = str(error) if error is not None else f"internal error: {describe(exc)}"
+                # The failed call is journaled; the step runs again when the run is retried.
+                await _finish(journal, step_id, status=StepState.FAILED, output=None, error=text)
+                if error is None or error is exc:
+                    raise
+                raise error from exc
+            response = responses[-1]
+            tracing.annotate(
+                {
+                    "gen_ai.response.model": getattr(response, "model", None),
+                    "gen_ai.usage.input_tokens": reply.input_tokens,
+                    "gen_ai.usage.output_tokens": reply.output_tokens,
+                    "gen_ai.response.finish_reasons": _finish_reasons(response),
+                }
+            )
         return reply, step_id
 
     async def _tool_calls(
@@ -220,18 +241,30 @@ class AgentLoop:
         raw = call["function"]["arguments"]
         arguments, problem = parse_arguments(raw)
         step_id = await _begin(journal, seq, StepKind.TOOL, name, raw if problem else arguments)
-        if problem is not None:
-            result = ToolResult.error(problem)
-        elif not self.toolbox.may_call(name, run.tools, approvals=run.approvals):
-            result = ToolResult.error(f"the tool {name!r} is not one this run may use")
-        else:
-            try:
-                result = await self.toolbox.call(name, arguments, ToolCallContext(step_id, run.key))
-            except RunSuspended:
-                raise  # the step stays without a result: made again when the run goes on
-            except Exception as exc:  # a source that broke its contract: still a result
-                logger.exception("tool %s raised instead of returning an error result", name)
-                result = ToolResult.error(describe(exc))
+        attributes = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+            "gen_ai.tool.call.id": call["id"],
+            "gen_ai.tool.type": "function",
+            "agent_notify.step.id": step_id,
+        }
+        with tracing.span(f"execute_tool {name}", attributes=attributes, quiet=(RunSuspended,)):
+            if problem is not None:
+                result = ToolResult.error(problem)
+            elif not self.toolbox.may_call(name, run.tools, approvals=run.approvals):
+                result = ToolResult.error(f"the tool {name!r} is not one this run may use")
+            else:
+                try:
+                    context = ToolCallContext(step_id, run.key)
+                    result = await self.toolbox.call(name, arguments, context)
+                except RunSuspended:
+                    raise  # the step stays without a result: made again when the run goes on
+                except Exception as exc:  # a source that broke its contract: still a result
+                    logger.exception("tool %s raised instead of returning an error result", name)
+                    result = ToolResult.error(describe(exc))
+            if result.is_error:
+                tracing.annotate({"error.type": "tool_error"})
+                tracing.failed(result.content[:500])
         output: JsonObject = {"content": result.content, "is_error": result.is_error}
         await _finish(
             journal,
@@ -241,6 +274,23 @@ class AgentLoop:
             error=result.content if result.is_error else None,
         )
         return output
+
+
+def _turn(model: str, step_id: str) -> dict[str, str | None]:
+    """A model turn's span attributes (GenAI semantic conventions), before the call."""
+    provider = model.split("/", 1)[0] if "/" in model else None  # litellm's route prefix
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": model,
+        "gen_ai.provider.name": provider,
+        "agent_notify.step.id": step_id,
+    }
+
+
+def _finish_reasons(response: object) -> list[str] | None:
+    choices = getattr(response, "choices", None) or []
+    reasons = [str(c.finish_reason) for c in choices if getattr(c, "finish_reason", None)]
+    return reasons or None
 
 
 def parse_arguments(raw: str) -> tuple[JsonObject, str | None]:

@@ -97,6 +97,7 @@ class WorkflowOut(BaseModel):
     max_steps: int | None = Field(
         default=None, description="The run's model turns, at most; null: AGENT_MAX_STEPS."
     )
+    priority: int = Field(default=0, description="The run's priority (higher first).")
     output_schema: dict[str, JsonValue] | None = Field(
         default=None, description="The JSON Schema the answer matches; null: a text answer."
     )
@@ -132,6 +133,7 @@ class WorkflowOut(BaseModel):
             duration_seconds=duration,
             tools=workflow.tools,
             max_steps=workflow.max_steps,
+            priority=workflow.priority,
             output_schema=workflow.schema,
             usage=UsageOut.of(status.usage) if status.usage is not None else None,
             promise=promise,

@@ -54,6 +54,10 @@ ERROR_EXAMPLES: dict[str, tuple[int, str]] = {
         "this link is not valid (mistyped, cut short, or not made by this service); nothing "
         "was changed",
     ),
+    "admin_only": (
+        403,
+        "only an admin token sees this (API_TOKENS: the plain form, or admin:<name>:<token>)",
+    ),
     "not_found": (404, "no workflow 'msg-123': start one with POST /workflows/msg-123/run/send"),
     "key_conflict": (
         409,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.api.answers import ErrorResponse, WorkflowOut
-from app.api.deps import KeyPath, service_of
+from app.api.deps import KeyPath, workflows_of
 from app.api.step_events import StepEvents
 from app.errors import NotFound, Unavailable
 from app.states import (
@@ -17,7 +17,7 @@ from app.states import (
     FINISHED_WORKFLOW_STATES,
     SubscriptionState,
 )
-from app.workflows.service import WorkflowService
+from app.workflows.owners import OwnedWorkflows
 
 router = APIRouter()
 
@@ -42,14 +42,14 @@ router = APIRouter()
     },
 )
 async def events(key: KeyPath, request: Request) -> EventSourceResponse:
-    service = service_of(request)
+    service = workflows_of(request)
     current = await service.status(key)
     if current.workflow is None and current.promise is None:
         raise NotFound(f"no workflow {key!r}")
     return EventSourceResponse(_stream(service, key), ping=15)
 
 
-async def _stream(service: WorkflowService, key: str) -> AsyncIterator[ServerSentEvent]:
+async def _stream(service: OwnedWorkflows, key: str) -> AsyncIterator[ServerSentEvent]:
     announced_state: str | None = None
     announced_deliveries: dict[Any, str] = {}
     steps = StepEvents(service, key)

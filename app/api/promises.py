@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 
 from app.api.answers import PromiseOut
-from app.api.deps import KeyPath, service_of
+from app.api.deps import KeyPath, workflows_of
 from app.api.errors import IDEMPOTENCY_ERRORS, error_responses
 from app.api.schemas import RejectRequest, ResolveRequest
 from app.config import KEY_PATTERN
@@ -53,7 +53,7 @@ COMPLETION_ERRORS = (
     responses=error_responses("invalid_key", "invalid_request", "not_found"),
 )
 async def get_promise(key: KeyPath, name: NamePath, request: Request) -> PromiseOut:
-    service = service_of(request)
+    service = workflows_of(request)
     return PromiseOut.of(await service.promise(key, name))
 
 
@@ -66,7 +66,7 @@ async def get_promise(key: KeyPath, name: NamePath, request: Request) -> Promise
 async def resolve_promise(
     key: KeyPath, name: NamePath, body: ResolveRequest, request: Request
 ) -> PromiseOut:
-    service = service_of(request)
+    service = workflows_of(request)
     completion = await service.complete_promise(key, name, value=body.value)
     return PromiseOut.of(completion.promise)
 
@@ -80,6 +80,6 @@ async def resolve_promise(
 async def reject_promise(
     key: KeyPath, name: NamePath, body: RejectRequest, request: Request
 ) -> PromiseOut:
-    service = service_of(request)
+    service = workflows_of(request)
     completion = await service.complete_promise(key, name, error=body.error)
     return PromiseOut.of(completion.promise)

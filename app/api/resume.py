@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.answers import WorkflowOut
-from app.api.deps import KeyPath, service_of
+from app.api.deps import KeyPath, workflows_of
 from app.api.errors import IDEMPOTENCY_ERRORS, error_responses
 
 router = APIRouter()
@@ -53,7 +53,7 @@ async def resume(
     request: Request,
     body: Annotated[ResumeRequest | None, Body()] = None,
 ) -> WorkflowOut:
-    service = service_of(request)
+    service = workflows_of(request)
     max_steps = body.max_steps if body is not None else None
-    await service.resuming.resume(key, max_steps=max_steps)
+    await service.resume(key, max_steps=max_steps)
     return WorkflowOut.of(await service.status(key))

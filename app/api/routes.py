@@ -16,7 +16,7 @@ from app.api.answers import (
     WorkflowOut,
     WorkflowSummaryOut,
 )
-from app.api.deps import KeyPath, service_of
+from app.api.deps import KeyPath, workflows_of
 from app.api.errors import IDEMPOTENCY_ERRORS, error_responses
 from app.api.schemas import RUN_EXAMPLES, RunBody
 from app.api.waiting import within_wait
@@ -50,6 +50,7 @@ def _run_input(body: RunBody) -> RunInput:
         # A set of names: the same tools in another order are the same input.
         tools=None if body.tools is None else tuple(sorted(set(body.tools))),
         max_steps=body.max_steps,
+        priority=body.priority,
         output_schema=None if body.output_schema is None else json.dumps(body.output_schema),
         approvers=None
         if body.approvers is None
@@ -131,7 +132,7 @@ async def run(
     body: Annotated[RunBody, Body(openapi_examples=RUN_EXAMPLES)],
     request: Request,
 ) -> Any:
-    service = service_of(request)
+    service = workflows_of(request)
     waiting = service.run(key, _run_input(body))
     finished = await within_wait(request, waiting, timeout=service.settings.max_wait_seconds)
     current = finished or await service.workflow(key)
@@ -164,7 +165,7 @@ async def run_send(
     body: Annotated[RunBody, Body(openapi_examples=RUN_EXAMPLES)],
     request: Request,
 ) -> RunAccepted:
-    service = service_of(request)
+    service = workflows_of(request)
     _workflow, created = await service.start(key, _run_input(body))
     return RunAccepted(key=key, status="accepted" if created else "previously_accepted")
 
@@ -179,7 +180,7 @@ async def run_send(
     responses=error_responses("invalid_key", "not_found"),
 )
 async def get_workflow(key: KeyPath, request: Request) -> WorkflowOut:
-    service = service_of(request)
+    service = workflows_of(request)
     current = await service.status(key)
     if current.workflow is None and current.promise is None:
         raise NotFound(f"no workflow {key!r}: start one with POST /workflows/{key}/run/send")
@@ -220,7 +221,7 @@ async def output(
         float, Query(ge=0, le=86400, description="Seconds to wait; 0 answers at once.")
     ] = 30,
 ) -> Any:
-    service = service_of(request)
+    service = workflows_of(request)
     current = await service.workflow(key)
     wait = min(timeout, service.settings.max_wait_seconds)
     if not current.finished and wait > 0:
@@ -243,7 +244,7 @@ async def output(
     responses=error_responses("invalid_key", "not_found", "already_finished", *IDEMPOTENCY_ERRORS),
 )
 async def cancel(key: KeyPath, request: Request) -> WorkflowOut:
-    service = service_of(request)
+    service = workflows_of(request)
     cancellation = await service.cancel(key)
     if not cancellation.cancelled:
         raise Conflict(
@@ -265,7 +266,7 @@ async def cancel(key: KeyPath, request: Request) -> WorkflowOut:
     responses=error_responses("invalid_key", "not_found", "not_finished"),
 )
 async def delete(key: KeyPath, request: Request) -> None:
-    service = service_of(request)
+    service = workflows_of(request)
     await service.delete(key)
 
 
@@ -299,7 +300,7 @@ async def list_workflows(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> WorkflowList:
-    rows, next_cursor = await service_of(request).list(
+    rows, next_cursor = await workflows_of(request).list(
         status=status_filter, limit=limit, cursor=cursor, key_prefix=key_prefix
     )
     return WorkflowList(items=[WorkflowSummaryOut.of(row) for row in rows], next_cursor=next_cursor)

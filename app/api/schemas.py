@@ -96,6 +96,15 @@ class RunRequest(BaseModel):
         description="Model turns this run may take, at most AGENT_MAX_STEPS (the default); a run "
         "that needs more fails with `max_steps_exceeded`.",
     )
+    priority: int = Field(
+        default=0,
+        ge=-100,
+        le=100,
+        description="Higher first: claims and model slots go by priority, then due time. A "
+        "waiting run gains one point per 10 s it waits, so a lower priority waits at most 10 s "
+        "per point of difference. Scheduling only: a call with another priority attaches to "
+        "the same run.",
+    )
     approvers: Annotated[list[SubscribeRequest], Field(min_length=1, max_length=16)] | None = Field(
         default=None,
         description="Who the agent may ask for an approval, in the forms of `on_notify` "

@@ -24,6 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.errors import error_response
 from app.errors import AppError
+from app.tokens import ApiToken
+from app.workflows.owners import OPEN, Caller
 
 # Paths anyone may read: probes, and pages that hold no data (they call the API with a token);
 # and the signed links of emails, whose signature is their authority (api/unsubscribe.py,
@@ -46,22 +48,35 @@ def client_identity(scope: Scope) -> str:
     return f"ip:{client[0]}" if client else "ip:unknown"
 
 
-class TokenAuth:
-    """With API_TOKENS set, every endpoint but the public ones needs a valid bearer token."""
+def caller_of(scope: Scope) -> Caller:
+    """Who sends the request: the caller TokenAuth accepted, else (API_TOKENS unset, or a
+    public path) an admin, as every caller was before tokens had names."""
+    caller: Caller = scope.get("state", {}).get("caller", OPEN)
+    return caller
 
-    def __init__(self, app: ASGIApp, *, tokens: list[str], metrics_public: bool) -> None:
+
+class TokenAuth:
+    """With API_TOKENS set, every endpoint but the public ones needs a valid bearer token; the
+    request then carries its Caller (the token's name and role)."""
+
+    def __init__(self, app: ASGIApp, *, tokens: list[ApiToken], metrics_public: bool) -> None:
         self.app = app
-        self._tokens = [token.encode() for token in tokens]
+        self._tokens = [
+            (token.token.encode(), Caller(name=token.name, admin=token.admin)) for token in tokens
+        ]
         self._public = PUBLIC_PATHS | ({"/metrics"} if metrics_public else set())
 
     def _public_path(self, path: str) -> bool:
         return path in self._public or path.startswith(PUBLIC_PREFIXES)
 
-    def _valid(self, token: str) -> bool:
+    def _caller(self, token: str) -> Caller | None:
         presented = token.encode()
         # Compare against every token in constant time; never stop at the first match.
-        matches = [hmac.compare_digest(presented, known) for known in self._tokens]
-        return any(matches)
+        found = None
+        for known, caller in self._tokens:
+            if hmac.compare_digest(presented, known):
+                found = caller
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._tokens or self._public_path(scope["path"]):
@@ -69,9 +84,12 @@ class TokenAuth:
             return
         authorization = Headers(scope=scope).get("authorization", "")
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() == "bearer" and self._valid(token.strip()):
+        caller = self._caller(token.strip()) if scheme.lower() == "bearer" else None
+        if caller is not None:
             digest = hashlib.sha256(token.strip().encode()).hexdigest()[:16]
-            scope.setdefault("state", {})["token_identity"] = f"token:{digest}"
+            state = scope.setdefault("state", {})
+            state["token_identity"] = f"token:{digest}"
+            state["caller"] = caller
             await self.app(scope, receive, send)
             return
         response = error_response(
@@ -81,6 +99,19 @@ class TokenAuth:
         )
         response.headers["WWW-Authenticate"] = 'Bearer realm="agent-notify"'
         await response(scope, receive, send)
+
+
+class AdminOnly(AppError):
+    status_code = 403
+    code = "admin_only"
+
+
+def require_admin(request: Request) -> None:
+    """AdminOnly unless the caller is an admin: for what spans every token's workflows."""
+    if not caller_of(request.scope).admin:
+        raise AdminOnly(
+            "only an admin token sees this (API_TOKENS: the plain form, or admin:<name>:<token>)"
+        )
 
 
 class RateLimited(AppError):

@@ -14,7 +14,8 @@ from app.db.step_rows import StepSummary
 from app.errors import NotFound
 from app.states import StepKind, StepState, WorkflowState
 from app.workflows.journal import first_turn_id
-from app.workflows.service import STEP_TEXT_CHARS, WorkflowService
+from app.workflows.owners import OwnedWorkflows
+from app.workflows.service import STEP_TEXT_CHARS
 
 PAGE = 500
 
@@ -23,7 +24,7 @@ class StepEvents:
     """What one stream has announced of a run's steps, and the events that bring it up to date.
     A step seen first when it had finished is announced as begun first, then as finished."""
 
-    def __init__(self, service: WorkflowService, key: str) -> None:
+    def __init__(self, service: OwnedWorkflows, key: str) -> None:
         self._service = service
         self._key = key
         self._run: datetime | None = None  # the created_at of the run followed

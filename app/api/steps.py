@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from app.api.deps import KeyPath, service_of
+from app.api.deps import KeyPath, workflows_of
 from app.api.errors import error_responses
 from app.api.step_schemas import StepList, StepOut
 from app.workflows.service import STEP_TEXT_CHARS
@@ -30,7 +30,7 @@ async def list_steps(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> StepList:
-    rows, next_cursor = await service_of(request).steps(key, limit=limit, cursor=cursor)
+    rows, next_cursor = await workflows_of(request).steps(key, limit=limit, cursor=cursor)
     return StepList(
         items=[StepOut.of(row, STEP_TEXT_CHARS) for row in rows], next_cursor=next_cursor
     )

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request, status
 from fastapi.responses import JSONResponse
 
-from app.api.deps import KeyPath, service_of
+from app.api.deps import KeyPath, workflows_of
 from app.api.errors import IDEMPOTENCY_ERRORS, error_responses
 from app.api.routes import BODY_ERRORS, LOCATION_HEADER, workflow_path
 from app.api.schemas import SubscribeBody, SubscribeRequest
@@ -23,7 +23,7 @@ from app.api.waiting import within_wait
 from app.db.rows import Subscribed, SubscriptionRow
 from app.errors import DeliveryFailed
 from app.states import Channel, SubscriptionState
-from app.workflows.service import WorkflowService
+from app.workflows.owners import OwnedWorkflows
 
 router = APIRouter()
 
@@ -71,12 +71,12 @@ async def on_notify(
     request: Request,
     allowance: SubscribeAllowance,
 ) -> Any:
-    service = service_of(request)
+    service = workflows_of(request)
     subscribed, secret = await _subscribe(service, key, body, allowance)
     waiting = service.wait_delivered(subscribed.subscription)
     delivered = await within_wait(request, waiting, timeout=service.settings.max_wait_seconds)
     if delivered is None:
-        current = await service.subscription(subscribed.subscription.id)
+        current = await service.subscription(subscribed.subscription)
         if not current.finished:
             return JSONResponse(
                 _subscribed_out(current, secret),
@@ -116,6 +116,7 @@ async def on_notify(
         "target_not_allowed",
         "non_ascii_address",
         "too_many_subscriptions",
+        "not_found",
         "rate_limited",
         *IDEMPOTENCY_ERRORS,
     ),
@@ -126,7 +127,7 @@ async def on_notify_send(
     request: Request,
     allowance: SubscribeAllowance,
 ) -> Any:
-    service = service_of(request)
+    service = workflows_of(request)
     subscribed, secret = await _subscribe(service, key, body, allowance)
     if subscribed.subscription.channel is not Channel.EMAIL:
         return JSONResponse(
@@ -136,7 +137,7 @@ async def on_notify_send(
 
 
 async def _subscribe(
-    service: WorkflowService, key: str, body: SubscribeRequest, allowance: Allowance
+    service: OwnedWorkflows, key: str, body: SubscribeRequest, allowance: Allowance
 ) -> tuple[Subscribed, str | None]:
     """Subscribe the body's target; with it a generated webhook secret, to be answered once."""
     with allowance.spend():

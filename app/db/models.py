@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Double,
     ForeignKeyConstraint,
@@ -67,8 +68,14 @@ class Workflow(Base):
     __table_args__ = (
         CheckConstraint(_one_of("status", WORKFLOW_STATES), name="status"),
         CheckConstraint("char_length(key) BETWEEN 1 AND 256", name="key_length"),
-        # The runner's claim: unfinished rows whose turn has come (a waiting run's turn is
-        # its approval's deadline).
+        CheckConstraint("priority BETWEEN -100 AND 100", name="priority_range"),
+        # The runner's claim, by priority and due time (migration 0014 says how).
+        Index(
+            "ix_workflow_claim_rank",
+            text("agent_notify_claim_rank_v1(next_attempt_at, priority)"),
+            postgresql_where=text("status IN ('pending', 'running', 'waiting')"),
+        ),
+        # Work due and unleased, counted for /metrics.
         Index(
             "ix_workflow_claimable",
             "next_attempt_at",
@@ -77,6 +84,14 @@ class Workflow(Base):
         # Listing: newest first by (created_at, key), optionally for one status.
         Index("ix_workflow_created_at_key", "created_at", "key"),
         Index("ix_workflow_status_created_at_key", "status", "created_at", "key"),
+        # A user token's list: its own workflows, newest first.
+        Index(
+            "ix_workflow_created_by_created_at_key",
+            "created_by",
+            "created_at",
+            "key",
+            postgresql_where=text("created_by IS NOT NULL"),
+        ),
         # The retention janitor's scan of finished workflows.
         Index(
             "ix_workflow_finished_at",
@@ -112,6 +127,14 @@ class Workflow(Base):
     # APPROVAL_TIMEOUT_SECONDS).
     approvers: Mapped[Any | None] = mapped_column(JSONB)
     approval_timeout_seconds: Mapped[float | None] = mapped_column(Double)
+    # The name of the API token that created it (API_TOKENS' `name:token`); NULL: an unnamed
+    # token's, made with API_TOKENS unset, or made before names existed. Only admins see those.
+    created_by: Mapped[str | None] = mapped_column(Text)
+    # Higher first, in claims and model slots; scheduling, not part of the run's input.
+    priority: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # The W3C traceparent of the request that started the run (NULL: tracing was off): the
+    # parent of the run's span and its deliveries', on any replica.
+    traceparent: Mapped[str | None] = mapped_column(Text)
 
 
 class Step(Base):
@@ -162,6 +185,8 @@ class Promise(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
     completed_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Who claimed the key by subscribing before its run existed (a user token's name).
+    created_by: Mapped[str | None] = mapped_column(Text)
 
 
 class Subscription(Base):
@@ -263,3 +288,41 @@ class SigningKey(Base):
     name: Mapped[str] = mapped_column(Text, primary_key=True)
     secret: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+
+
+class ModelBucket(Base):
+    """One entry of AGENT_MODEL_LIMITS, shared by every replica: its row lock orders the
+    taking and giving back of its slots; it counts the current minute's requests and tokens."""
+
+    __tablename__ = "model_bucket"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    window_started_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+    window_requests: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    window_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class ModelSlot(Base):
+    """A run waiting for (granted_at NULL) or holding a model slot of a bucket, until
+    expires_at: a waiter renews it while it waits; a holder's lasts the longest call."""
+
+    __tablename__ = "model_slot"
+    __table_args__ = (Index("ix_model_slot_bucket", "bucket"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    bucket: Mapped[str] = mapped_column(Text)
+    workflow_key: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    requested_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+    granted_at: Mapped[datetime | None] = mapped_column(TZ)
+    expires_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class ModelPause(Base):
+    """A model a provider answered 429 for: no replica calls it before paused_until."""
+
+    __tablename__ = "model_pause"
+
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    paused_until: Mapped[datetime] = mapped_column(TZ)

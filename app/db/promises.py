@@ -23,6 +23,11 @@ class Promises:
         row = await self._db.fetchrow("select_promise", key=key, name=name)
         return None if row is None else PromiseRow.of(row["promise_row"])
 
+    async def claim_key(self, key: str, created_by: str) -> None:
+        """A subscriber of `created_by` comes before the run: the key becomes theirs, unless
+        anything of it exists already (then nothing changes; read key_owner to know whose)."""
+        await self._db.execute("claim_key", key=key, created_by=created_by, **self._bound)
+
     async def complete(
         self, key: str, name: str, *, value: object = None, error: str | None = None, room: int
     ) -> PromiseCompletion:

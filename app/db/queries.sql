@@ -12,10 +12,12 @@
 -- A new run, leased to the process that executes it now.
 INSERT INTO workflow
     (key, query, model, instructions, tools, max_steps, output_schema, approvers,
-     approval_timeout_seconds, status, attempts, lease_owner, lease_expires_at, started_at)
+     approval_timeout_seconds, created_by, priority, traceparent, status, attempts,
+     lease_owner, lease_expires_at, started_at)
 VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
-        :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, 'running', 1,
-        :owner, now() + make_interval(secs => :lease_seconds), now())
+        :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, :created_by,
+        :priority, :traceparent,
+        'running', 1, :owner, now() + make_interval(secs => :lease_seconds), now())
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row
 
@@ -23,9 +25,11 @@ RETURNING to_jsonb(workflow) AS workflow_row
 -- A new run nobody leased, announced to every worker (the NOTIFY goes out at commit).
 INSERT INTO workflow
     (key, query, model, instructions, tools, max_steps, output_schema, approvers,
-     approval_timeout_seconds, status)
+     approval_timeout_seconds, created_by, priority, traceparent, status)
 VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
-        :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, 'pending')
+        :output_schema, CAST(:approvers AS jsonb), :approval_timeout_seconds, :created_by,
+        :priority, :traceparent,
+        'pending')
 ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row, pg_notify(:work_channel, 'run')
 
@@ -36,13 +40,14 @@ SELECT to_jsonb(workflow) AS workflow_row FROM workflow WHERE key = :key
 SELECT to_jsonb(workflow) AS workflow_row FROM workflow WHERE key = ANY(:keys)
 
 -- name: claim_runs
--- Lease unfinished runs that nobody holds (or whose holder died) and are due; a waiting run is
--- due when its approval's deadline passes.
+-- Lease unfinished runs that nobody holds (or whose holder died) and are due, by priority
+-- then due time (the claim rank of migration 0014 walks ix_workflow_claim_rank in order); a
+-- waiting run is due when its approval's deadline passes.
 WITH claimable AS (
     SELECT key FROM workflow
     WHERE status IN ('pending', 'running', 'waiting') AND next_attempt_at <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
-    ORDER BY next_attempt_at
+    ORDER BY agent_notify_claim_rank_v1(next_attempt_at, priority)
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
@@ -336,6 +341,44 @@ WHERE (created_at, key) < (coalesce(CAST(:before_at AS timestamptz), 'infinity')
 ORDER BY created_at DESC, key DESC
 LIMIT :limit
 
+-- name: list_own_workflows
+-- list_workflows of one token's workflows: walks ix_workflow_created_by_created_at_key.
+SELECT key, status, left(query, 200) AS query, model, attempts, left(error, 200) AS error,
+       created_at, updated_at, finished_at,
+       (SELECT count(*) FROM subscription AS s WHERE s.workflow_key = w.key) AS subscribers,
+       (SELECT count(*) FROM subscription AS s
+        WHERE s.workflow_key = w.key AND s.status = 'sent') AS notified,
+       usage.input_tokens, usage.output_tokens, usage.cost_usd
+FROM workflow AS w
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(s.input_tokens), 0) AS input_tokens,
+           coalesce(sum(s.output_tokens), 0) AS output_tokens, sum(s.cost_usd) AS cost_usd
+    FROM step AS s WHERE s.workflow_key = w.key AND s.run_created_at = w.created_at
+) AS usage
+WHERE (created_at, key) < (coalesce(CAST(:before_at AS timestamptz), 'infinity'),
+                           coalesce(CAST(:before_key AS text), ''))
+  AND created_by = :created_by AND status = ANY(:statuses)
+  AND starts_with(key, :key_prefix)
+ORDER BY created_at DESC, key DESC
+LIMIT :limit
+
+-- name: key_owner
+-- Whom a key belongs to: its workflow's creator; before its run, whoever claimed it by
+-- subscribing (any of its promises' created_by: a claim makes the key's first promise).
+SELECT EXISTS (SELECT FROM workflow WHERE key = :key) AS has_workflow,
+       (SELECT created_by FROM workflow WHERE key = :key) AS workflow_by,
+       EXISTS (SELECT FROM promise WHERE workflow_key = :key) AS has_promise,
+       (SELECT max(created_by) FROM promise WHERE workflow_key = :key) AS promise_by
+
+-- name: claim_key
+-- A user's subscriber comes before the run: the key becomes theirs (its agent promise made
+-- pending, as subscribing would), unless anything of the key exists already.
+INSERT INTO promise (workflow_key, name, state, created_by)
+SELECT :key, :agent_promise, 'pending', :created_by
+WHERE NOT EXISTS (SELECT FROM workflow WHERE key = :key)
+  AND NOT EXISTS (SELECT FROM promise WHERE workflow_key = :key)
+ON CONFLICT DO NOTHING
+
 -- name: changed_keys
 -- Of `keys`, those whose workflow or subscriptions changed after `since` (all when NULL), and
 -- the database's clock now, for the next call.
@@ -424,3 +467,24 @@ FROM cancelled AS c, LATERAL (SELECT pg_notify(:key_channel, c.workflow_key || '
 UNION ALL
 SELECT to_jsonb(s), false FROM subscription AS s
 WHERE s.id = :id AND NOT EXISTS (SELECT FROM cancelled)
+
+-- name: model_slot
+-- Wait for, renew, or give back (`release`) a slot of a model bucket; free slots go to the
+-- best waiters, each told by a NOTIFY on the flow channel (migration 0014).
+SELECT * FROM agent_notify_model_slot_v1(
+    :bucket, :ticket, :release, :tokens, :workflow_key, :owner, :priority, :concurrency,
+    :requests_per_minute, :tokens_per_minute, :wait_seconds, :hold_seconds, :flow_channel)
+
+-- name: pause_model
+-- A provider said 429 until then: every replica is told how long the model is paused.
+INSERT INTO model_pause AS p (model, paused_until)
+VALUES (:model, now() + make_interval(secs => :seconds))
+ON CONFLICT (model) DO UPDATE SET paused_until = greatest(p.paused_until, excluded.paused_until)
+RETURNING pg_notify(
+    :flow_channel,
+    'pause ' || extract(epoch FROM p.paused_until - now())::text || ' ' || p.model)
+
+-- name: model_pauses
+-- The models paused now, with the seconds left (read when the listener (re)connects).
+SELECT model, extract(epoch FROM paused_until - now())::float8 AS seconds
+FROM model_pause WHERE paused_until > now()

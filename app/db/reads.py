@@ -8,6 +8,7 @@ from datetime import datetime
 from app.db.batch import Batcher
 from app.db.gateway import Database
 from app.db.rows import (
+    KeyOwner,
     PromiseRow,
     StateCounts,
     SubscriptionRow,
@@ -61,17 +62,31 @@ class Reads:
         limit: int,
         before: tuple[datetime, str] | None,
         key_prefix: str | None = None,
+        by: str | None = None,
     ) -> list[WorkflowSummary]:
-        """Newest first; `before` is the (created_at, key) of the previous page's last row."""
-        rows = await self._db.fetch(
-            "list_workflows",
-            statuses=[status] if status is not None else list(WorkflowState),
-            key_prefix=key_prefix or "",
-            before_at=None if before is None else before[0],
-            before_key=None if before is None else before[1],
-            limit=limit,
-        )
+        """Newest first; `before` is the (created_at, key) of the previous page's last row.
+        With `by`, only the workflows that token created (on their own index)."""
+        values = {
+            "statuses": [status] if status is not None else list(WorkflowState),
+            "key_prefix": key_prefix or "",
+            "before_at": None if before is None else before[0],
+            "before_key": None if before is None else before[1],
+            "limit": limit,
+        }
+        if by is None:
+            rows = await self._db.fetch("list_workflows", **values)
+        else:
+            rows = await self._db.fetch("list_own_workflows", created_by=by, **values)
         return [WorkflowSummary.of(row) for row in rows]
+
+    async def key_owner(self, key: str) -> KeyOwner:
+        """Whom the key belongs to: its workflow's creator, or before its run whoever claimed
+        it by subscribing; `exists` False when nothing of it exists."""
+        row = await self._db.fetchrow("key_owner", key=key)
+        assert row is not None
+        if row["has_workflow"]:
+            return KeyOwner(exists=True, name=row["workflow_by"])
+        return KeyOwner(exists=bool(row["has_promise"]), name=row["promise_by"])
 
     async def changed_keys(
         self, keys: list[str], *, since: datetime | None

@@ -111,6 +111,8 @@ class RunInput:
     # they have (None: APPROVAL_TIMEOUT_SECONDS).
     approvers: tuple[Approver, ...] | None = None
     approval_timeout_seconds: float | None = None
+    # Scheduling, not what is asked: a call with another priority attaches to the same run.
+    priority: int = field(default=0, compare=False)
 
     @property
     def schema(self) -> dict[str, Any] | None:
@@ -156,9 +158,13 @@ class WorkflowRow(_FromColumns):
     finished_at: datetime | None
     tools: list[str] | None = None
     max_steps: int | None = None
+    priority: int = 0
     output_schema: str | None = None  # JSON text; None: the answer is text
     approvers: list[Any] | None = None  # Approver.to_json() of each
     approval_timeout_seconds: float | None = None
+    created_by: str | None = None  # the name of the API token that created it
+    # The W3C traceparent of the request that started it (None: tracing was off).
+    traceparent: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", WorkflowState(self.status))
@@ -175,6 +181,7 @@ class WorkflowRow(_FromColumns):
             self.output_schema,
             self.run_approvers,
             self.approval_timeout_seconds,
+            priority=self.priority,
         )
 
     @property
@@ -306,6 +313,15 @@ class Cancellation:
     # False when the workflow had already finished: nothing changed.
     cancelled: bool
     deliveries: list[Delivery]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    """Whom a key belongs to (`name`: an API token's name; None: admins only), if anything of
+    it `exists`."""
+
+    exists: bool
+    name: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,10 @@ class InputMismatch(Exception):
         self.existing = existing
 
 
+class KeyTaken(Exception):
+    """The key exists as another token's workflow."""
+
+
 class UnknownWorkflow(Exception):
     """No workflow has this key."""
 
@@ -52,22 +56,34 @@ class Runs:
         self._scope = scope
         self._bound = scope.params()
 
-    async def accept(self, key: str, run: RunInput, *, leased: bool) -> tuple[WorkflowRow, bool]:
+    async def accept(
+        self,
+        key: str,
+        run: RunInput,
+        *,
+        leased: bool,
+        created_by: str | None = None,
+        traceparent: str | None = None,
+    ) -> tuple[WorkflowRow, bool]:
         """Insert the workflow, leased to this process (which executes it now) or left for any
-        worker. Returns the row and whether it was created; InputMismatch when the key exists
-        with another input."""
+        worker, as `created_by`'s, with the trace it joins. Returns the row and whether it was
+        created; KeyTaken when the key exists as another's (its input never compared), else
+        InputMismatch when it exists with another input."""
         values = {
             "key": key,
+            "created_by": created_by,
             "query": run.query,
             "model": run.model,
             "instructions": run.instructions,
             "tools": None if run.tools is None else json.dumps(list(run.tools)),
             "max_steps": run.max_steps,
+            "priority": run.priority,
             "output_schema": run.output_schema,
             "approvers": None
             if run.approvers is None
             else json.dumps([approver.to_json() for approver in run.approvers]),
             "approval_timeout_seconds": run.approval_timeout_seconds,
+            "traceparent": traceparent,
             **self._bound,
         }
         while True:
@@ -82,6 +98,8 @@ class Runs:
                 break
             # Deleted between the two statements (a DELETE, retention): insert again.
         workflow = WorkflowRow.of(existing["workflow_row"])
+        if created_by is not None and workflow.created_by != created_by:
+            raise KeyTaken(key)
         if not workflow.input.matches(run):
             raise InputMismatch(workflow)
         return workflow, False

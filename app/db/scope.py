@@ -12,6 +12,9 @@ from app.states import AGENT_PROMISE
 # finished); WORK_CHANNEL: "claimable work may exist".
 KEY_CHANNEL = "agent_notify"
 WORK_CHANNEL = "agent_notify_work"
+# FLOW_CHANNEL: model flow control ("grant <ticket id>": a model slot was granted to that waiter;
+# "pause <seconds> <model>": a provider asked for a pause of the model).
+FLOW_CHANNEL = "agent_notify_flow"
 STEPS_TOPIC = "steps"
 
 
@@ -34,4 +37,5 @@ class Scope:
             "agent_promise": AGENT_PROMISE,
             "key_channel": KEY_CHANNEL,
             "work_channel": WORK_CHANNEL,
+            "flow_channel": FLOW_CHANNEL,
         }

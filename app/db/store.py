@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.db.approvals import Approvals
+from app.db.flow import ModelSlots
 from app.db.gateway import Database
 from app.db.idempotency import IdempotencyKeys
 from app.db.keys import SigningKeys
@@ -29,6 +30,7 @@ class Store:
     idempotency: IdempotencyKeys
     steps: Steps
     keys: SigningKeys
+    model_slots: ModelSlots
     approvals: Approvals
 
     @classmethod
@@ -43,5 +45,6 @@ class Store:
             idempotency=IdempotencyKeys(database, scope),
             steps=Steps(database, scope),
             keys=SigningKeys(database),
+            model_slots=ModelSlots(database, scope),
             approvals=Approvals(database, scope),
         )

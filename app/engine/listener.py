@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import asyncpg
 
 from app.db.rows import WorkflowRow
-from app.db.scope import KEY_CHANNEL, STEPS_TOPIC, WORK_CHANNEL
+from app.db.scope import FLOW_CHANNEL, KEY_CHANNEL, STEPS_TOPIC, WORK_CHANNEL
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class Listener:
         # Keys this process is committing a change to, with how many commits are under way.
         self._committing: dict[str, int] = {}
         self._work_callbacks: list[Callable[[], None]] = []
+        self._flow_callbacks: list[Callable[[str], None]] = []
         self._connected_hooks: list[Callable[[], Awaitable[None]]] = []
         self._reconnected_callbacks: list[Callable[[], None]] = []
         self._connected = asyncio.Event()
@@ -75,6 +76,10 @@ class Listener:
     def on_work(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever claimable work may exist (and after every reconnect)."""
         self._work_callbacks.append(callback)
+
+    def on_flow(self, callback: Callable[[str], None]) -> None:
+        """Call `callback` with each payload of the model flow channel (FLOW_CHANNEL)."""
+        self._flow_callbacks.append(callback)
 
     @contextlib.contextmanager
     def watch(
@@ -174,6 +179,9 @@ class Listener:
             key, _, subscription = payload.partition(" ")
             if key not in self._committing:  # else committing() wakes them all when it ends
                 self.wake(key, subscription or None)
+        elif channel == FLOW_CHANNEL:
+            for callback in self._flow_callbacks:
+                callback(payload)
         else:
             self._wake_work()
 
@@ -199,6 +207,8 @@ class Listener:
             try:
                 await connection.add_listener(KEY_CHANNEL, self._on_notification)
                 await connection.add_listener(WORK_CHANNEL, self._on_notification)
+                if self._flow_callbacks:
+                    await connection.add_listener(FLOW_CHANNEL, self._on_notification)
                 for hook in self._connected_hooks:
                     try:
                         await hook()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Hashable, Iterator
+from collections.abc import AsyncIterator, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -60,6 +60,9 @@ class Worker(Generic[Item]):
         self._draining = False  # no more local leases either: the rest is handed back
         self._reserved = 0
         self._shortchanged = False
+        # Items waiting for something outside (a model slot) without a slot of this worker.
+        self._parked: set[Hashable] = set()
+        self._slotless: set[Hashable] = set()  # cancelled while taking their slot back
         self.leases = LeaseBook(lease_seconds)
 
     # -- what subclasses provide --------------------------------------------------------------
@@ -190,8 +193,38 @@ class Worker(Generic[Item]):
         return list(self._inflight)
 
     def free_slots(self) -> int:
-        """Items this worker can take on now (in flight and reserved ones count as taken)."""
-        return max(0, self.capacity - len(self._inflight) - self._reserved)
+        """Items this worker can take on now (in flight and reserved ones count as taken, parked
+        ones do not)."""
+        return max(0, self.capacity - len(self._inflight) + len(self._parked) - self._reserved)
+
+    @contextlib.asynccontextmanager
+    async def parked(self, item: Item) -> AsyncIterator[None]:
+        """While the item waits on something outside the process (a model slot across the
+        replicas), it gives its slot back so another item can run (or be claimed) meanwhile;
+        it takes a slot again, waiting for one, at the end. At most `capacity` items are parked
+        at once (so a process leases at most twice its capacity); beyond, the item keeps its
+        slot while it waits."""
+        identity = self.identity(item)
+        if identity in self._parked or len(self._parked) >= self.capacity:
+            yield
+            return
+        self._parked.add(identity)
+        self._slots.release()
+        self._wake.set()
+        try:
+            yield
+        except BaseException:
+            # Cancelled or failed while parked: what is left of the item (recording a retry)
+            # runs without waiting for a slot again.
+            self._parked.discard(identity)
+            self._slotless.add(identity)
+            raise
+        self._parked.discard(identity)
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            self._slotless.add(identity)
+            raise
 
     def reserve(self, wanted: int = 1) -> int:
         """Reserve up to `wanted` free slots for items about to be leased to this process (in a
@@ -247,6 +280,20 @@ class Worker(Generic[Item]):
         self._inflight[identity] = task
         task.add_done_callback(lambda _task: self._done(identity))
 
+    @contextlib.asynccontextmanager
+    async def _slot(self, item: Item) -> AsyncIterator[None]:
+        """One of the worker's slots while the item is processed (given back meanwhile while
+        it is parked)."""
+        identity = self.identity(item)
+        await self._slots.acquire()
+        try:
+            yield
+        finally:
+            if identity in self._slotless:
+                self._slotless.discard(identity)
+            else:
+                self._slots.release()
+
     def _done(self, identity: Hashable) -> None:
         self._inflight.pop(identity, None)
         self.leases.forget(identity)
@@ -254,7 +301,7 @@ class Worker(Generic[Item]):
 
     async def _guarded(self, item: Item) -> None:
         try:
-            async with self._slots:
+            async with self._slot(item):
                 if self.attempts(item) > self.retry.max_attempts:
                     # Claimed again and again: every process that took it stopped mid-way.
                     await self.give_up(

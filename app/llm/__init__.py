@@ -9,7 +9,7 @@ litellm takes seconds to import: this package imports it inside functions, once 
 
 from app.llm.agent import Agent
 from app.llm.client import ModelClient, Transport, call_options
-from app.llm.errors import classify, error_text, provider_error_text
+from app.llm.errors import classify, error_text, provider_error_text, retry_after_seconds
 from app.llm.messages import (
     AssistantMessage,
     FunctionCall,
@@ -56,4 +56,5 @@ __all__ = [
     "offline_answer",
     "provider_error_text",
     "reply_of",
+    "retry_after_seconds",
 ]

@@ -8,8 +8,11 @@ fails at once with its traceback logged instead of being retried.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import re
+import time
+from collections.abc import Mapping
 
 import aiohttp
 import httpx
@@ -64,6 +67,82 @@ def http_status(exc: BaseException) -> int | None:
             return cause.status
     status = getattr(exc, "status_code", None)
     return status if isinstance(status, int) else None
+
+
+# How long a provider asks to wait, in order of preference: the OpenAI SDK's and the standard
+# header, then OpenAI's (and litellm's) resets of its request and token windows.
+RESET_HEADERS = ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
+# An OpenAI reset: "1s", "6m0s", "20ms", "1h2m3.5s".
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """For a 429: how long the provider asks every caller to wait (Retry-After, retry-after-ms,
+    or the longest x-ratelimit-reset-*), from the error's response headers; None for another
+    error, or a 429 that says nothing of when."""
+    if http_status(exc) != 429:
+        return None
+    for cause in _chain(exc):
+        for headers in _headers_of(cause):
+            seconds = _wait_of(headers)
+            if seconds is not None:
+                return seconds
+    return None
+
+
+def _headers_of(exc: BaseException) -> list[Mapping[str, str]]:
+    """The reply headers an exception carries: aiohttp's, its response's (httpx), or those
+    litellm's errors are given (`headers`)."""
+    found: list[Mapping[str, str]] = []
+    if isinstance(exc, aiohttp.ClientResponseError) and exc.headers is not None:
+        found.append(exc.headers)
+    response_headers = getattr(getattr(exc, "response", None), "headers", None)
+    if isinstance(response_headers, httpx.Headers):
+        found.append(response_headers)
+    explicit = getattr(exc, "headers", None)
+    if isinstance(explicit, httpx.Headers):
+        found.append(explicit)
+    elif isinstance(explicit, dict):
+        found.append(httpx.Headers(explicit))
+    return found
+
+
+def _wait_of(headers: Mapping[str, str]) -> float | None:
+    milliseconds = _number(headers.get("retry-after-ms"))
+    if milliseconds is not None:
+        return milliseconds / 1000
+    retry_after = headers.get("retry-after")
+    if retry_after is not None:
+        seconds = _number(retry_after)
+        if seconds is None:
+            date = email.utils.parsedate_tz(retry_after)
+            seconds = None if date is None else email.utils.mktime_tz(date) - time.time()
+        if seconds is not None:
+            return max(0.0, seconds)
+    resets = [_duration(headers.get(name)) for name in RESET_HEADERS]
+    found = [seconds for seconds in resets if seconds is not None]
+    return max(found) if found else None
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _duration(text: str | None) -> float | None:
+    """A reset header's seconds: a number, or an OpenAI duration ("6m0s", "20ms")."""
+    if text is None:
+        return None
+    number = _number(text)
+    if number is not None:
+        return number
+    parts = _DURATION.findall(text.strip())
+    if not parts or "".join(f"{value}{unit}" for value, unit in parts) != text.strip():
+        return None
+    return sum(float(value) * _UNIT_SECONDS[unit] for value, unit in parts)
 
 
 def error_text(exc: BaseException) -> str:

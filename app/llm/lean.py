@@ -266,9 +266,16 @@ def _raise_mapped(route: LeanRoute, error: Exception) -> NoReturn:
     """Raise the litellm exception `litellm.acompletion` raises for `error`."""
     import litellm
 
-    litellm.exception_type(
-        model=route.model, original_exception=error, custom_llm_provider="openai"
-    )
+    try:
+        litellm.exception_type(
+            model=route.model, original_exception=error, custom_llm_provider="openai"
+        )
+    except Exception as mapped:
+        if mapped.__context__ is not None:
+            raise  # raised while handling a failure (a network error): that is its cause
+        # A provider's reply: as from acompletion, its error (with the reply's headers, which
+        # say how long a 429 asks to wait) stays on the chain.
+        raise mapped from error
     raise error  # exception_type always raises; this keeps the contract if it ever does not
 
 

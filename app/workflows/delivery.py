@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from app import tracing
 from app.addresses import mask_target
 from app.config import Settings
 from app.db.batch import Batcher
@@ -116,10 +117,35 @@ class DeliveryWorker(Worker[Delivery]):
         return item.attempts
 
     async def process(self, item: Delivery) -> None:
-        if item.subscription.channel is Channel.EMAIL:
-            await self._process_email(item)
-        else:
-            await self._process_channel(item)
+        subscription = item.subscription
+        # In the trace of the request that started the run, however later and wherever sent.
+        with tracing.span(
+            f"deliver {subscription.channel}",
+            detached=True,
+            traceparent=await self._traceparent(item),
+            attributes={
+                "agent_notify.workflow.key": subscription.workflow_key,
+                "agent_notify.subscription.id": str(subscription.id),
+                "agent_notify.channel": str(subscription.channel),
+                "agent_notify.promise": subscription.promise_name,
+                "agent_notify.attempt": subscription.attempts,
+            },
+        ):
+            if subscription.channel is Channel.EMAIL:
+                await self._process_email(item)
+            else:
+                await self._process_channel(item)
+
+    async def _traceparent(self, item: Delivery) -> str | None:
+        """The stored traceparent of the delivery's run; read only while tracing is on."""
+        if not tracing.enabled():
+            return None
+        try:
+            workflow = await self._store.reads.workflow(item.subscription.workflow_key)
+        except Exception as exc:  # a trace is no reason to hold up a notification
+            logger.debug("no trace for %s: %s", item.subscription.workflow_key, exc)
+            return None
+        return None if workflow is None else workflow.traceparent
 
     def _approval_link(self, item: Delivery) -> str | None:
         """The approver's page, when the delivery is an approval request."""
@@ -250,6 +276,7 @@ class DeliveryWorker(Worker[Delivery]):
 
     async def retry_later(self, item: Delivery, error: str, delay_seconds: float) -> bool:
         self._metrics.emails.labels("retried").inc()
+        tracing.failed(f"retried later: {error}")
         return await self._store.subscriptions.retry_later(
             item.subscription_id, error=error, delay_seconds=delay_seconds
         )
@@ -261,12 +288,14 @@ class DeliveryWorker(Worker[Delivery]):
         self, item: Delivery, error: str, delay_seconds: float
     ) -> bool:
         self._metrics.emails.labels("unknown").inc()
+        tracing.failed(f"outcome unknown, retried later: {error}")
         return await self._store.subscriptions.retry_later(
             item.subscription_id, error=error, delay_seconds=delay_seconds, outcome_unknown=True
         )
 
     async def give_up(self, item: Delivery, error: str) -> None:
         subscription = item.subscription
+        tracing.failed(error)
         logger.warning(
             "notification %s to %s failed: %s",
             subscription.message_id,

@@ -20,9 +20,11 @@ from app.config import Settings
 from app.db import migrate
 from app.db.connection import asyncpg_dsn, is_outage
 from app.db.embedded import EmbeddedPostgres
+from app.db.flow import BucketLimits
 from app.db.gateway import Database
 from app.db.scope import Scope
 from app.db.store import Store
+from app.engine.flow import ModelFlow
 from app.engine.janitor import FallbackPoll, Janitor
 from app.engine.leases import LeaseKeeper
 from app.engine.listener import Listener
@@ -77,6 +79,25 @@ def python_tools(settings: Settings) -> str:
     return EXAMPLE_TOOLS if settings.offline else ""
 
 
+def model_flow(settings: Settings, store: Store) -> ModelFlow:
+    """Flow control per model: AGENT_MODEL_LIMITS' entries, in their order, and the pauses."""
+    limits = [
+        (
+            pattern,
+            BucketLimits(limit.concurrency, limit.requests_per_minute, limit.tokens_per_minute),
+        )
+        for pattern, limit in (settings.agent_model_limits or {}).items()
+    ]
+    return ModelFlow(
+        store.model_slots,
+        limits,
+        poll_interval_seconds=settings.poll_interval_seconds,
+        # A waiter renews its place at each poll; a holder's slot outlasts the longest call.
+        wait_seconds=settings.lease_seconds + settings.poll_interval_seconds,
+        hold_seconds=settings.agent_timeout_seconds + settings.lease_seconds,
+    )
+
+
 class ServiceProcess:
     """The running parts of one process. The API calls `service`, `readiness()` and
     `metrics_text()`; the parts themselves are for the process's own wiring (and tests)."""
@@ -93,8 +114,10 @@ class ServiceProcess:
         metrics: Metrics,
         toolbox: Toolbox,
         links: Links,
+        flow: ModelFlow,
     ) -> None:
         self.settings = settings
+        self.flow = flow
         self.metrics = metrics
         self.toolbox = toolbox
         self.store = store
@@ -189,6 +212,7 @@ class ServiceProcess:
             settings=settings,
             links=links,
         )
+        flow = model_flow(settings, store)
         runner = Runner(
             store=store,
             agent=agent,
@@ -196,6 +220,7 @@ class ServiceProcess:
             metrics=metrics,
             settings=settings,
             delivery=delivery,
+            flow=flow,
         )
         supervisor = Supervisor()
         stack.push_async_callback(supervisor.stop)
@@ -209,6 +234,7 @@ class ServiceProcess:
             metrics=metrics,
             toolbox=toolbox,
             links=links,
+            flow=flow,
         )
         await process._start(mailer.description)
         return process
@@ -225,6 +251,8 @@ class ServiceProcess:
         # Leases first, then wake-ups: after a long disconnection this process's leases may
         # have lapsed, and its own workers must not be the ones to grab them back twice.
         listener.on_connected(lease_keeper.renew_now)
+        listener.on_connected(self.flow.reconnected)
+        listener.on_flow(self.flow.notified)
         listener.on_reconnected(self.metrics.listener_reconnects.inc)
         listener.on_work(self.runner.wake)
         listener.on_work(self.delivery.wake)
@@ -306,6 +334,9 @@ class ServiceProcess:
         figures.listener_waiters.set(self.listener.waiter_count)
         figures.inflight.labels("run").set(self.runner.inflight)
         figures.inflight.labels("delivery").set(self.delivery.inflight)
+        figures.model_paused.clear()
+        for model, seconds in self.flow.pauses().items():
+            figures.model_paused.labels(model).set(round(seconds, 3))
         return generate_latest(figures.registry)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from app.agent.output import schema_problem
 from app.config import Settings
 from app.db.rows import RunInput
-from app.errors import InvalidInput
+from app.errors import Conflict, InvalidInput
 
 
 def check_run_input(run: RunInput, settings: Settings) -> None:
@@ -37,3 +37,12 @@ def check_run_input(run: RunInput, settings: Settings) -> None:
                 f"output_schema is not a valid JSON Schema: {problem}",
                 code="invalid_output_schema",
             )
+
+
+def input_conflict(key: str) -> Conflict:
+    """The key runs another input (the caller may see it: the key is its own)."""
+    return Conflict(
+        f"workflow {key!r} already exists with a different input; use a new key to run another "
+        "query, or send the same input to attach to it",
+        code="key_conflict",
+    )

@@ -12,16 +12,19 @@ import logging
 import time
 from collections.abc import Hashable
 
+from app import tracing
 from app.agent import AgentLoop, AgentRun, Outcome, RunSuspended, RunTakenAway
 from app.config import Settings
 from app.db.rows import Delivery, RunCompletion, WorkflowRow
 from app.db.steps import StepResult
 from app.db.store import Store
+from app.engine.flow import ModelFlow
 from app.engine.listener import Listener
 from app.engine.retry import RetryPolicy, through_outages
 from app.engine.worker import Worker
 from app.errors import PermanentError, TransientError, describe
 from app.metrics import Metrics
+from app.workflows.flow import RunGate
 from app.workflows.journal import RunJournal
 
 logger = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ class Runner(Worker[WorkflowRow]):
         metrics: Metrics,
         settings: Settings,
         delivery: Worker[Delivery],
+        flow: ModelFlow,
     ) -> None:
         super().__init__(
             concurrency=settings.runner_concurrency,
@@ -56,6 +60,7 @@ class Runner(Worker[WorkflowRow]):
         self._metrics = metrics
         self._owner = store.scope.owner
         self._delivery = delivery
+        self._flow = flow
 
     async def claim(self, limit: int) -> list[WorkflowRow]:
         return await self._store.runs.claim(limit=limit)
@@ -74,6 +79,22 @@ class Runner(Worker[WorkflowRow]):
         return item.attempts
 
     async def process(self, item: WorkflowRow) -> None:
+        # Under the request that started the run, wherever and whenever it executes.
+        with tracing.span(
+            f"invoke_agent {tracing.SERVICE_NAME}",
+            detached=True,
+            traceparent=item.traceparent,
+            attributes={
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": tracing.SERVICE_NAME,
+                "gen_ai.request.model": item.model,
+                "agent_notify.workflow.key": item.key,
+                "agent_notify.attempt": item.attempts,
+            },
+        ):
+            await self._process(item)
+
+    async def _process(self, item: WorkflowRow) -> None:
         metrics = self._metrics
         if not await self.fence(item):
             metrics.runs_finished.labels("abandoned").inc()
@@ -85,6 +106,7 @@ class Runner(Worker[WorkflowRow]):
         except RunSuspended as suspension:
             await self._suspend(item, suspension)
         except _TakenAway:
+            tracing.annotate({"agent_notify.outcome": "abandoned"})
             metrics.runs_finished.labels("abandoned").inc()
             logger.info(
                 "workflow %s was cancelled (or taken over); its agent loop is abandoned",
@@ -122,9 +144,17 @@ class Runner(Worker[WorkflowRow]):
             max_steps=item.max_steps,
             output_schema=item.schema,
             approvals=bool(item.approvers),
+            priority=item.priority,
+        )
+        # While a model call waits for its slot (or a pause), the run gives back its runner slot.
+        gate = RunGate(
+            self._flow,
+            workflow_key=item.key,
+            priority=item.priority,
+            parked=lambda: self.parked(item),
         )
         try:
-            outcome: Outcome = await self._agent.run(run, journal)
+            outcome: Outcome = await self._agent.run(run, journal, gate)
         except RunTakenAway as exc:
             raise _TakenAway(item.key) from exc
         step = outcome.answer_step
@@ -178,6 +208,7 @@ class Runner(Worker[WorkflowRow]):
         if suspended is None:
             self._metrics.runs_finished.labels("abandoned").inc()
             return
+        tracing.annotate({"agent_notify.outcome": str(suspended.status)})
         self._metrics.runs_finished.labels("waiting").inc()
         logger.info(
             "workflow %s %s for %s",
@@ -192,10 +223,12 @@ class Runner(Worker[WorkflowRow]):
 
     async def retry_later(self, item: WorkflowRow, error: str, delay_seconds: float) -> bool:
         self._metrics.runs_finished.labels("retried").inc()
+        tracing.failed(f"retried later: {error}")
         return await self._store.runs.retry_later(item, error=error, delay_seconds=delay_seconds)
 
     async def give_up(self, item: WorkflowRow, error: str) -> None:
         logger.warning("workflow %s failed: %s", item.key, error, extra=self.log_fields(item))
+        tracing.failed(error)
         await self._finish(item, output=None, error=error)
 
     async def _finish(
@@ -229,6 +262,7 @@ class Runner(Worker[WorkflowRow]):
                 )
                 return
             handover.finished = completion.workflow
+        tracing.annotate({"agent_notify.outcome": "succeeded" if error is None else "failed"})
         self._metrics.runs_finished.labels("succeeded" if error is None else "failed").inc()
 
     async def _complete(

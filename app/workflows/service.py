@@ -29,7 +29,7 @@ from app.db.rows import (
     WorkflowStatus,
     WorkflowSummary,
 )
-from app.db.runs import InputMismatch, UnknownWorkflow
+from app.db.runs import InputMismatch, KeyTaken, UnknownWorkflow
 from app.db.step_rows import StepSummary
 from app.db.store import Store
 from app.db.subscriptions import TooManySubscriptions
@@ -37,11 +37,13 @@ from app.engine.listener import Listener, Wakeup
 from app.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.notify import Links, message_id_for, new_secret, webhook_id_for
 from app.states import AGENT_PROMISE, Channel, PromiseState
+from app.tracing import current_traceparent
 from app.workflows.approvals import Deciding
 from app.workflows.cursor import decode_cursor, encode_cursor
 from app.workflows.delivery import DeliveryWorker
+from app.workflows.owners import key_taken
 from app.workflows.resume import Resuming
-from app.workflows.run_input import check_run_input
+from app.workflows.run_input import check_run_input, input_conflict
 from app.workflows.runner import Runner
 from app.workflows.subscribers import SubscriberChecks
 from app.workflows.unsubscribe import Unsubscribing
@@ -101,24 +103,29 @@ class WorkflowService:
 
     # -- runs ---------------------------------------------------------------------------------
 
-    async def start(self, key: str, run: RunInput) -> tuple[WorkflowRow, bool]:
-        """Create the workflow and execute it here, or attach to the existing one.
-
-        Returns the row and whether this call created it; Conflict if the key has another input.
-        """
+    async def start(
+        self, key: str, run: RunInput, created_by: str | None = None
+    ) -> tuple[WorkflowRow, bool]:
+        """Create the workflow (as `created_by`'s) and execute it here, or attach to the existing
+        one. Returns the row and whether this call created it; Conflict if the key has another
+        input, or (created_by given) is another token's."""
         check_run_input(run, self.settings)
         await self._targets.check_approvers(run.approvers or ())
         # A slot is reserved before the insert, so concurrent requests cannot overfill the runner;
         # a process shutting down leaves new runs to the others.
         with self._runner.room(0 if self.shutting_down else 1) as room:
             try:
-                workflow, created = await self._store.runs.accept(key, run, leased=room.granted > 0)
+                workflow, created = await self._store.runs.accept(
+                    key,
+                    run,
+                    leased=room.granted > 0,
+                    created_by=created_by,
+                    traceparent=current_traceparent(),
+                )
+            except KeyTaken as exc:
+                raise key_taken(key) from exc
             except InputMismatch as exc:
-                raise Conflict(
-                    f"workflow {key!r} already exists with a different input; use a new key "
-                    "to run another query, or send the same input to attach to it",
-                    code="key_conflict",
-                ) from exc
+                raise input_conflict(key) from exc
         if created and room.granted:
             self._runner.submit(workflow, leased_at=room.opened_at)
         return workflow, created
@@ -134,7 +141,7 @@ class WorkflowService:
         with self._listener.watch(key) as changed:
             return await self._until_finished(key, changed)
 
-    async def run(self, key: str, run: RunInput) -> WorkflowRow:
+    async def run(self, key: str, run: RunInput, created_by: str | None = None) -> WorkflowRow:
         """Start the run (or attach to the key's) and wait until it has finished.
 
         The waiter watches the key from before the insert, so whatever happens to the run once
@@ -142,7 +149,7 @@ class WorkflowService:
         row then stands for the first read. Cancelled (its caller gone), it stops waiting, but
         a start under way still ends: a run accepted here is handed to this process's runner."""
         with self._listener.watch(key) as changed:
-            workflow, _created = await asyncio.shield(self.start(key, run))
+            workflow, _created = await asyncio.shield(self.start(key, run, created_by))
             return await self._until_finished(key, changed, workflow)
 
     async def _until_finished(
@@ -321,13 +328,19 @@ class WorkflowService:
         return await self._store.reads.status(key)
 
     async def list(
-        self, *, status: str | None, limit: int, cursor: str | None, key_prefix: str | None = None
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        cursor: str | None,
+        key_prefix: str | None = None,
+        created_by: str | None = None,
     ) -> tuple[list[WorkflowSummary], str | None]:
-        """A page of workflows, newest first, and the cursor of the next page (None at the end).
-        The cursor only marks a position, so it stays valid with the same filters."""
+        """A page of workflows (`created_by`'s only, if given), newest first, and the next page's
+        cursor (None at the end): a position only, valid with the same filters."""
         before = decode_cursor(cursor) if cursor else None
         rows = await self._store.reads.page(
-            status=status, limit=limit + 1, before=before, key_prefix=key_prefix or None
+            status=status, limit=limit + 1, before=before, key_prefix=key_prefix, by=created_by
         )
         page = rows[:limit]
         more = len(rows) > limit

@@ -588,6 +588,20 @@ async def test_the_api_docs_render_in_the_browser_from_the_service_alone(
 
 
 @needs_chromium
+async def test_a_paused_model_shows_in_the_header(start_app: StartApp, page: Page) -> None:
+    app = await start_app()
+    await open_page(page, f"{app.base_url}/ui")
+    await expect(page.locator("#stat-paused")).to_be_hidden()
+    # What a provider's 429 with Retry-After does (tests/integration/test_flow.py): a pause.
+    await app.app.state.process.flow.pause("openai/fake-model", 120)
+    # The strip samples /metrics every 5 s.
+    await expect(page.locator("#stat-paused-models")).to_contain_text(
+        "openai/fake-model", timeout=SHOWN_WITHIN_MS
+    )
+    await expect(page.locator("#stat-paused")).to_be_visible()
+
+
+@needs_chromium
 async def test_a_workflow_page_shows_the_runs_steps_live_with_tokens_and_durations(
     start_app: StartApp,
     fake_llm: FakeLLM,

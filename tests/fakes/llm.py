@@ -101,6 +101,7 @@ class Status:
 
     status: int
     message: str | None = None  # None: "fake failure <status>"
+    headers: dict[str, str] | None = None  # e.g. {"Retry-After": "2"} with a 429
 
 
 Reply = Text | ToolCalls | Json | Raw | Status
@@ -126,6 +127,14 @@ class FakeLLM:
     answers: dict[str, str] = field(default_factory=dict)
     # When set, every call waits for it (benchmarks hold all runs, then release them at once).
     held: asyncio.Event | None = None
+    # Calls being answered now, and the most there ever were at once.
+    in_flight: int = 0
+    max_in_flight: int = 0
+    # When set, every call is answered this status (429 with Retry-After, say) while the
+    # event is unset, and normally once it is set (checked after any hold); `refused` counts
+    # the calls it answered.
+    refusing: tuple[Status, asyncio.Event] | None = None
+    refused: int = 0
 
     def queries(self) -> list[str]:
         return [query_of(call) for call in self.calls]
@@ -189,6 +198,14 @@ class FakeLLM:
             await self._changed.wait_for(lambda: self.calls_for(query) >= count)
 
     async def _handle(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
         body = await request.json()
         query = query_of(body)
         self.calls.append(body)
@@ -203,6 +220,10 @@ class FakeLLM:
         hold = self._turn_holds.get((query, turn_of(body))) or self._holds.get(query) or self.held
         if hold is not None:
             await hold.wait()
+        if self.refusing is not None and not self.refusing[1].is_set():
+            # After any hold: calls held together are refused together.
+            self.refused += 1
+            return self._respond(self.refusing[0], body, number)
         if self.delay[1] > 0:
             await asyncio.sleep(random.uniform(*self.delay))
         if reply is None:
@@ -229,7 +250,9 @@ class FakeLLM:
         if isinstance(reply, Status):
             message = reply.message or f"fake failure {reply.status}"
             error = {"message": message, "type": "fake", "code": reply.status}
-            return web.json_response({"error": error}, status=reply.status)
+            return web.json_response(
+                {"error": error}, status=reply.status, headers=reply.headers or {}
+            )
         if isinstance(reply, Raw):
             return web.Response(
                 text=reply.body, status=reply.status, content_type=reply.content_type

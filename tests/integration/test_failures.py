@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from app.agent import AgentLoop, AgentRun, Journal, Outcome
+from app.agent import AgentLoop, AgentRun, Journal, ModelGate, Outcome
 from app.config import Settings
 from app.errors import PermanentError, TransientError
 from app.llm import Agent, ModelClient
@@ -75,10 +75,12 @@ async def test_a_bug_fails_the_run_at_once_with_the_reason(
     bug) fails the run on its first attempt, with the reason recorded."""
     run = AgentLoop.run
 
-    async def broken(self: AgentLoop, agent_run: AgentRun, journal: Journal) -> Outcome:
+    async def broken(
+        self: AgentLoop, agent_run: AgentRun, journal: Journal, gate: ModelGate | None = None
+    ) -> Outcome:
         if agent_run.query == "bug":
             raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
-        return await run(self, agent_run, journal)
+        return await run(self, agent_run, journal, gate)
 
     monkeypatch.setattr(AgentLoop, "run", broken)
     response = await client.post("/workflows/bug/run", json="bug")

@@ -14,7 +14,17 @@ from app.db import migrate
 from app.db.connection import asyncpg_dsn, create_engine
 from app.db.models import Base
 
-TABLES = {"workflow", "promise", "subscription", "idempotency_key", "step", "signing_key"}
+TABLES = {
+    "workflow",
+    "promise",
+    "subscription",
+    "idempotency_key",
+    "step",
+    "signing_key",
+    "model_bucket",
+    "model_slot",
+    "model_pause",
+}
 
 
 async def tables(url: str) -> set[str]:

@@ -18,7 +18,9 @@ APP = Path(__file__).resolve().parents[2] / "app"
 LEAVES = {
     "app",
     "app.addresses",
+    "app.tokens",
     "app.mcp_config",
+    "app.flow_config",
     "app.config",
     "app.server_settings",
     "app.postgres_config",
@@ -26,6 +28,7 @@ LEAVES = {
     "app.states",
     "app.logs",
     "app.metrics",
+    "app.tracing",
 }
 ALLOWED: dict[str, set[str] | None] = {
     "app.db": set(),

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.client_reqrep import ConnectionKey
 
 from app.errors import PermanentError, TransientError
-from app.llm import classify, error_text, provider_error_text
+from app.llm import classify, error_text, provider_error_text, retry_after_seconds
 
 
 def status_error(status: int) -> litellm.APIError:
@@ -101,3 +101,37 @@ def test_provider_error_text_keeps_the_message_not_the_page() -> None:
     assert provider_error_text(500, '{"detail": "odd"}') == 'Error code: 500 - {"detail": "odd"}'
     assert provider_error_text(502, "<html>" + "x" * 5000) == "Error code: 502"
     assert len(provider_error_text(400, '{"error": "' + "y" * 9000 + '"}')) == 500
+
+
+def rate_limited(headers: dict[str, str]) -> litellm.RateLimitError:
+    reply = httpx.Response(
+        429, headers=headers, request=httpx.Request("POST", "http://provider/v1/chat/completions")
+    )
+    return litellm.RateLimitError("slow down", "openai", "m", response=reply)
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"Retry-After": "2"}, 2.0),
+        ({"retry-after": "1.5"}, 1.5),
+        ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
+        ({"x-ratelimit-reset-requests": "6m0s", "x-ratelimit-reset-tokens": "20ms"}, 360.0),
+        ({"x-ratelimit-reset-tokens": "1h2m3.5s"}, 3723.5),
+        ({"Retry-After": "Thu, 01 Jan 1970 00:00:00 GMT"}, 0.0),  # a date long past: no wait
+        ({"x-ratelimit-reset-requests": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_a_429_says_how_long_to_wait(headers: dict[str, str], seconds: float | None) -> None:
+    assert retry_after_seconds(rate_limited(headers)) == seconds
+
+
+def test_only_a_429_asks_for_a_pause() -> None:
+    assert retry_after_seconds(status_error(503)) is None
+    assert (
+        retry_after_seconds(
+            litellm.RateLimitError("x", "openai", "m", headers={"retry-after": "3"})
+        )
+        == 3.0
+    )

@@ -65,6 +65,9 @@ function reading(samples) {
     ),
     emails: sum(samples, "agent_notify_emails_total", (labels) => labels.outcome === "sent"),
     p50: median(buckets),
+    paused: samples
+      .filter((sample) => sample.name === "agent_notify_model_paused_seconds" && sample.value > 0)
+      .map((sample) => `${sample.labels.model} ${formatSeconds(sample.value)}`),
   };
 }
 
@@ -88,6 +91,9 @@ export function startStatsStrip() {
     byId("stat-workflows").textContent = enough ? perMinute(first, last, "workflows") : "…";
     byId("stat-emails").textContent = enough ? perMinute(first, last, "emails") : "…";
     byId("stat-latency").textContent = last.p50 === null ? "–" : formatSeconds(last.p50);
+    // A model its provider paused (429 with Retry-After): a notice while the pause lasts.
+    byId("stat-paused").hidden = last.paused.length === 0;
+    byId("stat-paused-models").textContent = last.paused.join(", ");
   };
   const sample = async () => {
     try {
@@ -102,10 +108,13 @@ export function startStatsStrip() {
       show();
     } catch (error) {
       strip.dataset.state = "error";
+      const status = error instanceof ApiError ? error.status : null;
       strip.title =
-        error instanceof ApiError && error.status === 401
+        status === 401
           ? "/metrics needs the API token (or METRICS_PUBLIC=true)"
-          : `/metrics: ${error}`;
+          : status === 403
+            ? "/metrics is for admin tokens: its counts span every token's workflows"
+            : `/metrics: ${error}`;
     }
   };
   sample();

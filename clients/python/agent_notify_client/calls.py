@@ -83,6 +83,7 @@ def run_request(
     output_schema: dict[str, JsonValue] | None = None,
     approvers: Sequence[Target] | None = None,
     approval_timeout_seconds: float | None = None,
+    priority: int | None = None,
 ) -> RunRequest:
     """The run's body: the query and the options given (the service's defaults for the rest)."""
     options: dict[str, object] = {
@@ -93,6 +94,7 @@ def run_request(
         "output_schema": output_schema,
         "approvers": None if approvers is None else [_target_form(a) for a in approvers],
         "approval_timeout_seconds": approval_timeout_seconds,
+        "priority": priority,
     }
     given = {name: value for name, value in options.items() if value is not None}
     return RunRequest.model_validate({"query": query, **given})

@@ -86,6 +86,8 @@ class RunRequest(Request):
     # Subscriber targets (the forms of SubscribeRequest) asked by the run's `request_approval`.
     approvers: list[SubscribeRequest] | None = None
     approval_timeout_seconds: float | None = None
+    # -100..100, higher first: the order runs are claimed and model slots granted in.
+    priority: int = 0
 
 
 class WebhookRequest(Request):
@@ -206,6 +208,7 @@ class Workflow(Answer):
     tools: list[str] | None = None
     max_steps: int | None = None
     output_schema: dict[str, JsonValue] | None = None
+    priority: int = 0
     usage: Usage | None = None
     promise: Promise | None
     subscriptions: list[EmailSubscription | ChannelSubscription]
