@@ -49,8 +49,11 @@ lint: $(DEV)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# On every core (pytest-xdist): each worker has its own database (and its own embedded
+# Postgres when TEST_DATABASE_URL is unset). PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= auto
 pytest: $(DEV)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 # Postgres is DATABASE_URL's server when set (a fresh database is made on it), else embedded.
 # litellm_cost: the four configurations that matter (all eight: another two minutes).
