@@ -203,17 +203,20 @@ def list_command(state: str | None, prefix: str | None, limit: int) -> None:
             Console().print(workflows_table(shown))
 
 
+def show_state(workflow: Workflow, current: Session) -> None:
+    if current.json:
+        emit(workflow)
+    else:
+        click.echo(f"{workflow.key}: {workflow.status}")
+
+
 @click.command()
 @click.argument("key")
 @client_options
 def cancel(key: str) -> None:
     """Cancel KEY's run (its subscribers are told)."""
     with connected() as (client, current):
-        workflow = client.cancel(key)
-        if current.json:
-            emit(workflow)
-        else:
-            click.echo(f"{key}: {workflow.status}")
+        show_state(client.cancel(key), current)
 
 
 @click.command()
@@ -222,11 +225,7 @@ def cancel(key: str) -> None:
 def resume(key: str) -> None:
     """Continue KEY's failed run from its journal."""
     with connected() as (client, current):
-        workflow = client.resume(key)
-        if current.json:
-            emit(workflow)
-        else:
-            click.echo(f"{key}: {workflow.status}")
+        show_state(client.resume(key), current)
 
 
 @click.command()
