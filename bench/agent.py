@@ -26,14 +26,14 @@ from tests.helpers import eventually, samples
 from tests.service import ServiceProcess
 
 if TYPE_CHECKING:
-    from bench.run import Bench, Client
+    from bench.harness import Bench, Client
 
 PREFIX = "agent run "
 TOOL = "bench__add"  # the MCP server `bench`, its tool `add`
 
 
 async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5) -> dict[str, Any]:
-    from bench.run import _ok, client, cpu_seconds, gather_limited, postgres_cpu_seconds
+    from bench.harness import client, cpu_seconds, gather_limited, ok, postgres_cpu_seconds
 
     await bench.reset()
     await bench.peers.control.post("/agent", json={"prefix": PREFIX, "tool": TOOL, "calls": calls})
@@ -53,7 +53,7 @@ async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5)
                 started = time.monotonic()
 
                 async def one(i: int) -> None:
-                    await _ok(http.post(f"/workflows/a{i}/run", json=f"{PREFIX}{i}"))
+                    await ok(http.post(f"/workflows/a{i}/run", json=f"{PREFIX}{i}"))
 
                 await gather_limited(n, in_flight, one)
                 elapsed = time.monotonic() - started

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from app.db.connection import asyncpg_dsn
-from bench.run import Bench, _ok, client, gather_limited, rss_mb
+from bench.harness import Bench, client, gather_limited, ok, rss_mb
 
 
 async def _count(database_url: str, status: str) -> int:
@@ -55,7 +55,7 @@ async def approvals(bench: Bench, n: int = 10_000, in_flight: int = 64) -> dict[
         await gather_limited(
             n,
             in_flight,
-            lambda i: _ok(
+            lambda i: ok(
                 http.post(
                     f"/workflows/a{i}/run/send",
                     json={"query": f"task {i}, with approval", "approvers": [f"a{i}@example.com"]},
@@ -72,7 +72,7 @@ async def approvals(bench: Bench, n: int = 10_000, in_flight: int = 64) -> dict[
         await gather_limited(
             n,
             in_flight,
-            lambda i: _ok(
+            lambda i: ok(
                 http.post(
                     f"/workflows/a{i}/promises/approval-1/resolve",
                     json={"value": {"approved": True, "by": "bench"}},

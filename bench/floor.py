@@ -34,7 +34,7 @@ import psutil
 from aiohttp import web
 
 from app.db.connection import asyncpg_dsn
-from bench import run
+from bench import harness, run
 
 SCHEMA = """
 CREATE TABLE run (key text PRIMARY KEY, query text NOT NULL, status text NOT NULL, output text);
@@ -131,13 +131,13 @@ async def execute(dsn: str, sql: str) -> None:
 
 
 @asynccontextmanager
-async def floor(dsn: str, servers: run.Peers) -> AsyncIterator[tuple[str, psutil.Process]]:
+async def floor(dsn: str, servers: harness.Peers) -> AsyncIterator[tuple[str, psutil.Process]]:
     """A fresh floor process over emptied tables and sink: (its base URL, its process)."""
     await execute(dsn, "TRUNCATE run, subscription")
     await servers.post("/reset")
     command = ["-m", "bench.floor", "--serve", dsn, servers.llm_url, str(servers.smtp_port)]
     process = await asyncio.create_subprocess_exec(
-        sys.executable, *command, cwd=run.ROOT, stdout=asyncio.subprocess.PIPE
+        sys.executable, *command, cwd=harness.ROOT, stdout=asyncio.subprocess.PIPE
     )
     assert process.stdout is not None
     try:
@@ -148,10 +148,10 @@ async def floor(dsn: str, servers: run.Peers) -> AsyncIterator[tuple[str, psutil
         await process.wait()
 
 
-async def early(dsn: str, servers: run.Peers, n: int = 200) -> dict[str, Any]:
+async def early(dsn: str, servers: harness.Peers, n: int = 200) -> dict[str, Any]:
     """Subscriber first, then run/send; from sending run/send to the email at the sink."""
     latencies = []
-    async with floor(dsn, servers) as (base_url, _), run.client(base_url) as http:
+    async with floor(dsn, servers) as (base_url, _), harness.client(base_url) as http:
         for i in range(n):
             await http.post(f"/workflows/e{i}/on_notify/send", json=f"e{i}@example.com")
             seen = len(await servers.arrivals())
@@ -160,23 +160,26 @@ async def early(dsn: str, servers: run.Peers, n: int = 200) -> dict[str, Any]:
             assert response.status_code == 202, response.text
             [arrival] = await run._next_email(servers, seen)
             latencies.append(arrival[3] - started)
-    return {"scenario": "floor-early", "n": n, **run.summary_ms(latencies[10:])}
+    return {"scenario": "floor-early", "n": n, **harness.summary_ms(latencies[10:])}
 
 
 async def throughput(
-    dsn: str, servers: run.Peers, n: int = 2000, in_flight: int = 64
+    dsn: str, servers: harness.Peers, n: int = 2000, in_flight: int = 64
 ) -> dict[str, Any]:
     """n workflows, each with one (early) subscriber, `in_flight` at a time; from the first
     request to the last email."""
-    async with floor(dsn, servers) as (base_url, process), run.client(base_url, in_flight) as http:
+    async with (
+        floor(dsn, servers) as (base_url, process),
+        harness.client(base_url, in_flight) as http,
+    ):
         cpu_before = sum(process.cpu_times()[:2])
         started = time.monotonic()
 
         async def one(i: int) -> None:
-            await run._ok(http.post(f"/workflows/t{i}/on_notify/send", json=f"t{i}@example.com"))
-            await run._ok(http.post(f"/workflows/t{i}/run/send", json=f"throughput {i}"))
+            await harness.ok(http.post(f"/workflows/t{i}/on_notify/send", json=f"t{i}@example.com"))
+            await harness.ok(http.post(f"/workflows/t{i}/run/send", json=f"throughput {i}"))
 
-        await run.gather_limited(n, in_flight, one)
+        await harness.gather_limited(n, in_flight, one)
         arrivals = await servers.wait_for_emails(n, timeout=600)
         elapsed = max(a[3] for a in arrivals) - started
         cpu = sum(process.cpu_times()[:2]) - cpu_before
@@ -201,7 +204,7 @@ SCENARIOS = {"early": early, "throughput": throughput}
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenarios", nargs="*", help=f"some of: {', '.join(SCENARIOS)}")
-    parser.add_argument("--results", type=Path, default=run.RESULTS)
+    parser.add_argument("--results", type=Path, default=harness.RESULTS)
     args = parser.parse_args()
     chosen = args.scenarios or list(SCENARIOS)
     if unknown := set(chosen) - set(SCENARIOS):
@@ -210,7 +213,7 @@ async def main() -> None:
     async with run.scratch_database("agent-notify-floor") as database_url:
         dsn = asyncpg_dsn(database_url)
         await execute(dsn, SCHEMA)
-        async with run.peers(0.0) as servers:
+        async with harness.peers(0.0) as servers:
             for name in chosen:
                 figures = await SCENARIOS[name](dsn, servers)
                 figures.update(when=datetime.now().isoformat(timespec="seconds"), commit=commit)

@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bench.run import Bench
+    from bench.harness import Bench
 
 MODEL_PATTERN = "openai/*"
 
@@ -56,7 +56,7 @@ async def _answered(bench: Bench, count: int, timeout: float = 300) -> None:
 async def flow_limit(
     bench: Bench, n: int = 200, concurrency: int = 4, latency: float = 0.25, replicas: int = 3
 ) -> dict[str, Any]:
-    from bench.run import client, gather_limited
+    from bench.harness import client, gather_limited
 
     await bench.reset()
     await bench.peers.post(f"/delay?seconds={latency}")
@@ -98,7 +98,7 @@ async def flow_limit(
 async def flow_429(
     bench: Bench, n: int = 30, retry_after: int = 2, replicas: int = 3
 ) -> dict[str, Any]:
-    from bench.run import client
+    from bench.harness import client
 
     await bench.reset()
     await bench.peers.post("/hold")
@@ -140,7 +140,7 @@ async def flow_429(
 
 
 async def flow_priority(bench: Bench, queued: int = 20, busy: int = 2) -> dict[str, Any]:
-    from bench.run import client
+    from bench.harness import client
 
     await bench.reset()
     await bench.peers.post("/hold")

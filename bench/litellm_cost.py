@@ -23,7 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.run import RESULTS, report
+from bench.harness import RESULTS
+from bench.run import report
 
 ROOT = Path(__file__).resolve().parent.parent
 

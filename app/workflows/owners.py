@@ -34,20 +34,13 @@ from app.db.rows import (
 )
 from app.db.step_rows import StepSummary
 from app.db.store import Store
-from app.errors import Conflict, NotFound
+from app.errors import NotFound
 from app.states import AGENT_PROMISE, Channel
+from app.workflows.run_input import key_taken
 
 if TYPE_CHECKING:
     from app.config import Settings
     from app.workflows.service import WorkflowService
-
-
-def key_taken(key: str) -> Conflict:
-    """Another token's key: said without a word of its input or state."""
-    return Conflict(
-        f"workflow key {key!r} is taken by another API token; use another key",
-        code="key_conflict",
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,3 +46,11 @@ def input_conflict(key: str) -> Conflict:
         "query, or send the same input to attach to it",
         code="key_conflict",
     )
+
+
+def key_taken(key: str) -> Conflict:
+    """Another token's key: said without a word of its input or state."""
+    return Conflict(
+        f"workflow key {key!r} is taken by another API token; use another key",
+        code="key_conflict",
+    )

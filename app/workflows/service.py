@@ -41,9 +41,8 @@ from app.tracing import current_traceparent
 from app.workflows.approvals import Deciding
 from app.workflows.cursor import decode_cursor, encode_cursor
 from app.workflows.delivery import DeliveryWorker
-from app.workflows.owners import key_taken
 from app.workflows.resume import Resuming
-from app.workflows.run_input import check_run_input, input_conflict
+from app.workflows.run_input import check_run_input, input_conflict, key_taken
 from app.workflows.runner import Runner
 from app.workflows.subscribers import SubscriberChecks
 from app.workflows.unsubscribe import Unsubscribing
