@@ -124,6 +124,12 @@ class RunRequest(BaseModel):
         for approver in self.approvers or ():
             if "promise" in approver.model_fields_set:
                 raise ValueError("an approver names no `promise`: it is asked about the run's")
+            if approver.webhook is not None and approver.webhook.secret is None:
+                raise ValueError(
+                    'a webhook approver needs its `secret` (`{"webhook": {"url": …, "secret": '
+                    '"whsec_…"}}`): the approval request is signed with it, and no answer of '
+                    "the run could show a generated one"
+                )
         return self
 
     output_schema: Annotated[dict[str, JsonValue], AfterValidator(_json_storable)] | None = Field(

@@ -209,11 +209,16 @@ async def test_waiting_runs_hold_no_runner_slot(
         await until_workflow(client, key, lambda s: s["status"] == "succeeded", timeout=60)
 
 
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
 async def test_approvers_are_checked_like_subscribers(start_app: StartApp) -> None:
     client = await start(start_app)
     for approvers, code in (
         (["not-an-address"], "invalid_email"),
-        ([{"webhook": "http://127.0.0.1:9/hook"}], "target_not_allowed"),
+        ([{"webhook": {"url": "http://127.0.0.1:9/hook", "secret": SECRET}}], "target_not_allowed"),
+        # No secret: the run's answer could not show a generated one.
+        ([{"webhook": "https://hooks.example.com/approve"}], "invalid_request"),
         ([{"email": APPROVER, "promise": "other"}], "invalid_request"),
     ):
         response = await client.post(
