@@ -298,6 +298,7 @@ async def start_service(
             server=server,  # type: ignore[arg-type]
             file_limit=file_limit,
             host=host,
+            launch="fork",
         )
         started.append(service)
         return await service.start()

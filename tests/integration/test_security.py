@@ -221,7 +221,7 @@ async def test_forwarding_headers_are_believed_only_from_named_proxies(
     """A client on this host naming a fresh X-Forwarded-For per request does not escape the
     per-address limit, unless FORWARDED_ALLOW_IPS names this host as a proxy."""
     settings = app_settings(subscribe_rate_per_minute=2, forwarded_allow_ips=forwarded_allow_ips)
-    service = ServiceProcess(settings, tmp_path / "service.log", server=server)
+    service = ServiceProcess(settings, tmp_path / "service.log", server=server, launch="fork")
     await service.start()
     try:
         async with service.client() as client:
@@ -247,6 +247,7 @@ async def test_json_logs_carry_the_workflow_key(
     service = ServiceProcess(
         app_settings(log_format="json", api_tokens="log-secret"),  # type: ignore[arg-type]
         tmp_path / "service.log",
+        launch="fork",
     )
     # /readyz is public, so the start-up check works with tokens set.
     await service.start()
