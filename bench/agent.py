@@ -102,7 +102,8 @@ async def _statements(database_url: str, *, settled: bool = False) -> tuple[str,
             async def others() -> int:
                 count: int = await connection.fetchval(
                     "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND application_name <> 'agent-notify-capacity'"  # bench/capacity.py's
                 )
                 return count
 

@@ -35,6 +35,7 @@ from app.db.connection import asyncpg_dsn, create_engine
 from app.db.embedded import EmbeddedPostgres
 from bench.agent import agent
 from bench.approvals import approvals
+from bench.capacity import CAPACITY_SCENARIOS
 from bench.flow import FLOW_SCENARIOS
 from bench.harness import (
     RESULTS,
@@ -330,6 +331,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict[str, Any]]]] = {
     **FLOW_SCENARIOS,
     "approvals": approvals,
     "agent": agent,
+    **CAPACITY_SCENARIOS,
 }
 
 
