@@ -231,6 +231,12 @@ class Database:
         try:
             async with self._engine.connect() as connection:
                 raw = await connection.get_raw_connection()
+                if raw.driver_connection is None or raw.driver_connection.is_closed():
+                    # Closed under the pool: a cancelled statement's invalidation (shielded)
+                    # can still be under way when a second cancellation hands its connection
+                    # back. A local flag, no round trip: take a fresh one instead of failing.
+                    await connection.invalidate()
+                    raw = await connection.get_raw_connection()
                 try:
                     yield raw.driver_connection
                 except BaseException as exc:

@@ -484,3 +484,22 @@ async def test_the_cancel_of_a_run_whose_promise_completed_already_returns_it(
     assert cancellation.cancelled
     assert cancellation.workflow.status == "cancelled"
     assert cancellation.deliveries == []
+
+
+async def test_a_connection_closed_under_the_pool_is_replaced_not_used(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """A pooled connection whose driver connection was closed meanwhile (as a cancelled
+    statement's invalidation can leave one) is never handed to a statement: each finds an open
+    one."""
+    database = Database.connect(database_url, connections=1)
+    store = store_of(database)
+    try:
+        await accept(store, "k")
+        async with database.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            await raw.driver_connection.close()  # closed under the pool, which keeps it
+        for _ in range(5):
+            assert (await store.reads.workflow("k")) is not None
+    finally:
+        await database.close()
