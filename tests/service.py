@@ -17,6 +17,7 @@ import runpy
 import signal
 import socket
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -102,8 +103,6 @@ def _run_main(argv: list[str], env: dict[str, str], log: str, file_limit: int | 
     except SystemExit as exit:
         code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
     except BaseException:
-        import traceback
-
         traceback.print_exc()
         code = 1
     finally:
