@@ -32,11 +32,7 @@ class Metrics:
         )
         self._agent_steps(registry)
         self._flow(registry)
-        self.db_statements = Counter(
-            "agent_notify_db_statements",
-            "Statements this process sent to Postgres (each outside a transaction is one commit)",
-            registry=registry,
-        )
+        self._database(registry)
         self.emails = Counter(
             "agent_notify_emails",
             "Notification attempts, by outcome (sent, failed, retried, unknown)",
@@ -124,3 +120,30 @@ class Metrics:
             ["model"],
             registry=registry,
         )
+
+    def _database(self, registry: CollectorRegistry) -> None:
+        """What this process sends Postgres: statements, and wake-ups after commits
+        (app/db/wakeups.py)."""
+        self.db_statements = Counter(
+            "agent_notify_db_statements",
+            "Statements this process sent to Postgres (each outside a transaction is one commit)",
+            registry=registry,
+        )
+        self.wakeups = Counter(
+            "agent_notify_wakeups",
+            "Wake-ups (NOTIFYs) sent after this process's commits, by outcome (sent; dropped: "
+            "their send failed, the fallback poll stands in)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.wakeup_commits = Counter(
+            "agent_notify_wakeup_commits",
+            "Transactions that sent this process's wake-ups: its notifying commits",
+            registry=registry,
+        )
+
+    def wakeups_sent(self, notifications: int, sent: bool) -> None:
+        """One batch of wake-ups: a notifying commit when sent."""
+        self.wakeups.labels("sent" if sent else "dropped").inc(notifications)
+        if sent:
+            self.wakeup_commits.inc()

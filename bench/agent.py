@@ -57,7 +57,7 @@ async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5)
 
                 await gather_limited(n, in_flight, one)
                 elapsed = time.monotonic() - started
-                sent = await _sent(http) - sent_before
+                sent, notifying = _since(sent_before, await _sent(http))
             cpu = cpu_seconds(service) - cpu_before
             postgres = postgres_cpu_seconds() - postgres_before
         finally:
@@ -80,16 +80,25 @@ async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5)
         "service_cpu_ms_per_step": round(cpu * 1000 / steps, 3),
         "postgres_cpu_ms_per_step": round(postgres * 1000 / steps, 3),
         "statements_per_step": round(sent / steps, 3),
+        "notifying_commits_per_step": round(notifying / steps, 3),
         "postgres_count_per_step": round((after - before) / steps, 3),
         "postgres_counted_by": source,
     }
 
 
-async def _sent(http: Client) -> int:
-    """The statements the service has sent so far (its /metrics)."""
+async def _sent(http: Client) -> tuple[int, int]:
+    """The statements the service has sent so far, and its notifying commits (the wake-ups'
+    transactions), from its /metrics."""
     response = await http.get("/metrics")
     figures = samples(response.text)
-    return int(figures[("agent_notify_db_statements_total", ())])
+    return (
+        int(figures[("agent_notify_db_statements_total", ())]),
+        int(figures.get(("agent_notify_wakeup_commits_total", ()), 0)),
+    )
+
+
+def _since(before: tuple[int, int], after: tuple[int, int]) -> tuple[int, int]:
+    return after[0] - before[0], after[1] - before[1]
 
 
 async def _statements(database_url: str, *, settled: bool = False) -> tuple[str, int]:

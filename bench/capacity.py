@@ -28,7 +28,7 @@ import psutil
 
 from app.db.connection import asyncpg_dsn
 from app.db.scope import FLOW_CHANNEL, KEY_CHANNEL, WORK_CHANNEL
-from bench.agent import _sent, _statements, agent
+from bench.agent import _sent, _since, _statements, agent
 from bench.harness import Bench, client, gather_limited, ok, postgres_cpu_seconds
 
 WATCHER = "agent-notify-capacity"  # bench/agent.py's settling leaves this session out
@@ -117,7 +117,7 @@ async def capacity(bench: Bench, n: int = 300, in_flight: int = 16) -> dict[str,
         await gather_limited(n, in_flight, one)
         arrivals = await bench.peers.wait_for_emails(n, timeout=300)
         elapsed = max(a[3] for a in arrivals) - started
-        sent = await _sent(http) - sent_before
+        sent, notifying = _since(sent_before, await _sent(http))
     _source, commits_after = await _statements(bench.database_url, settled=True)
     return {
         "scenario": "capacity",
@@ -125,6 +125,7 @@ async def capacity(bench: Bench, n: int = 300, in_flight: int = 16) -> dict[str,
         "in_flight": in_flight,
         "workflows_per_s": round(n / elapsed, 1),
         "statements_per_workflow": round(sent / n, 2),
+        "notifying_commits_per_workflow": round(notifying / n, 2),
         "commits_per_workflow": round((commits_after - commits_before) / n, 2),
         **watch.per(n, "workflow"),
     }

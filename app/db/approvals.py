@@ -14,6 +14,7 @@ from app.db.gateway import Database
 from app.db.rows import PromiseRow
 from app.db.runs import LEASE_LOST_SQLSTATE
 from app.db.scope import Scope
+from app.db.wakeups import Wakeups
 
 
 class RunLeaseLost(Exception):
@@ -29,8 +30,9 @@ class ApprovalState:
 
 
 class Approvals:
-    def __init__(self, database: Database, scope: Scope) -> None:
+    def __init__(self, database: Database, scope: Scope, wakeups: Wakeups) -> None:
         self._db = database
+        self._wakeups = wakeups
         self._bound = scope.params()
 
     async def request(
@@ -64,4 +66,8 @@ class Approvals:
                 raise RunLeaseLost(key) from exc
             raise
         assert row is not None
+        # The request sent (its approvers' subscriptions ready for any worker), or the decision
+        # timed out: those following the run read it again.
+        self._wakeups.key(key)
+        self._wakeups.work("delivery")
         return ApprovalState(PromiseRow.of(row["promise_row"]), row["deadline"])

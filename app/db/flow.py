@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.db.gateway import Database
-from app.db.scope import Scope
+from app.db.scope import FLOW_CHANNEL, Scope
+from app.db.wakeups import Wakeups
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +39,12 @@ class Ticket:
 
 
 class ModelSlots:
-    def __init__(self, database: Database, scope: Scope) -> None:
+    def __init__(self, database: Database, scope: Scope, wakeups: Wakeups) -> None:
         # Slots are given back on the lane that always has a connection: a slot must not wait
         # behind the requests of waiters who want it.
         self._db = database
         self._urgent = database.urgent
+        self._wakeups = wakeups
         self._bound = scope.params()
 
     async def take(
@@ -78,7 +80,9 @@ class ModelSlots:
 
     async def pause(self, model: str, seconds: float) -> None:
         """Pause `model` for every replica for `seconds` (a longer pause already set stays)."""
-        await self._db.fetch("pause_model", model=model, seconds=seconds, **self._bound)
+        row = await self._db.fetchrow("pause_model", model=model, seconds=seconds, **self._bound)
+        assert row is not None  # inserted or updated
+        self._wakeups.post(FLOW_CHANNEL, f"pause {row['seconds']} {model}")
 
     async def pauses(self) -> dict[str, float]:
         """The models paused now, with the seconds each has left."""

@@ -9,14 +9,16 @@ from app.db.gateway import Database
 from app.db.rows import PromiseCompletion, PromiseRow, deliveries_of
 from app.db.runs import UnknownWorkflow
 from app.db.scope import Scope
+from app.db.wakeups import Wakeups
 
 # What agent_notify_complete_promise_v1() raises when the workflow went while it ran.
 UNKNOWN_WORKFLOW_SQLSTATE = "AN404"
 
 
 class Promises:
-    def __init__(self, database: Database, scope: Scope) -> None:
+    def __init__(self, database: Database, scope: Scope, wakeups: Wakeups) -> None:
         self._db = database
+        self._wakeups = wakeups
         self._bound = scope.params()
 
     async def get(self, key: str, name: str) -> PromiseRow | None:
@@ -51,4 +53,9 @@ class Promises:
         if row is None:
             raise UnknownWorkflow(key)
         promise = PromiseRow.of(row["promise_row"])
-        return PromiseCompletion(promise, row["changed"], deliveries_of(row["deliveries"], promise))
+        deliveries = deliveries_of(row["deliveries"], promise)
+        if row["changed"]:
+            self._wakeups.key(key)
+            self._wakeups.work("run")  # a run waiting for this decision is due now
+            self._wakeups.released(len(deliveries), room)
+        return PromiseCompletion(promise, row["changed"], deliveries)

@@ -7,6 +7,10 @@
 -- Rules that span rows are versioned SQL functions (migrations/versions/*-0006_*): the
 -- statements here call them.
 -- Lock order, everywhere: the promise row, then the workflow row, then subscriptions.
+-- No statement NOTIFYs in its own transaction (the functions' channel arguments are NULL, which
+-- turns their NOTIFYs off, migration 0017): the caller posts the wake-ups its change calls for,
+-- and app/db/wakeups.py sends them after the commit, coalesced (send_wakeups). The one
+-- exception is model_slot, whose NOTIFY names the waiter it granted a slot to.
 
 -- name: accept_run_leased
 -- A new run, leased to the process that executes it now.
@@ -22,7 +26,7 @@ ON CONFLICT (key) DO NOTHING
 RETURNING to_jsonb(workflow) AS workflow_row
 
 -- name: accept_run_for_any
--- A new run nobody leased, announced to every worker (the NOTIFY goes out at commit).
+-- A new run nobody leased (the caller announces it to every worker after the commit).
 INSERT INTO workflow
     (key, query, model, instructions, tools, max_steps, output_schema, approvers,
      approval_timeout_seconds, created_by, priority, traceparent, status)
@@ -31,7 +35,7 @@ VALUES (:key, :query, :model, :instructions, CAST(:tools AS jsonb), :max_steps,
         :priority, :traceparent,
         'pending')
 ON CONFLICT (key) DO NOTHING
-RETURNING to_jsonb(workflow) AS workflow_row, pg_notify(:work_channel, 'run')
+RETURNING to_jsonb(workflow) AS workflow_row
 
 -- name: select_workflow
 SELECT to_jsonb(workflow) AS workflow_row FROM workflow WHERE key = :key
@@ -70,19 +74,19 @@ WHERE key = :key AND created_at = :created_at AND lease_owner = :owner AND statu
 -- transaction; with `structured` (an output_schema) the promise's value is the JSON answer.
 SELECT * FROM agent_notify_complete_run_v2(
     :key, :created_at, :owner, :output, :error, CAST(:step AS jsonb), :structured, :room,
-    :lease_seconds, :notify_on_failure, :agent_promise, :key_channel, :work_channel)
+    :lease_seconds, :notify_on_failure, :agent_promise, NULL::text, NULL::text)
 
 -- name: resume_run
 SELECT * FROM agent_notify_resume_v1(
-    :key, :max_steps, :nonce, :agent_promise, :key_channel, :work_channel)
+    :key, :max_steps, :nonce, :agent_promise, NULL::text, NULL::text)
 
 -- name: cancel_workflow
 SELECT * FROM agent_notify_cancel_v2(
     :key, :reason, :owner, :room, :lease_seconds, :notify_on_failure, :agent_promise,
-    :key_channel, :work_channel)
+    NULL::text, NULL::text)
 
 -- name: delete_workflow
-SELECT * FROM agent_notify_delete_workflow_v1(:key, :key_channel)
+SELECT * FROM agent_notify_delete_workflow_v1(:key, NULL::text)
 
 -- name: purge_finished
 SELECT agent_notify_purge_v1(:retention_seconds, :limit)
@@ -100,8 +104,7 @@ WITH runs AS (
     WHERE lease_owner = :owner AND status = 'ready'
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM deliveries) AS deliveries,
-       pg_notify(:work_channel, 'released')
+SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM deliveries) AS deliveries
 
 -- name: renew_leases
 -- Extend the leases of the runs, deliveries and Idempotency-Key claims this process works on;
@@ -135,8 +138,8 @@ WHERE key = :key AND created_at = :created_at AND lease_owner = :owner
 -- the step is inserted, or, when the run's step at this seq exists without a result (it was in
 -- flight at a crash, or its model call failed), executed again under the same id with its
 -- attempts counted. No row: the lease passed on (or the run was cancelled), or the step
--- already has a result; the caller makes no effect. Step statements NOTIFY "<key> steps":
--- only those following the run's steps (/events) are woken, never the runner's watch.
+-- already has a result; the caller makes no effect. After a step statement the caller
+-- NOTIFYs "<key> steps": only those following the run's steps (/events) are woken.
 WITH held AS (
     UPDATE workflow SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
     WHERE key = :key AND created_at = :created_at AND lease_owner = :owner
@@ -150,7 +153,7 @@ ON CONFLICT (workflow_key, run_created_at, seq) DO UPDATE
 SET attempts = s.attempts + 1, status = 'running', error = NULL, started_at = now(),
     finished_at = NULL
 WHERE s.output IS NULL
-RETURNING to_jsonb(s) AS step_row, pg_notify(:key_channel, s.workflow_key || ' steps')
+RETURNING to_jsonb(s) AS step_row
 
 -- name: finish_step
 -- Record a step's result (or its model call's error), only while its run is this process's
@@ -165,7 +168,7 @@ FROM workflow AS w
 WHERE s.id = :id AND (s.output IS NULL OR s.output = CAST(:output AS jsonb))
   AND w.key = s.workflow_key
   AND w.created_at = s.run_created_at AND w.lease_owner = :owner AND w.status = 'running'
-RETURNING to_jsonb(s) AS step_row, pg_notify(:key_channel, s.workflow_key || ' steps')
+RETURNING to_jsonb(s) AS step_row
 
 -- name: record_step
 -- A step that no statement began (a run's first model turn: the run's claim marked it started),
@@ -190,7 +193,7 @@ SET status = excluded.status, output = excluded.output, error = excluded.error,
     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
     cost_usd = excluded.cost_usd, finished_at = now()
 WHERE s.output IS NULL OR s.output = excluded.output
-RETURNING to_jsonb(s) AS step_row, pg_notify(:key_channel, s.workflow_key || ' steps')
+RETURNING to_jsonb(s) AS step_row
 
 -- name: run_steps
 -- A run's journal, in order: what its agent loop is rebuilt from.
@@ -224,23 +227,23 @@ SELECT to_jsonb(promise) AS promise_row FROM promise WHERE workflow_key = :key A
 -- name: complete_promise
 SELECT * FROM agent_notify_complete_promise_v2(
     :key, :name, CAST(:value AS jsonb), :error, :owner, :room, :lease_seconds,
-    :notify_on_failure, :key_channel, :work_channel)
+    :notify_on_failure, NULL::text, NULL::text)
 
 -- name: subscribe
 -- An email address (`email`) or a webhook or Apprise target (`target`, `secret`).
 SELECT * FROM agent_notify_subscribe_v2(
     :key, :promise, :channel, :email, :target, :secret, :id, :message_id, :owner, :room,
-    :lease_seconds, :notify_on_failure, :max_per_workflow, :work_channel)
+    :lease_seconds, :notify_on_failure, :max_per_workflow, NULL::text)
 
 -- name: request_approval
 SELECT * FROM agent_notify_request_approval_v1(
     :key, :created_at, :owner, :step_id, CAST(:request AS jsonb), CAST(:approvers AS jsonb),
-    :timeout_seconds, :lease_seconds, :notify_on_failure, :max_per_workflow, :key_channel,
-    :work_channel)
+    :timeout_seconds, :lease_seconds, :notify_on_failure, :max_per_workflow, NULL::text,
+    NULL::text)
 
 -- name: suspend_run
 SELECT * FROM agent_notify_suspend_run_v1(
-    :key, :created_at, :owner, :promises, :wake_at, :key_channel, :work_channel)
+    :key, :created_at, :owner, :promises, :wake_at, NULL::text, NULL::text)
 
 -- name: select_subscription
 SELECT to_jsonb(subscription) AS subscription_row FROM subscription WHERE id = :id
@@ -265,13 +268,12 @@ RETURNING to_jsonb(s) AS subscription_row, to_jsonb(p) AS promise_row
 
 -- name: mark_sent
 -- Record the acceptance of notifications whose lease `owner` still holds; returns, for each,
--- the seconds since it became ready. The NOTIFY wakes whoever waits on the delivery.
+-- the seconds since it became ready, and its key (the caller wakes whoever waits on it).
 UPDATE subscription
 SET status = 'sent', sent_at = now(), last_error = NULL, lease_owner = NULL,
     lease_expires_at = NULL, updated_at = now()
 WHERE id = ANY(:ids) AND lease_owner = :owner AND status = 'ready'
-RETURNING id, extract(epoch FROM now() - coalesce(ready_at, created_at))::float AS waited,
-          pg_notify(:key_channel, workflow_key || ' ' || id::text)
+RETURNING id, workflow_key, extract(epoch FROM now() - coalesce(ready_at, created_at))::float AS waited
 
 -- name: fail_delivery
 -- Give up on a subscription, with the reason recorded.
@@ -279,7 +281,7 @@ UPDATE subscription
 SET status = 'failed', last_error = :error, lease_owner = NULL, lease_expires_at = NULL,
     updated_at = now()
 WHERE id = :id AND lease_owner = :owner AND status = 'ready'
-RETURNING pg_notify(:key_channel, workflow_key || ' ' || id::text)
+RETURNING workflow_key
 
 -- name: confirm_delivery_lease
 -- The fence before sending: renew the delivery's lease if this attempt of this process still
@@ -309,7 +311,7 @@ WHERE id IN (
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
-RETURNING pg_notify(:key_channel, workflow_key || ' ' || id::text)
+RETURNING workflow_key, id
 
 -- name: workflow_subscriptions
 SELECT to_jsonb(subscription) AS subscription_row FROM subscription
@@ -463,7 +465,7 @@ WITH cancelled AS (
     RETURNING *
 )
 SELECT to_jsonb(c) AS subscription_row, true AS changed
-FROM cancelled AS c, LATERAL (SELECT pg_notify(:key_channel, c.workflow_key || ' ' || c.id::text)) AS told
+FROM cancelled AS c
 UNION ALL
 SELECT to_jsonb(s), false FROM subscription AS s
 WHERE s.id = :id AND NOT EXISTS (SELECT FROM cancelled)
@@ -480,11 +482,17 @@ SELECT * FROM agent_notify_model_slot_v1(
 INSERT INTO model_pause AS p (model, paused_until)
 VALUES (:model, now() + make_interval(secs => :seconds))
 ON CONFLICT (model) DO UPDATE SET paused_until = greatest(p.paused_until, excluded.paused_until)
-RETURNING pg_notify(
-    :flow_channel,
-    'pause ' || extract(epoch FROM p.paused_until - now())::text || ' ' || p.model)
+RETURNING extract(epoch FROM p.paused_until - now())::text AS seconds
 
 -- name: model_pauses
 -- The models paused now, with the seconds left (read when the listener (re)connects).
 SELECT model, extract(epoch FROM paused_until - now())::float8 AS seconds
 FROM model_pause WHERE paused_until > now()
+
+-- name: send_wakeups
+-- Wake-ups owed to every LISTENing process for changes committed before: one notification per
+-- (channel, payload), in a transaction of their own that does not wait for its WAL flush (it
+-- wrote no row; a wake-up lost in a crash is one the fallback poll gives).
+SELECT count(pg_notify(w.channel, w.payload))
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS local_setting,
+     unnest(CAST(:channels AS text[]), CAST(:payloads AS text[])) AS w(channel, payload)

@@ -20,6 +20,7 @@ from app.db.rows import (
 )
 from app.db.scope import Scope
 from app.db.steps import StepResult
+from app.db.wakeups import Wakeups
 from app.states import CANCELLED_ERROR
 
 # What agent_notify_complete_run_v2() raises when the run is no longer the caller's.
@@ -51,8 +52,9 @@ class NotFailed(Exception):
 
 
 class Runs:
-    def __init__(self, database: Database, scope: Scope) -> None:
+    def __init__(self, database: Database, scope: Scope, wakeups: Wakeups) -> None:
         self._db = database
+        self._wakeups = wakeups
         self._scope = scope
         self._bound = scope.params()
 
@@ -91,6 +93,8 @@ class Runs:
                 row = await self._db.fetchrow("accept_run_leased", **values)
             else:
                 row = await self._db.fetchrow("accept_run_for_any", **values)
+                if row is not None:
+                    self._wakeups.work("run")
             if row is not None:
                 return WorkflowRow.of(row["workflow_row"]), True
             existing = await self._db.fetchrow("select_workflow", key=key)
@@ -156,9 +160,10 @@ class Runs:
             raise
         assert row is not None  # the function returns one row or raises
         promise = PromiseRow.of(row["promise_row"])
-        return RunCompletion(
-            WorkflowRow.of(row["workflow_row"]), deliveries_of(row["deliveries"], promise)
-        )
+        deliveries = deliveries_of(row["deliveries"], promise)
+        self._wakeups.key(run.key)
+        self._wakeups.released(len(deliveries), room)
+        return RunCompletion(WorkflowRow.of(row["workflow_row"]), deliveries)
 
     async def suspend(
         self, run: WorkflowRow, *, promises: Sequence[str], wake_at: datetime
@@ -180,6 +185,9 @@ class Runs:
                 return None
             raise
         assert row is not None
+        if not row["waiting"]:
+            self._wakeups.work("run")  # decided meanwhile: due again now
+        self._wakeups.key(run.key)
         return WorkflowRow.of(row["workflow_row"])
 
     async def cancel(self, key: str, *, room: int) -> Cancellation:
@@ -195,9 +203,10 @@ class Runs:
         if not row["cancelled"]:
             return Cancellation(workflow, cancelled=False, deliveries=[])
         promise = PromiseRow.of(row["promise_row"])
-        return Cancellation(
-            workflow, cancelled=True, deliveries=deliveries_of(row["deliveries"], promise)
-        )
+        deliveries = deliveries_of(row["deliveries"], promise)
+        self._wakeups.key(key)
+        self._wakeups.released(len(deliveries), room)
+        return Cancellation(workflow, cancelled=True, deliveries=deliveries)
 
     async def resume(self, key: str, *, max_steps: int | None, nonce: str) -> WorkflowRow:
         """Continue the failed run of `key` from its journal: pending again, its promise
@@ -213,6 +222,8 @@ class Runs:
         workflow = WorkflowRow.of(row["workflow_row"])
         if row["outcome"] == "not_failed":
             raise NotFailed(workflow)
+        self._wakeups.work("run")
+        self._wakeups.key(key)
         return workflow
 
     async def delete(self, key: str) -> WorkflowRow | None:
@@ -225,6 +236,7 @@ class Runs:
             raise UnknownWorkflow(key)
         if row["outcome"] == "busy":
             return None
+        self._wakeups.key(key)
         return WorkflowRow.of(row["workflow_row"])
 
     async def purge(self, *, retention_seconds: float, limit: int = 500) -> int:
@@ -238,6 +250,7 @@ class Runs:
     async def release_leases(self) -> None:
         """Hand back what this process holds but will not finish, so others take it at once."""
         await self._db.fetchrow("release_leases", **self._bound)
+        self._wakeups.work("released")
 
     async def renew_leases(
         self,

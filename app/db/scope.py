@@ -35,7 +35,5 @@ class Scope:
             "notify_on_failure": self.notify_on_failure,
             "max_per_workflow": self.max_subscriptions_per_workflow,
             "agent_promise": AGENT_PROMISE,
-            "key_channel": KEY_CHANNEL,
-            "work_channel": WORK_CHANNEL,
             "flow_channel": FLOW_CHANNEL,
         }

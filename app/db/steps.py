@@ -8,9 +8,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.db.gateway import Database
+from app.db.gateway import Database, Record
 from app.db.scope import Scope
 from app.db.step_rows import StepRow, StepSummary
+from app.db.wakeups import Wakeups
 from app.states import StepKind, StepState
 
 
@@ -53,8 +54,9 @@ class StepResult:
 
 
 class Steps:
-    def __init__(self, database: Database, scope: Scope) -> None:
+    def __init__(self, database: Database, scope: Scope, wakeups: Wakeups) -> None:
         self._db = database
+        self._wakeups = wakeups
         self._bound = scope.params()
 
     async def begin(
@@ -84,7 +86,7 @@ class Steps:
             input=_json(input),
             **self._bound,
         )
-        return None if row is None else StepRow.of(row["step_row"])
+        return self._told(row)
 
     async def finish(
         self,
@@ -110,7 +112,7 @@ class Steps:
             cost_usd=cost_usd,
             **self._bound,
         )
-        return None if row is None else StepRow.of(row["step_row"])
+        return self._told(row)
 
     async def record(
         self, step: StepResult, *, key: str, created_at: datetime, attempts: int
@@ -138,7 +140,15 @@ class Steps:
             started_at=step.started_at,
             **self._bound,
         )
-        return None if row is None else StepRow.of(row["step_row"])
+        return self._told(row)
+
+    def _told(self, row: Record | None) -> StepRow | None:
+        """The step a statement journaled, its run's followers woken (None: it changed none)."""
+        if row is None:
+            return None
+        step = StepRow.of(row["step_row"])
+        self._wakeups.steps(step.workflow_key)
+        return step
 
     async def of_run(self, key: str, created_at: datetime) -> list[StepRow]:
         """The run's journal, by seq."""

@@ -17,6 +17,7 @@ from app.db.runs import Runs
 from app.db.scope import Scope
 from app.db.steps import Steps
 from app.db.subscriptions import Subscriptions
+from app.db.wakeups import Wakeups
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,19 +33,22 @@ class Store:
     keys: SigningKeys
     model_slots: ModelSlots
     approvals: Approvals
+    wakeups: Wakeups
 
     @classmethod
     def of(cls, database: Database, scope: Scope) -> Store:
+        wakeups = Wakeups(database)
         return cls(
             database=database,
             scope=scope,
-            runs=Runs(database, scope),
-            subscriptions=Subscriptions(database, scope),
-            promises=Promises(database, scope),
+            runs=Runs(database, scope, wakeups),
+            subscriptions=Subscriptions(database, scope, wakeups),
+            promises=Promises(database, scope, wakeups),
             reads=Reads(database),
             idempotency=IdempotencyKeys(database, scope),
-            steps=Steps(database, scope),
+            steps=Steps(database, scope, wakeups),
             keys=SigningKeys(database),
-            model_slots=ModelSlots(database, scope),
-            approvals=Approvals(database, scope),
+            model_slots=ModelSlots(database, scope, wakeups),
+            approvals=Approvals(database, scope, wakeups),
+            wakeups=wakeups,
         )

@@ -6,10 +6,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from app.db.gateway import Database
+from app.db.gateway import Database, Record
 from app.db.rows import Delivery, PromiseRow, Subscribed, SubscriptionRow
 from app.db.scope import Scope
-from app.states import AGENT_PROMISE, Channel
+from app.db.wakeups import Wakeups
+from app.states import AGENT_PROMISE, Channel, SubscriptionState
 
 
 class TooManySubscriptions(Exception):
@@ -17,8 +18,9 @@ class TooManySubscriptions(Exception):
 
 
 class Subscriptions:
-    def __init__(self, database: Database, scope: Scope) -> None:
+    def __init__(self, database: Database, scope: Scope, wakeups: Wakeups) -> None:
         self._db = database
+        self._wakeups = wakeups
         self._bound = scope.params()
 
     async def subscribe(
@@ -48,9 +50,7 @@ class Subscriptions:
             room=room,
             **self._bound,
         )
-        if row is None:
-            raise TooManySubscriptions(key)
-        return _subscribed(row)
+        return self._subscribed(key, row)
 
     async def subscribe_channel(
         self,
@@ -79,9 +79,15 @@ class Subscriptions:
             room=room,
             **self._bound,
         )
+        return self._subscribed(key, row)
+
+    def _subscribed(self, key: str, row: Record | None) -> Subscribed:
         if row is None:
             raise TooManySubscriptions(key)
-        return _subscribed(row)
+        subscribed = _subscribed(row)
+        if subscribed.subscription.status == SubscriptionState.READY and not row["leased"]:
+            self._wakeups.work("delivery")  # its promise is complete: any worker may send it
+        return subscribed
 
     async def get(self, subscription_id: uuid.UUID) -> SubscriptionRow | None:
         row = await self._db.fetchrow("select_subscription", id=subscription_id)
@@ -97,7 +103,10 @@ class Subscriptions:
         )
         if row is None:
             return None
-        return SubscriptionRow.of(row["subscription_row"]), bool(row["changed"])
+        subscription = SubscriptionRow.of(row["subscription_row"])
+        if row["changed"]:
+            self._wakeups.key(subscription.workflow_key, str(subscription.id))
+        return subscription, bool(row["changed"])
 
     async def claim(self, *, limit: int) -> list[Delivery]:
         """Lease ready subscriptions that nobody holds (or whose holder died) and are due."""
@@ -111,6 +120,7 @@ class Subscriptions:
         """Record notifications as sent: for those whose lease this process still held, the
         seconds since each became ready."""
         rows = await self._db.fetch("mark_sent", ids=list(subscription_ids), **self._bound)
+        self._wakeups.keys((row["workflow_key"], str(row["id"])) for row in rows)
         return {row["id"]: row["waited"] for row in rows}
 
     async def fail(self, subscription_id: uuid.UUID, *, error: str) -> bool:
@@ -118,7 +128,10 @@ class Subscriptions:
         row = await self._db.fetchrow(
             "fail_delivery", id=subscription_id, error=error, **self._bound
         )
-        return row is not None
+        if row is None:
+            return False
+        self._wakeups.key(row["workflow_key"], str(subscription_id))
+        return True
 
     async def confirm_lease(self, subscription_id: uuid.UUID, *, attempts: int) -> bool:
         """Renew the delivery's lease if attempt `attempts` of this process holds it still."""
@@ -153,6 +166,7 @@ class Subscriptions:
         rows = await self._db.fetch(
             "expire_subscriptions", ttl_seconds=ttl_seconds, limit=limit, **self._bound
         )
+        self._wakeups.keys((row["workflow_key"], str(row["id"])) for row in rows)
         return len(rows)
 
 

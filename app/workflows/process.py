@@ -194,6 +194,7 @@ class ServiceProcess:
         mailer = create_mailer(settings)
         metrics = Metrics()
         store.database.on_statement(metrics.db_statements.inc)
+        store.wakeups.on_batch(metrics.wakeups_sent)
         guard = AddressGuard(settings.webhook_allowed_networks)
         channels = Channels(
             webhook=WebhookSender(guard=guard, timeout_seconds=settings.webhook_timeout_seconds),
@@ -293,6 +294,7 @@ class ServiceProcess:
         try:
             async with asyncio.timeout(5):
                 await self.store.runs.release_leases()
+                await self.store.wakeups.flush()  # the others hear of what was handed back
         except Exception as exc:
             if not (isinstance(exc, TimeoutError) or is_outage(exc)):
                 raise
