@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -173,6 +173,7 @@ class Database:
         self._lane = _Lane(asyncio.Semaphore(connections), wait_seconds)
         self._connections = connections
         self._sent: list[Callable[[], None]] = []  # shared by the lanes
+        self._closing: list[Callable[[], Awaitable[None]]] = []
 
     def on_statement(self, hook: Callable[[], None]) -> None:
         """Call `hook` for every statement sent, on every lane (a metric's counter)."""
@@ -196,8 +197,14 @@ class Database:
     def engine(self) -> AsyncEngine:
         return self._engine
 
+    def on_close(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Await `hook` when the database is closed, before its connections are."""
+        self._closing.append(hook)
+
     async def close(self) -> None:
-        """Close every pooled connection (at shutdown)."""
+        """Close every pooled connection (at shutdown), once what waits for close is done."""
+        for hook in self._closing:
+            await hook()
         await self._engine.dispose()
 
     async def fetch(self, query: str, /, **params: Any) -> list[Record]:

@@ -138,13 +138,34 @@ WHERE key = :key AND created_at = :created_at AND lease_owner = :owner
 -- the step is inserted, or, when the run's step at this seq exists without a result (it was in
 -- flight at a crash, or its model call failed), executed again under the same id with its
 -- attempts counted. No row: the lease passed on (or the run was cancelled), or the step
--- already has a result; the caller makes no effect. After a step statement the caller
--- NOTIFYs "<key> steps": only those following the run's steps (/events) are woken.
+-- already has a result; the caller makes no effect. `previous` (jsonb, NULL: none) is the step
+-- before it with its result, recorded in the same statement (as record_step would: begun or
+-- not, its attempts the run's if new; one with another result keeps it, and
+-- `previous_recorded` is false): the loop finishes a step and begins the next one, with no
+-- effect between them, in one commit. After a step statement the caller NOTIFYs
+-- "<key> steps": only those following the run's steps (/events) are woken.
 WITH held AS (
     UPDATE workflow SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
     WHERE key = :key AND created_at = :created_at AND lease_owner = :owner
       AND attempts = :attempts AND status = 'running'
-    RETURNING key, created_at
+    RETURNING key, created_at, attempts
+), previous AS (
+    INSERT INTO step AS s
+        (id, workflow_key, run_created_at, seq, kind, name, input, output, status, attempts,
+         error, input_tokens, output_tokens, cost_usd, started_at, finished_at)
+    SELECT (p->>'id')::uuid, held.key, held.created_at, (p->>'seq')::integer, p->>'kind',
+           p->>'name', p->'input', p->'output', p->>'status', held.attempts, p->>'error',
+           (p->>'input_tokens')::integer, (p->>'output_tokens')::integer,
+           (p->>'cost_usd')::double precision,
+           least(coalesce((p->>'started_at')::timestamptz, now()), now()), now()
+    FROM held, (SELECT CAST(:previous AS jsonb) AS p) AS given
+    WHERE given.p IS NOT NULL
+    ON CONFLICT (workflow_key, run_created_at, seq) DO UPDATE
+    SET status = excluded.status, output = excluded.output, error = excluded.error,
+        input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
+        cost_usd = excluded.cost_usd, finished_at = now()
+    WHERE s.output IS NULL OR s.output = excluded.output
+    RETURNING 1
 )
 INSERT INTO step AS s (id, workflow_key, run_created_at, seq, kind, name, input, status)
 SELECT :id, held.key, held.created_at, :seq, :kind, :name, CAST(:input AS jsonb), 'running'
@@ -153,7 +174,8 @@ ON CONFLICT (workflow_key, run_created_at, seq) DO UPDATE
 SET attempts = s.attempts + 1, status = 'running', error = NULL, started_at = now(),
     finished_at = NULL
 WHERE s.output IS NULL
-RETURNING to_jsonb(s) AS step_row
+RETURNING to_jsonb(s) AS step_row,
+          CAST(:previous AS jsonb) IS NULL OR EXISTS (SELECT FROM previous) AS previous_recorded
 
 -- name: finish_step
 -- Record a step's result (or its model call's error), only while its run is this process's

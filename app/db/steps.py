@@ -34,7 +34,8 @@ class StepResult:
     cost_usd: float | None = None
 
     def as_json(self) -> str:
-        """The step as the jsonb parameter of agent_notify_complete_run_v2."""
+        """The step as a jsonb parameter: agent_notify_complete_run_v2's `p_step` (which takes
+        it as succeeded), begin_step's `previous`."""
         text = _json(
             {
                 "id": str(self.id),
@@ -47,6 +48,8 @@ class StepResult:
                 "output_tokens": self.output_tokens,
                 "cost_usd": self.cost_usd,
                 "started_at": self.started_at.isoformat(),
+                "status": str(self.status),
+                "error": self.error,
             }
         )
         assert text is not None
@@ -69,11 +72,14 @@ class Steps:
         kind: StepKind,
         name: str,
         input: object,
+        previous: StepResult | None = None,
     ) -> StepRow | None:
         """Journal step `seq` of the run (`key`, `created_at`) as running, if attempt `attempts`
-        of this process still holds the run (its lease renewed in the same statement). A step
-        at this seq without a result runs again under its id, its attempts counted. None: the
-        run is no longer this attempt's (or the step already has a result): make no effect."""
+        of this process still holds the run (its lease renewed in the same statement), and the
+        `previous` step with its result in the same commit. A step at this seq without a result
+        runs again under its id, its attempts counted. None: the run is no longer this
+        attempt's (or the step already has a result, or `previous` another one): make no
+        effect."""
         row = await self._db.fetchrow(
             "begin_step",
             id=uuid.uuid4(),
@@ -84,8 +90,11 @@ class Steps:
             kind=str(kind),
             name=name,
             input=_json(input),
+            previous=None if previous is None else previous.as_json(),
             **self._bound,
         )
+        if row is not None and not row["previous_recorded"]:
+            row = None
         return self._told(row)
 
     async def finish(

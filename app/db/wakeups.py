@@ -5,9 +5,14 @@ A NOTIFY inside a writing transaction makes its commit take Postgres' one notify
 commits go one flush at a time, a ceiling of about a thousand a second on this project's test
 machine whatever the number of writers (docs/scaling.md). So the statements commit without
 one, and their callers `post` what they changed here instead: `Wakeups` sends what was posted in
-one short transaction of its own, after those commits, with everything posted while it was
-sending in the next one. That transaction writes no row and does not wait for its WAL flush
-(synchronous_commit off): the lock is held for the commit in memory only.
+one short transaction of its own, after those commits, at most one per INTERVAL_SECONDS (the
+first after a quiet interval at once, the rest together in the next). That transaction writes
+no row and does not wait for its WAL flush (synchronous_commit off): the lock is held for the
+commit in memory only. Each process makes at most 100 notifying commits a second, whatever its
+load; a wake-up reaches another process up to one interval later than a NOTIFY in the commit
+would have. This process's waiters on a run's outcome or a delivery do not wait for it: the
+code that commits the change wakes them directly (app/engine/listener.py: `committing`,
+`wake`); those following a run's steps here hear the NOTIFY as the others do.
 
 Notifications stay hints (app/engine/listener.py): whoever is woken reads its rows again. A
 wake-up lost to a crash between a commit and its batch, or to a failed send, is one the fallback
@@ -25,16 +30,22 @@ from app.db.scope import KEY_CHANNEL, STEPS_TOPIC, WORK_CHANNEL
 
 logger = logging.getLogger(__name__)
 
+# At most one send per interval: the first wake-up after a quiet interval goes at once, those
+# posted within one interval of a send wait for the next one together.
+INTERVAL_SECONDS = 0.01
+
 
 class Wakeups:
     """The wake-ups this process's commits owe the others: posted after each commit, coalesced
     (each channel and payload once a batch), sent by one task at a time."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, interval_seconds: float = INTERVAL_SECONDS) -> None:
         self._db = database
+        self._interval_seconds = interval_seconds
         self._pending: dict[tuple[str, str], None] = {}  # insertion-ordered set
         self._sending: asyncio.Task[None] | None = None
         self._batch_hooks: list[Callable[[int, bool], None]] = []
+        database.on_close(self.flush)  # none is sent on a connection opened after the close
 
     def on_batch(self, hook: Callable[[int, bool], None]) -> None:
         """Call `hook` with each batch's size and whether it was sent (a metric)."""
@@ -75,8 +86,10 @@ class Wakeups:
             await asyncio.shield(self._sending)
 
     async def _send_pending(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._pending:
+                started = loop.time()
                 batch, self._pending = list(self._pending), {}
                 try:
                     await self._db.fetchval(
@@ -98,5 +111,8 @@ class Wakeups:
                     sent = True
                 for hook in self._batch_hooks:
                     hook(len(batch), sent)
+                rest = self._interval_seconds - (loop.time() - started)
+                if self._pending and rest > 0:
+                    await asyncio.sleep(rest)
         finally:
             self._sending = None

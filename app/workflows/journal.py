@@ -2,14 +2,20 @@
 (its key, created_at, this process as owner, the attempt it holds), waiting out database
 outages, and telling the worker's lease book of each renewal a step's statement made.
 
-A step costs at most two statements (begin, finish), and fewer where the run's own statements
-say as much: a run's first model turn is begun by no statement (the run's claim marked it
-started, under the fence every effect passes) and is journaled with its result in one; the
+A step costs at most two statements (begin, finish), and most cost one: a step finished while
+no other is in flight is *held* — its result kept here, not yet written — and recorded by the
+statement that begins the next step (`begin_step`'s `previous`), in one commit. Nothing the run
+does comes between the two: the loop finishes a step and begins the next one, and the next
+step's effect (a model call, a tool call) starts only after that commit, so a crash loses
+nothing a statement of its own would have kept. Whatever ends the loop otherwise (a failure, a
+limit, a suspension) writes what is held first (`flush()`). A run's first model turn is begun
+by no statement (the run's claim marked it started, under the fence every effect passes); the
 turn that answers is finished by the run's completion (`answer()`), in its transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -67,6 +73,8 @@ class RunJournal:
         self._metrics = metrics
         self._journaled: set[int] = set()  # seqs that have a row
         self._begun: dict[str, _Begun] = {}
+        self._held: StepResult | None = None  # finished, to be written with the next begin
+        self._writing: asyncio.Future[None] | None = None  # the held result's statement
 
     async def load(self) -> Sequence[StepRecord]:
         run = self._run
@@ -94,19 +102,32 @@ class RunJournal:
                 seq, kind, name, input, started_at, written=False, began=LeaseBook.now()
             )
             return step_id
+        previous, self._held = self._held, None
+        if previous is None and self._writing is not None:
+            # A parallel call's begin writes the held result: no effect starts before it is.
+            await asyncio.shield(self._writing)
+        writing = None
+        if previous is not None:
+            writing = self._writing = asyncio.get_running_loop().create_future()
         started = LeaseBook.now()
-        row = await through_outages(
-            lambda: self._steps.begin(
-                key=run.key,
-                created_at=run.created_at,
-                attempts=self._attempts(),
-                seq=seq,
-                kind=kind,
-                name=name,
-                input=input,
-            ),
-            what=f"journal step {seq} of {run.key}",
-        )
+        try:
+            row = await through_outages(
+                lambda: self._steps.begin(
+                    key=run.key,
+                    created_at=run.created_at,
+                    attempts=self._attempts(),
+                    seq=seq,
+                    kind=kind,
+                    name=name,
+                    input=input,
+                    previous=previous,
+                ),
+                what=f"journal step {seq} of {run.key}",
+            )
+        finally:
+            if writing is not None:
+                writing.set_result(None)
+                self._writing = None
         if row is None:
             return None
         self._renewed(started)  # the statement renewed the lease too
@@ -128,8 +149,13 @@ class RunJournal:
         usage = usage or StepUsage()
         begun = self._begun.pop(step_id)  # the loop began it through this journal
         self._observe(begun, status, usage)
-        if not begun.written:
-            recorded = await self._record(_result(step_id, begun, status, output, error, usage))
+        result = _result(step_id, begun, status, output, error, usage)
+        if output is not None and not self._begun and self._held is None:
+            # A result, and no other step in flight: the next begin (or flush) records it.
+            self._held = result
+            recorded = True
+        elif not begun.written:
+            recorded = await self._record(result)
         else:
             recorded = await self._finish(step_id, status, output, error, usage)
         if not recorded:
@@ -159,6 +185,15 @@ class RunJournal:
             what=f"record a step of {self._run.key}",
         )
         return row is not None
+
+    async def flush(self) -> bool:
+        """Write the held result, if any, before the loop's end is recorded; False when the
+        run is no longer this attempt's."""
+        held, self._held = self._held, None
+        if held is None:
+            return True
+        # Begun by a statement or not (the first turn), the upsert records it.
+        return await self._record(held)
 
     def answer(self, step: AnswerStep) -> StepResult:
         """The answering turn as the run's completion journals it."""

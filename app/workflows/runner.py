@@ -157,6 +157,13 @@ class Runner(Worker[WorkflowRow]):
             outcome: Outcome = await self._agent.run(run, journal, gate)
         except RunTakenAway as exc:
             raise _TakenAway(item.key) from exc
+        except Exception:
+            # A failure, a limit, a suspension: the result the journal holds is written before
+            # the run's end is (a cancelled run's is not: it is someone else's now, or the
+            # process is going away; the step runs again).
+            if not await journal.flush():
+                raise _TakenAway(item.key) from None
+            raise
         step = outcome.answer_step
         return outcome.answer, None if step is None else journal.answer(step)
 

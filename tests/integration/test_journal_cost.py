@@ -1,6 +1,7 @@
 """What the journal costs a run, counted in the statements the service sends: a one-turn run
-commits what it did before the journal (accept, complete), a step of a longer run at most two
-statements; and the first model turn, begun by no statement, is still journaled like any other."""
+commits what it did before the journal (accept, complete), a step of a longer run one statement
+(two for a call finishing beside another); and the first model turn, begun by no statement, is
+still journaled like any other."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ async def test_a_one_turn_run_commits_as_before_the_journal(
     assert (usage["input_tokens"], usage["output_tokens"]) == (7, 3)
 
 
-async def test_each_step_of_a_longer_run_costs_at_most_two_statements(
+async def test_each_step_of_a_longer_run_costs_one_statement(
     start_app: StartApp, fake_llm: FakeLLM, sent: list[str]
 ) -> None:
     app = await start_app(agent_tools="app.agent.examples")
@@ -90,14 +91,45 @@ async def test_each_step_of_a_longer_run_costs_at_most_two_statements(
         (4, "tool", "succeeded"),
         (5, "llm", "succeeded"),
     ]
-    # The first turn: one statement; every other step begins and finishes, but the answer,
-    # which the completion finishes.
-    assert sent[0] == "accept_run_leased"
-    assert sent[1] == "record_step"
-    assert sent[-2:] == ["begin_step", "complete_run"]
+    # A step finished while no other is in flight is recorded by the statement that begins the
+    # next: one statement a step. The first of two parallel calls to finish is written on its
+    # own (the other is still in flight); the answer is finished by the completion.
+    assert sent == [
+        "accept_run_leased",
+        "begin_step",  # the call at 1, the first turn (0) with its result
+        "begin_step",  # the turn at 2, the call at 1 with its result
+        "begin_step",  # the call at 3, the turn at 2 with its result
+        "begin_step",  # the call at 4 (after the one before it: no effect before 2 is written)
+        "finish_step",  # the first of 3 and 4 to finish
+        "begin_step",  # the answer at 5, the other of 3 and 4 with its result
+        "complete_run",
+    ]
     step_statements = [name for name in sent if name.endswith("_step")]
-    assert len(step_statements) == 1 + 2 * 4 + 1
-    assert len(step_statements) <= 2 * len(steps)
+    assert len(step_statements) == len(steps)
+
+
+async def test_a_held_result_is_written_before_a_run_that_ends_otherwise(
+    start_app: StartApp, fake_llm: FakeLLM, sent: list[str]
+) -> None:
+    """The loop stops at max_steps with its last turn's result held: it is journaled before
+    the failure is (a resume replays it rather than asking the model again)."""
+    app = await start_app(agent_tools="app.agent.examples")
+    fake_llm.script_turns(
+        "too long", ToolCalls(Call("add", {"a": 1, "b": 2})), ToolCalls(Call("add", {"a": 3}))
+    )
+    response = await app.client.post(
+        "/workflows/long/run", json={"query": "too long", "max_steps": 2}
+    )
+    assert response.status_code == 424, response.text
+    assert "max_steps_exceeded" in response.json()["error"]["message"]
+    steps = await steps_of(app, "long")
+    assert [(s["seq"], s["kind"], s["status"]) for s in steps] == [
+        (0, "llm", "succeeded"),
+        (1, "tool", "succeeded"),
+        (2, "llm", "succeeded"),
+    ]
+    assert steps[2]["output"]["tool_calls"][0]["function"]["name"] == "add"
+    assert sent == ["accept_run_leased", "begin_step", "begin_step", "record_step", "complete_run"]
 
 
 async def test_a_failed_first_turn_is_journaled_and_runs_again_under_its_id(

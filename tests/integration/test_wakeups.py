@@ -98,6 +98,18 @@ async def test_wakeups_are_sent_after_the_commit_each_once_a_batch(
         (WORK_CHANNEL, "delivery"),
         (KEY_CHANNEL, "k1 sub"),
     ]
+    # Those posted while a batch is being sent go together in the next.
+    store.wakeups.key("k3")
+    await asyncio.sleep(0)  # the sending task takes its batch
+    store.wakeups.key("k4")
+    store.wakeups.key("k5")
+    await store.wakeups.flush()
+    assert batches[1:] == [(1, True), (2, True)]
+    assert [await next_heard(heard) for _ in range(3)] == [
+        (KEY_CHANNEL, "k3"),
+        (KEY_CHANNEL, "k4"),
+        (KEY_CHANNEL, "k5"),
+    ]
     # A store's change posts its own: a run left for any worker announces itself.
     _, created = await store.runs.accept("k2", RunInput("q"), leased=False)
     assert created
