@@ -72,7 +72,10 @@ class Journal(Protocol):
         error: str | None = None,
         usage: StepUsage | None = None,
     ) -> bool:
-        """Record the step's result; False when the run is no longer ours."""
+        """Record the step's result; False when the run is no longer ours. A journal may
+        keep it to write with the next begin() (one commit for both: the loop makes no effect
+        between them); whoever drives the loop then has it written when the loop ends any
+        other way (RunJournal.flush())."""
 
 
 class ModelGate(Protocol):

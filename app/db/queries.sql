@@ -140,9 +140,9 @@ WHERE key = :key AND created_at = :created_at AND lease_owner = :owner
 -- attempts counted. No row: the lease passed on (or the run was cancelled), or the step
 -- already has a result; the caller makes no effect. `previous` (jsonb, NULL: none) is the step
 -- before it with its result, recorded in the same statement (as record_step would: begun or
--- not, its attempts the run's if new; one with another result keeps it, and
--- `previous_recorded` is false): the loop finishes a step and begins the next one, with no
--- effect between them, in one commit. After a step statement the caller NOTIFYs
+-- not, its attempts the run's if new; one with another result keeps it, and then this step does
+-- not begin: no row): the loop finishes a step and begins the next one, with no effect between
+-- them, in one commit. After a step statement the caller NOTIFYs
 -- "<key> steps": only those following the run's steps (/events) are woken.
 WITH held AS (
     UPDATE workflow SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
@@ -170,12 +170,12 @@ WITH held AS (
 INSERT INTO step AS s (id, workflow_key, run_created_at, seq, kind, name, input, status)
 SELECT :id, held.key, held.created_at, :seq, :kind, :name, CAST(:input AS jsonb), 'running'
 FROM held
+WHERE CAST(:previous AS jsonb) IS NULL OR EXISTS (SELECT FROM previous)
 ON CONFLICT (workflow_key, run_created_at, seq) DO UPDATE
 SET attempts = s.attempts + 1, status = 'running', error = NULL, started_at = now(),
     finished_at = NULL
 WHERE s.output IS NULL
-RETURNING to_jsonb(s) AS step_row,
-          CAST(:previous AS jsonb) IS NULL OR EXISTS (SELECT FROM previous) AS previous_recorded
+RETURNING to_jsonb(s) AS step_row
 
 -- name: finish_step
 -- Record a step's result (or its model call's error), only while its run is this process's

@@ -93,8 +93,6 @@ class Steps:
             previous=None if previous is None else previous.as_json(),
             **self._bound,
         )
-        if row is not None and not row["previous_recorded"]:
-            row = None
         return self._told(row)
 
     async def finish(

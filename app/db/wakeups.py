@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 # At most one send per interval: the first wake-up after a quiet interval goes at once, those
 # posted within one interval of a send wait for the next one together.
 INTERVAL_SECONDS = 0.01
+SEND_TIMEOUT_SECONDS = 2.0
 
 
 class Wakeups:
@@ -44,6 +45,7 @@ class Wakeups:
         self._interval_seconds = interval_seconds
         self._pending: dict[tuple[str, str], None] = {}  # insertion-ordered set
         self._sending: asyncio.Task[None] | None = None
+        self._last_sent = float("-inf")  # the event loop's time of the last send
         self._batch_hooks: list[Callable[[int, bool], None]] = []
         database.on_close(self.flush)  # none is sent on a connection opened after the close
 
@@ -76,7 +78,9 @@ class Wakeups:
 
     def released(self, deliveries: int, room: int) -> None:
         """A promise completed released its waiting subscribers, `room` of them leasable here,
-        `deliveries` leased: when the room was filled, more may wait for any worker."""
+        `deliveries` leased: when the room was filled, more may wait for any worker (the
+        statement knows, but does not say: its function notified when more did; a caller
+        that wants no needless wake-up leaves room for one more than it expects)."""
         if deliveries >= room:
             self.work("delivery")
 
@@ -89,30 +93,35 @@ class Wakeups:
         loop = asyncio.get_running_loop()
         try:
             while self._pending:
-                started = loop.time()
+                # At most one send per interval: what is posted meanwhile joins the batch.
+                rest = self._last_sent + self._interval_seconds - loop.time()
+                if rest > 0:
+                    await asyncio.sleep(rest)
+                self._last_sent = loop.time()
                 batch, self._pending = list(self._pending), {}
-                try:
-                    await self._db.fetchval(
-                        "send_wakeups",
-                        channels=[channel for channel, _ in batch],
-                        payloads=[payload for _, payload in batch],
-                    )
-                except Exception as exc:
-                    # An outage, most likely: every replica's listener reconnects and re-checks
-                    # all its waiters then, and the fallback poll bounds the delay meanwhile.
-                    sent = False
-                    logger.warning(
-                        "%d wake-ups not sent (%s: %s); the fallback poll stands in",
-                        len(batch),
-                        type(exc).__name__,
-                        exc,
-                    )
-                else:
-                    sent = True
+                sent = await self._send(batch)
                 for hook in self._batch_hooks:
                     hook(len(batch), sent)
-                rest = self._interval_seconds - (loop.time() - started)
-                if self._pending and rest > 0:
-                    await asyncio.sleep(rest)
         finally:
             self._sending = None
+
+    async def _send(self, batch: list[tuple[str, str]]) -> bool:
+        try:
+            # A send stuck on a half-open connection must not hold every later wake-up.
+            async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                await self._db.fetchval(
+                    "send_wakeups",
+                    channels=[channel for channel, _ in batch],
+                    payloads=[payload for _, payload in batch],
+                )
+        except Exception as exc:
+            # An outage, most likely: every replica's listener reconnects and re-checks all its
+            # waiters then, and the fallback poll bounds the delay meanwhile.
+            logger.warning(
+                "%d wake-ups not sent (%s: %s); the fallback poll stands in",
+                len(batch),
+                type(exc).__name__,
+                exc,
+            )
+            return False
+        return True

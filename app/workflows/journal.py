@@ -75,6 +75,7 @@ class RunJournal:
         self._begun: dict[str, _Begun] = {}
         self._held: StepResult | None = None  # finished, to be written with the next begin
         self._writing: asyncio.Future[None] | None = None  # the held result's statement
+        self._beginning = 0  # begins whose statement is under way
 
     async def load(self) -> Sequence[StepRecord]:
         run = self._run
@@ -102,16 +103,36 @@ class RunJournal:
                 seq, kind, name, input, started_at, written=False, began=LeaseBook.now()
             )
             return step_id
+        started = LeaseBook.now()
+        self._beginning += 1
+        try:
+            row = await self._begin_statement(seq, kind, name, input)
+        finally:
+            self._beginning -= 1
+        if row is None:
+            return None
+        self._renewed(started)  # the statement renewed the lease too
+        step_id = str(row.id)
+        self._begun[step_id] = _Begun(
+            seq, kind, name, None, started_at, written=True, began=LeaseBook.now()
+        )
+        return step_id
+
+    async def _begin_statement(
+        self, seq: int, kind: StepKind, name: str, input: object
+    ) -> StepRow | None:
+        """begin_step, with the held result as its `previous` if there is one. A begin that
+        finds it taken by a parallel call's begin waits for that statement: no effect starts
+        before the result is written."""
+        run = self._run
         previous, self._held = self._held, None
         if previous is None and self._writing is not None:
-            # A parallel call's begin writes the held result: no effect starts before it is.
             await asyncio.shield(self._writing)
         writing = None
         if previous is not None:
             writing = self._writing = asyncio.get_running_loop().create_future()
-        started = LeaseBook.now()
         try:
-            row = await through_outages(
+            return await through_outages(
                 lambda: self._steps.begin(
                     key=run.key,
                     created_at=run.created_at,
@@ -124,18 +145,15 @@ class RunJournal:
                 ),
                 what=f"journal step {seq} of {run.key}",
             )
+        except BaseException:
+            if previous is not None and self._held is None:
+                self._held = previous  # not written: flush() (or the next begin) writes it
+            raise
         finally:
             if writing is not None:
                 writing.set_result(None)
-                self._writing = None
-        if row is None:
-            return None
-        self._renewed(started)  # the statement renewed the lease too
-        step_id = str(row.id)
-        self._begun[step_id] = _Begun(
-            seq, kind, name, None, started_at, written=True, began=LeaseBook.now()
-        )
-        return step_id
+                if self._writing is writing:
+                    self._writing = None
 
     async def finish(
         self,
@@ -150,8 +168,9 @@ class RunJournal:
         begun = self._begun.pop(step_id)  # the loop began it through this journal
         self._observe(begun, status, usage)
         result = _result(step_id, begun, status, output, error, usage)
-        if output is not None and not self._begun and self._held is None:
-            # A result, and no other step in flight: the next begin (or flush) records it.
+        if output is not None and not (self._begun or self._beginning or self._held):
+            # A result, and no other step in flight or beginning (its statement could not carry
+            # it): the next begin (or flush) records it.
             self._held = result
             recorded = True
         elif not begun.written:

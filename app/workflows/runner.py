@@ -281,10 +281,11 @@ class Runner(Worker[WorkflowRow]):
         step: StepResult | None = None,
     ) -> RunCompletion | None:
         """Record the outcome, waiting out database outages. Subscribers released by it are
-        sent from here, as many as the delivery worker has room for (one, as most runs have
-        one subscriber), reserved once for every attempt. If the lease lapses during an outage,
-        whoever took the run over wins."""
-        with self._delivery.room(1) as room:
+        sent from here, as many as the delivery worker has room for (two: most runs have one
+        subscriber, and a room left unfilled tells that no subscriber waits for another
+        worker, whom the completion then does not wake), reserved once for every attempt. If
+        the lease lapses during an outage, whoever took the run over wins."""
+        with self._delivery.room(2) as room:
             completion = await through_outages(
                 lambda: self._store.runs.complete(
                     item, output=output, error=error, room=room.granted, step=step

@@ -9,7 +9,9 @@ own (app/db/wakeups.py): it passes NULL channels to these functions.
 nothing; every `agent_notify_*` function that called `pg_notify(` calls it instead, its body
 otherwise unchanged (rewritten from its own definition, `pg_get_functiondef`). A replica of the
 release before this one passes its channels as before and still NOTIFYs in the transaction,
-so both can run during a rolling deploy.
+so both can run during a rolling deploy. This release needs the schema at 0017 (pg_notify with
+a NULL channel raises): migrate first (MIGRATE_ON_START, or `agent-notify migrate`), as for any
+release that changes the schema.
 
 Revision ID: 0017
 Revises: 0016

@@ -73,6 +73,12 @@ async def test_the_rule_functions_notify_only_when_given_a_channel(
             "VALUES ($1, 'q', 'succeeded', now())",
             key,
         )
+    # Every rule function NOTIFYs through agent_notify_wake_v1 (migration 0017's rewrite).
+    calling = await db.fetch(
+        "SELECT proname FROM pg_proc WHERE proname LIKE 'agent\\_notify\\_%' "
+        "AND strpos(prosrc, 'pg_notify(') > 0"
+    )
+    assert [row["proname"] for row in calling] == ["agent_notify_wake_v1"]
     deleted = "SELECT outcome FROM agent_notify_delete_workflow_v1($1, $2)"
     assert await db.fetchval(deleted, "quiet", None) == "deleted"
     assert await db.fetchval(deleted, "told", KEY_CHANNEL) == "deleted"
@@ -98,24 +104,33 @@ async def test_wakeups_are_sent_after_the_commit_each_once_a_batch(
         (WORK_CHANNEL, "delivery"),
         (KEY_CHANNEL, "k1 sub"),
     ]
-    # Those posted while a batch is being sent go together in the next.
-    store.wakeups.key("k3")
-    await asyncio.sleep(0)  # the sending task takes its batch
-    store.wakeups.key("k4")
-    store.wakeups.key("k5")
-    await store.wakeups.flush()
-    assert batches[1:] == [(1, True), (2, True)]
-    assert [await next_heard(heard) for _ in range(3)] == [
-        (KEY_CHANNEL, "k3"),
-        (KEY_CHANNEL, "k4"),
-        (KEY_CHANNEL, "k5"),
-    ]
     # A store's change posts its own: a run left for any worker announces itself.
     _, created = await store.runs.accept("k2", RunInput("q"), leased=False)
     assert created
     await store.wakeups.flush()
     assert await next_heard(heard) == (WORK_CHANNEL, "run")
-    assert heard.empty()
+    # Heard after the commit: the row is there for whoever it wakes.
+    assert await database.fetchrow("select_workflow", key="k2") is not None
+
+
+async def test_wakeups_posted_within_an_interval_of_a_send_go_together(
+    database: Database, heard: Heard
+) -> None:
+    wakeups = Wakeups(database, interval_seconds=1.0)
+    batches: list[int] = []
+    wakeups.on_batch(lambda size, _sent: batches.append(size))
+    wakeups.key("k1")  # the first after a quiet interval: at once
+    await wakeups.flush()
+    wakeups.key("k2")
+    await asyncio.sleep(0)  # the sending task starts, and waits out the interval
+    wakeups.key("k3")
+    await wakeups.flush()
+    assert batches == [1, 2]
+    assert [await next_heard(heard) for _ in range(3)] == [
+        (KEY_CHANNEL, "k1"),
+        (KEY_CHANNEL, "k2"),
+        (KEY_CHANNEL, "k3"),
+    ]
 
 
 async def test_wakeups_that_cannot_be_sent_are_dropped_and_counted() -> None:
