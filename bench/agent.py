@@ -1,7 +1,10 @@
 """The `agent` scenario: multi-step runs — model turns from the fake LLM, tool calls to a real
 MCP server (the SDK's, over streamable HTTP) that answers at once — `in_flight` at a time, each
 a sync `POST /workflows/{key}/run`. Reports steps/s, the service's CPU per step and Postgres'
-statements per step.
+statements per step, and the CPU per step of every other process of the scenario (Postgres,
+the fake LLM's process, the MCP server, this driver) with the share of the machine left idle:
+on two cores they compete with the service, so the figure is the service's only when they
+leave it a core.
 
 Statements per step: those the service sent while the runs ran (its
 `agent_notify_db_statements_total`; polls and lease renewals included). Postgres' own count
@@ -19,6 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import psutil
 
 from app.db.connection import asyncpg_dsn
 from tests.fakes.mcp_server import McpHttpProcess
@@ -35,6 +39,8 @@ TOOL = "bench__add"  # the MCP server `bench`, its tool `add`
 async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5) -> dict[str, Any]:
     from bench.harness import client, cpu_seconds, gather_limited, ok, postgres_cpu_seconds
 
+    driver = psutil.Process()
+
     await bench.reset()
     await bench.peers.control.post("/agent", json={"prefix": PREFIX, "tool": TOOL, "calls": calls})
     mcp = McpHttpProcess()
@@ -47,7 +53,19 @@ async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5)
         source, before = await _statements(bench.database_url)
         await service.start()
         try:
-            cpu_before, postgres_before = cpu_seconds(service), postgres_cpu_seconds()
+
+            def readings() -> dict[str, float]:
+                times = driver.cpu_times()
+                return {
+                    "service": cpu_seconds(service),
+                    "postgres": postgres_cpu_seconds(),
+                    "llm_and_smtp": cpu_seconds(bench.peers),
+                    "mcp_server": cpu_seconds(mcp),
+                    "driver": times.user + times.system,
+                    "idle": psutil.cpu_times().idle,
+                }
+
+            before_run = readings()
             async with client(service.base_url, in_flight) as http:
                 sent_before = await _sent(http)
                 started = time.monotonic()
@@ -58,8 +76,7 @@ async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5)
                 await gather_limited(n, in_flight, one)
                 elapsed = time.monotonic() - started
                 sent, notifying = _since(sent_before, await _sent(http))
-            cpu = cpu_seconds(service) - cpu_before
-            postgres = postgres_cpu_seconds() - postgres_before
+            used = {name: value - before_run[name] for name, value in readings().items()}
         finally:
             await service.terminate(timeout=60)
         _source, after = await _statements(bench.database_url, settled=True)
@@ -77,8 +94,11 @@ async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5)
         "tool_calls": calls_made,
         "steps_per_s": round(steps / elapsed, 1),
         "elapsed_s": round(elapsed, 2),
-        "service_cpu_ms_per_step": round(cpu * 1000 / steps, 3),
-        "postgres_cpu_ms_per_step": round(postgres * 1000 / steps, 3),
+        **{
+            f"{name}_cpu_ms_per_step": round(used[name] * 1000 / steps, 3)
+            for name in ("service", "postgres", "llm_and_smtp", "mcp_server", "driver")
+        },
+        "machine_idle_share": round(max(0.0, used["idle"] / (psutil.cpu_count() * elapsed)), 2),
         "statements_per_step": round(sent / steps, 3),
         "notifying_commits_per_step": round(notifying / steps, 3),
         "postgres_count_per_step": round((after - before) / steps, 3),
