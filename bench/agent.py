@@ -1,6 +1,9 @@
 """The `agent` scenario: multi-step runs — model turns from the fake LLM, tool calls to a real
 MCP server (the SDK's, over streamable HTTP) that answers at once — `in_flight` at a time, each
-a sync `POST /workflows/{key}/run`. Reports steps/s, the service's CPU per step and Postgres'
+a sync `POST /workflows/{key}/run`. The MCP server answers each call with a JSON body
+(`agent-sse`: with an SSE stream, its default: the SDK's client closes such a stream before its
+end, which discards the connection, so each call there opens a TCP connection at both ends —
+modelcontextprotocol/python-sdk#3281). Reports steps/s, the service's CPU per step and Postgres'
 statements per step, and the CPU per step of every other process of the scenario (Postgres,
 the fake LLM's process, the MCP server, this driver) with the share of the machine left idle:
 on two cores they compete with the service, so the figure is the service's only when they
@@ -36,14 +39,16 @@ PREFIX = "agent run "
 TOOL = "bench__add"  # the MCP server `bench`, its tool `add`
 
 
-async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5) -> dict[str, Any]:
+async def agent(
+    bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5, *, sse: bool = False
+) -> dict[str, Any]:
     from bench.harness import client, cpu_seconds, gather_limited, ok, postgres_cpu_seconds
 
     driver = psutil.Process()
 
     await bench.reset()
     await bench.peers.control.post("/agent", json={"prefix": PREFIX, "tool": TOOL, "calls": calls})
-    mcp = McpHttpProcess()
+    mcp = McpHttpProcess(json_response=not sse)
     await asyncio.to_thread(mcp.start)
     config = json.dumps({"mcpServers": {"bench": {"url": mcp.url}}})
     service = ServiceProcess(
@@ -85,7 +90,7 @@ async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5)
         await asyncio.to_thread(mcp.kill)
     expected = n * (2 * calls + 1)
     return {
-        "scenario": "agent",
+        "scenario": "agent-sse" if sse else "agent",
         "runs": n,
         "tool_calls_per_run": calls,
         "in_flight": in_flight,
@@ -104,6 +109,11 @@ async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5)
         "postgres_count_per_step": round((after - before) / steps, 3),
         "postgres_counted_by": source,
     }
+
+
+async def agent_sse(bench: Bench) -> dict[str, Any]:
+    """The `agent` scenario with an MCP server that answers with SSE streams."""
+    return await agent(bench, sse=True)
 
 
 async def _sent(http: Client) -> tuple[int, int]:
