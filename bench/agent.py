@@ -1,7 +1,13 @@
 """The `agent` scenario: multi-step runs — model turns from the fake LLM, tool calls to a real
 MCP server (the SDK's, over streamable HTTP) that answers at once — `in_flight` at a time, each
-a sync `POST /workflows/{key}/run`. Reports steps/s, the service's CPU per step and Postgres'
-statements per step.
+a sync `POST /workflows/{key}/run`. The MCP server answers each call with a JSON body
+(`agent-sse`: with an SSE stream, its default: the SDK's client closes such a stream before its
+end, which discards the connection, so each call there opens a TCP connection at both ends —
+modelcontextprotocol/python-sdk#3281). Reports steps/s, the service's CPU per step and Postgres'
+statements per step, and the CPU per step of every other process of the scenario (Postgres,
+the fake LLM's process, the MCP server, this driver) with the share of the machine left idle:
+on two cores they compete with the service, so the figure is the service's only when they
+leave it a core.
 
 Statements per step: those the service sent while the runs ran (its
 `agent_notify_db_statements_total`; polls and lease renewals included). Postgres' own count
@@ -19,6 +25,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import psutil
 
 from app.db.connection import asyncpg_dsn
 from tests.fakes.mcp_server import McpHttpProcess
@@ -32,12 +39,16 @@ PREFIX = "agent run "
 TOOL = "bench__add"  # the MCP server `bench`, its tool `add`
 
 
-async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5) -> dict[str, Any]:
+async def agent(
+    bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5, *, sse: bool = False
+) -> dict[str, Any]:
     from bench.harness import client, cpu_seconds, gather_limited, ok, postgres_cpu_seconds
+
+    driver = psutil.Process()
 
     await bench.reset()
     await bench.peers.control.post("/agent", json={"prefix": PREFIX, "tool": TOOL, "calls": calls})
-    mcp = McpHttpProcess()
+    mcp = McpHttpProcess(json_response=not sse)
     await asyncio.to_thread(mcp.start)
     config = json.dumps({"mcpServers": {"bench": {"url": mcp.url}}})
     service = ServiceProcess(
@@ -47,7 +58,19 @@ async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5)
         source, before = await _statements(bench.database_url)
         await service.start()
         try:
-            cpu_before, postgres_before = cpu_seconds(service), postgres_cpu_seconds()
+
+            def readings() -> dict[str, float]:
+                times = driver.cpu_times()
+                return {
+                    "service": cpu_seconds(service),
+                    "postgres": postgres_cpu_seconds(),
+                    "llm_and_smtp": cpu_seconds(bench.peers),
+                    "mcp_server": cpu_seconds(mcp),
+                    "driver": times.user + times.system,
+                    "idle": psutil.cpu_times().idle,
+                }
+
+            before_run = readings()
             async with client(service.base_url, in_flight) as http:
                 sent_before = await _sent(http)
                 started = time.monotonic()
@@ -58,8 +81,7 @@ async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5)
                 await gather_limited(n, in_flight, one)
                 elapsed = time.monotonic() - started
                 sent, notifying = _since(sent_before, await _sent(http))
-            cpu = cpu_seconds(service) - cpu_before
-            postgres = postgres_cpu_seconds() - postgres_before
+            used = {name: value - before_run[name] for name, value in readings().items()}
         finally:
             await service.terminate(timeout=60)
         _source, after = await _statements(bench.database_url, settled=True)
@@ -68,7 +90,7 @@ async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5)
         await asyncio.to_thread(mcp.kill)
     expected = n * (2 * calls + 1)
     return {
-        "scenario": "agent",
+        "scenario": "agent-sse" if sse else "agent",
         "runs": n,
         "tool_calls_per_run": calls,
         "in_flight": in_flight,
@@ -77,13 +99,21 @@ async def agent(bench: Bench, n: int = 400, in_flight: int = 64, calls: int = 5)
         "tool_calls": calls_made,
         "steps_per_s": round(steps / elapsed, 1),
         "elapsed_s": round(elapsed, 2),
-        "service_cpu_ms_per_step": round(cpu * 1000 / steps, 3),
-        "postgres_cpu_ms_per_step": round(postgres * 1000 / steps, 3),
+        **{
+            f"{name}_cpu_ms_per_step": round(used[name] * 1000 / steps, 3)
+            for name in ("service", "postgres", "llm_and_smtp", "mcp_server", "driver")
+        },
+        "machine_idle_share": round(max(0.0, used["idle"] / (psutil.cpu_count() * elapsed)), 2),
         "statements_per_step": round(sent / steps, 3),
         "notifying_commits_per_step": round(notifying / steps, 3),
         "postgres_count_per_step": round((after - before) / steps, 3),
         "postgres_counted_by": source,
     }
+
+
+async def agent_sse(bench: Bench) -> dict[str, Any]:
+    """The `agent` scenario with an MCP server that answers with SSE streams."""
+    return await agent(bench, sse=True)
 
 
 async def _sent(http: Client) -> tuple[int, int]:

@@ -22,6 +22,7 @@ import psutil
 from app.config import Settings
 from app.db.connection import asyncpg_dsn
 from app.db.models import Base
+from tests.fakes.mcp_server import McpHttpProcess
 from tests.service import ServiceProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -249,8 +250,8 @@ def client(base_url: str, connections: int = 100) -> Client:
     return Client(base_url, connections)
 
 
-def cpu_seconds(process: ServiceProcess | Peers) -> float:
-    """CPU time of a service process, or of the peers' process, so far."""
+def cpu_seconds(process: ServiceProcess | Peers | McpHttpProcess) -> float:
+    """CPU time of a service process, the peers' process or the MCP server's, so far."""
     assert process.process is not None
     times = psutil.Process(process.process.pid).cpu_times()
     return float(times.user + times.system)

@@ -33,7 +33,7 @@ from app.config import Settings
 from app.db import migrate
 from app.db.connection import asyncpg_dsn, create_engine
 from app.db.embedded import EmbeddedPostgres
-from bench.agent import agent
+from bench.agent import agent, agent_sse
 from bench.approvals import approvals
 from bench.capacity import CAPACITY_SCENARIOS
 from bench.flow import FLOW_SCENARIOS
@@ -331,6 +331,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict[str, Any]]]] = {
     **FLOW_SCENARIOS,
     "approvals": approvals,
     "agent": agent,
+    "agent-sse": agent_sse,
     **CAPACITY_SCENARIOS,
 }
 

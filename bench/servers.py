@@ -26,6 +26,7 @@ import time
 from email.parser import BytesHeaderParser
 from typing import Any
 
+import uvloop
 from aiohttp import web
 
 from tests.fakes.llm import Call, FakeLLM, Status, Text, ToolCalls, query_of
@@ -184,7 +185,9 @@ def main() -> None:
     parser.add_argument("--control-port", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds per LLM answer")
     args = parser.parse_args()
-    asyncio.run(serve(args.llm_port, args.smtp_port, args.control_port, args.delay))
+    # On uvloop, as the service and the MCP server run (uvicorn picks it): this process takes
+    # its CPU from theirs on two cores.
+    uvloop.run(serve(args.llm_port, args.smtp_port, args.control_port, args.delay))
 
 
 if __name__ == "__main__":

@@ -51,13 +51,26 @@ def reply_of(response: ModelResponse) -> ModelReply:
     )
 
 
+# The models (as replies name them) litellm could not price, asked once: for a name it does not
+# know, litellm searches its cost map's fallbacks before it gives up, a tenth of an agent step's
+# CPU (docs/benchmarks.md) on every model turn. Its cost map does not change while the service
+# runs. Bounded, as runs may name any model.
+UNPRICED_MODELS: set[str] = set()
+UNPRICED_MODELS_MAX = 1024
+
+
 def cost_of(response: ModelResponse) -> float | None:
     """The call's price in USD by litellm's local cost map; None for a model it does not map."""
     import litellm
 
+    model = getattr(response, "model", None)
+    if model in UNPRICED_MODELS:
+        return None
     try:
         cost = litellm.completion_cost(completion_response=response)
     except Exception:  # litellm raises for a model it cannot price
+        if isinstance(model, str) and len(UNPRICED_MODELS) < UNPRICED_MODELS_MAX:
+            UNPRICED_MODELS.add(model)
         return None
     return float(cost) if isinstance(cost, int | float) and cost > 0 else None
 

@@ -1,7 +1,8 @@
 """A real MCP server (the SDK's `MCPServer`) for the tests of the MCP tool source.
 
 `python -m tests.fakes.mcp_server --stdio` serves it over stdio; `--port N` over streamable
-HTTP on 127.0.0.1:N at `/mcp`. Its tools: `add`, `echo_meta` (the step id the call's `_meta`
+HTTP on 127.0.0.1:N at `/mcp` (`--json-response`: each answer a JSON body rather than an SSE
+stream). Its tools: `add`, `echo_meta` (the step id the call's `_meta`
 carried), `fail` (raises: an `isError` result), `slow` (sleeps), `grow` (adds a tool and says
 so: `tools/list_changed`), `pid` (the server's process id), `crash` (the process exits at once,
 mid-call). `McpHttpProcess` runs the HTTP one as a child process that a test can start, kill
@@ -33,8 +34,10 @@ STEP_ID_KEY = "agent_notify/step_id"
 def build_server() -> MCPServer:
     server = MCPServer("fake-tools", log_level="WARNING")
 
+    # A coroutine: the SDK runs a plain function's call in a worker thread, a hand-off that cost
+    # this process more than the addition (the `agent` benchmark calls it thousands of times).
     @server.tool()
-    def add(a: float, b: float) -> float:
+    async def add(a: float, b: float) -> float:
         """Add two numbers."""
         return a + b
 
@@ -86,17 +89,20 @@ def free_port() -> int:
 
 
 class McpHttpProcess:
-    """The server over streamable HTTP in a child process, on a port fixed at creation."""
+    """The server over streamable HTTP in a child process, on a port fixed at creation;
+    `json_response`: it answers each request with a JSON body rather than an SSE stream."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, json_response: bool = False) -> None:
         self.port = port or free_port()
+        self.json_response = json_response
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 15.0) -> None:
         """Start it and wait until it accepts connections."""
+        command = [sys.executable, "-m", "tests.fakes.mcp_server", "--port", str(self.port)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.mcp_server", "--port", str(self.port)], cwd=ROOT
+            command + (["--json-response"] if self.json_response else []), cwd=ROOT
         )
         deadline = time.monotonic() + timeout
         while True:
@@ -121,12 +127,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stdio", action="store_true")
     parser.add_argument("--port", type=int)
+    parser.add_argument("--json-response", action="store_true")
     options = parser.parse_args()
     server = build_server()
     if options.stdio:
         server.run("stdio")
         return
-    app = server.streamable_http_app(host="127.0.0.1")
+    app = server.streamable_http_app(host="127.0.0.1", json_response=options.json_response)
     uvicorn.run(app, host="127.0.0.1", port=options.port, log_level="warning")
 
 

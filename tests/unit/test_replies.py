@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from app.llm import load_litellm, reply_of
 
 
@@ -43,3 +45,20 @@ def test_an_unknown_models_cost_is_none_and_text_is_storable() -> None:
     reply = reply_of(response("openai/no-such-model-xyz", message))
     assert reply.message == {"role": "assistant", "content": "ab"}
     assert reply.cost_usd is None
+
+
+def test_an_unknown_model_is_priced_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = {"role": "assistant", "content": "hi"}
+    litellm = load_litellm()
+    price, priced = litellm.completion_cost, []
+
+    def counted(**kwargs: Any) -> float:
+        priced.append(kwargs["completion_response"].model)
+        return float(price(**kwargs))
+
+    monkeypatch.setattr(litellm, "completion_cost", counted)
+    for _ in range(3):
+        assert reply_of(response("openai/never-priced-model", message)).cost_usd is None
+        assert reply_of(response("gpt-4o-mini", message)).cost_usd is not None
+    # The unknown model once, the known one every time.
+    assert priced == ["openai/never-priced-model"] + ["gpt-4o-mini"] * 3
