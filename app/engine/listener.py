@@ -134,9 +134,10 @@ class Listener:
         not passed on meanwhile, and at the end its waiters are woken once, with the finished
         row if the committer handed it over.
 
-        Without this, the commit's NOTIFY (on the LISTEN connection) often reaches the waiters
-        before the committer gets its result back, and each of them reads the row again: under
-        a burst of finishing runs, thousands of reads queued for the pool.
+        Without this, a NOTIFY of the key (another replica's, or this process's own wake-up
+        sent after an earlier commit) could reach the waiters before the committer gets its
+        result back, and each of them would read the row again: under a burst of finishing
+        runs, thousands of reads queued for the pool.
         """
         handover = Handover()
         self._committing[key] = self._committing.get(key, 0) + 1

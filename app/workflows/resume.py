@@ -1,10 +1,10 @@
 """Resuming a failed run: it continues from its journal, and its subscribers hear the new
 outcome.
 
-The run goes back to `pending` and any worker takes it (the NOTIFY of the resuming statement
-wakes them all); it is rebuilt from its steps, so finished model turns and tool calls are not
-made again, and the step that failed (its model call) runs again under the same id. Limits are
-read anew as the run goes on: an operator who raised AGENT_MAX_STEPS or
+The run goes back to `pending` and any worker takes it (the `run` wake-up sent after the
+resuming statement wakes them all); it is rebuilt from its steps, so finished model turns and
+tool calls are not made again, and the step that failed (its model call) runs again under the
+same id. Limits are read anew as the run goes on: an operator who raised AGENT_MAX_STEPS or
 AGENT_MAX_TOKENS_PER_RUN (and restarted the service), or a `max_steps` given here, lets it take
 more turns.
 
