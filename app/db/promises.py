@@ -55,7 +55,6 @@ class Promises:
         promise = PromiseRow.of(row["promise_row"])
         deliveries = deliveries_of(row["deliveries"], promise)
         if row["changed"]:
-            self._wakeups.key(key)
+            self._wakeups.completed(key, leased=len(deliveries), room=room)
             self._wakeups.work("run")  # a run waiting for this decision is due now
-            self._wakeups.released(len(deliveries), room)
         return PromiseCompletion(promise, row["changed"], deliveries)

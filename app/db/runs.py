@@ -161,8 +161,7 @@ class Runs:
         assert row is not None  # the function returns one row or raises
         promise = PromiseRow.of(row["promise_row"])
         deliveries = deliveries_of(row["deliveries"], promise)
-        self._wakeups.key(run.key)
-        self._wakeups.released(len(deliveries), room)
+        self._wakeups.completed(run.key, leased=len(deliveries), room=room)
         return RunCompletion(WorkflowRow.of(row["workflow_row"]), deliveries)
 
     async def suspend(
@@ -204,8 +203,7 @@ class Runs:
             return Cancellation(workflow, cancelled=False, deliveries=[])
         promise = PromiseRow.of(row["promise_row"])
         deliveries = deliveries_of(row["deliveries"], promise)
-        self._wakeups.key(key)
-        self._wakeups.released(len(deliveries), room)
+        self._wakeups.completed(key, leased=len(deliveries), room=room)
         return Cancellation(workflow, cancelled=True, deliveries=deliveries)
 
     async def resume(self, key: str, *, max_steps: int | None, nonce: str) -> WorkflowRow:

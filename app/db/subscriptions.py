@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from app.db.gateway import Database, Record
 from app.db.rows import Delivery, PromiseRow, Subscribed, SubscriptionRow
@@ -84,10 +83,13 @@ class Subscriptions:
     def _subscribed(self, key: str, row: Record | None) -> Subscribed:
         if row is None:
             raise TooManySubscriptions(key)
-        subscribed = _subscribed(row)
-        if subscribed.subscription.status == SubscriptionState.READY and not row["leased"]:
+        subscription = SubscriptionRow.of(row["subscription_row"])
+        delivery = None
+        if row["leased"]:
+            delivery = Delivery(subscription, PromiseRow.of(row["promise_row"]))
+        elif subscription.status == SubscriptionState.READY:
             self._wakeups.work("delivery")  # its promise is complete: any worker may send it
-        return subscribed
+        return Subscribed(subscription, created=row["created"], delivery=delivery)
 
     async def get(self, subscription_id: uuid.UUID) -> SubscriptionRow | None:
         row = await self._db.fetchrow("select_subscription", id=subscription_id)
@@ -168,11 +170,3 @@ class Subscriptions:
         )
         self._wakeups.keys((row["workflow_key"], str(row["id"])) for row in rows)
         return len(rows)
-
-
-def _subscribed(row: Any) -> Subscribed:
-    subscription = SubscriptionRow.of(row["subscription_row"])
-    delivery = None
-    if row["leased"]:
-        delivery = Delivery(subscription, PromiseRow.of(row["promise_row"]))
-    return Subscribed(subscription, created=row["created"], delivery=delivery)

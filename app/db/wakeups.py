@@ -76,12 +76,13 @@ class Wakeups:
         """Claimable work may exist (`run`, `delivery`, `released`)."""
         self.post(WORK_CHANNEL, what)
 
-    def released(self, deliveries: int, room: int) -> None:
-        """A promise completed released its waiting subscribers, `room` of them leasable here,
-        `deliveries` leased: when the room was filled, more may wait for any worker (the
-        statement knows, but does not say: its function notified when more did; a caller
+    def completed(self, key: str, *, leased: int, room: int) -> None:
+        """A promise of `key` completed and released its waiting subscribers, `room` of them
+        leasable here, `leased` leased: when the room was filled, more may wait for any worker
+        (the statement knows, but does not say: its function notified when more did; a caller
         that wants no needless wake-up leaves room for one more than it expects)."""
-        if deliveries >= room:
+        self.key(key)
+        if leased >= room:
             self.work("delivery")
 
     async def flush(self) -> None:

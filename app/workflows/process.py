@@ -294,7 +294,6 @@ class ServiceProcess:
         try:
             async with asyncio.timeout(5):
                 await self.store.runs.release_leases()
-                await self.store.wakeups.flush()  # the others hear of what was handed back
         except Exception as exc:
             if not (isinstance(exc, TimeoutError) or is_outage(exc)):
                 raise
