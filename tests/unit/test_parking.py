@@ -24,6 +24,8 @@ class Parker(Worker[str]):
         )
         self.release: dict[str, asyncio.Event] = {}
         self.running: set[str] = set()
+        self.waiting: set[str] = set()  # items inside `parked`, waiting for their event
+        self.waited = asyncio.Condition()
         self.most_running = 0
         self.failed: list[str] = []
 
@@ -42,6 +44,9 @@ class Parker(Worker[str]):
     async def process(self, item: str) -> None:
         event = self.release.setdefault(item, asyncio.Event())
         async with self.parked(item):
+            async with self.waited:
+                self.waiting.add(item)
+                self.waited.notify_all()
             await event.wait()
             if item.startswith("fail"):
                 raise RuntimeError(item)
@@ -51,9 +56,10 @@ class Parker(Worker[str]):
         self.running.discard(item)
 
 
-async def _settled() -> None:
-    for _ in range(10):
-        await asyncio.sleep(0)
+async def _waiting(worker: Parker, *items: str) -> None:
+    """Until each of `items` waits inside `parked` (given its slot back, where it could)."""
+    async with asyncio.timeout(10), worker.waited:
+        await worker.waited.wait_for(lambda: worker.waiting.issuperset(items))
 
 
 async def _finished(worker: Parker) -> None:
@@ -76,12 +82,12 @@ async def test_a_parked_item_frees_its_slot_and_takes_one_again() -> None:
     worker = Parker(concurrency=2)
     for item in ("a", "b"):
         worker.submit(item, leased_at=worker.leases.now())
-    await _settled()
+    await _waiting(worker, "a", "b")
     # Both wait outside: the worker has room for two more (at most `capacity` parked).
     assert worker.free_slots() == 2
     for item in ("c", "d"):
         worker.submit(item, leased_at=worker.leases.now())
-    await _settled()
+    await _waiting(worker, "c", "d")
     assert worker.free_slots() == 0
     for event in worker.release.values():
         event.set()
@@ -96,7 +102,7 @@ async def test_an_item_ending_while_parked_leaves_the_slots_as_they_were(ending:
     worker = Parker(concurrency=1)
     item = f"{ending}-1"
     worker.submit(item, leased_at=worker.leases.now())
-    await _settled()
+    await _waiting(worker, item)
     assert worker.free_slots() == 1
     if ending == "fail":
         worker.release[item].set()
